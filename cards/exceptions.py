@@ -1,0 +1,66 @@
+"""Card errors. Messages are shown to people as they are: they never contain a PIN."""
+
+from wallets.exceptions import AlreadyRedeemed, BadData, NotFound, VoucherBlocked, WalletError
+
+
+class CardError(WalletError):
+    """Base of card errors; `code` names the outcome for messages, audit and lockout."""
+
+    code = "card_error"
+
+    def __init__(self, message: str | None = None, *, card=None):
+        self.card = card
+        super().__init__(message)
+
+
+class CardCodeInvalid(CardError, NotFound):
+    code = "check_digit"
+    default_message = "This is not a valid voucher code: please check the code and try again."
+
+
+class CardNotFound(CardError, NotFound):
+    code = "not_found"
+    default_message = "No voucher matches this code."
+
+
+class CardAlreadyRedeemed(CardError, AlreadyRedeemed):
+    code = "already_redeemed"
+    default_message = "This voucher has already been used."
+
+
+class CardExpired(CardError, BadData):
+    code = "expired"
+    default_message = "This voucher has expired."
+
+
+class CardBlocked(CardError, VoucherBlocked):
+    code = "blocked"
+    default_message = "This voucher is blocked. Please contact your provider."
+
+
+class CardWrongReseller(CardError, BadData):
+    code = "wrong_reseller"
+    default_message = "This voucher was issued by another provider and cannot be used here."
+
+
+class CardCurrencyMismatch(CardError, BadData):
+    code = "currency_mismatch"
+    default_message = "This voucher's currency does not match your balance."
+
+
+class CardAmountMismatch(CardError, BadData):
+    code = "amount_mismatch"
+    default_message = "The amount does not match the voucher's amount."
+
+
+class NoMainBalance(CardError, NotFound):
+    code = "no_balance"
+    default_message = "Your account has no balance to credit. Please contact support."
+
+
+class GenerationError(BadData):
+    """A generation request that cannot be carried out; `field` names the form field at fault."""
+
+    def __init__(self, message: str, *, field: str = ""):
+        self.field = field
+        super().__init__(message)

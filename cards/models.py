@@ -1,0 +1,247 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Case, Q, Value, When
+from django.utils import timezone
+
+from subscribers.models import Reseller, Subscriber
+from wallets.models import LedgerEntry
+
+SERIAL_NUMBER_DIGITS = 9
+MAX_CARD_NUMBER = 10**SERIAL_NUMBER_DIGITS - 1
+PIN_MIN_LENGTH = 5
+PIN_MAX_LENGTH = 20
+PIN_DEFAULT_LENGTH = 12
+
+
+class CardStatus(models.TextChoices):
+    NEW = "new", "New"
+    ACTIVATED = "activated", "Activated"
+    EXPIRED = "expired", "Expired"
+    BLOCKED = "blocked", "Blocked"
+
+
+def format_serial(series: str, number: int) -> str:
+    return f"{series}-{number:0{SERIAL_NUMBER_DIGITS}d}"
+
+
+class TopUpCardQuerySet(models.QuerySet):
+    """Status is derived, in this order: activated, blocked, expired, else new."""
+
+    def activated(self):
+        return self.filter(activated_at__isnull=False)
+
+    def blocked(self):
+        return self.filter(activated_at__isnull=True, blocked=True)
+
+    def expired(self, at=None):
+        return self.filter(
+            activated_at__isnull=True, blocked=False, expires_at__lte=at or timezone.now()
+        )
+
+    def new(self, at=None):
+        return self.filter(
+            activated_at__isnull=True, blocked=False, expires_at__gt=at or timezone.now()
+        )
+
+    def with_status(self, status: str, at=None):
+        return {
+            CardStatus.NEW: self.new,
+            CardStatus.ACTIVATED: lambda at=None: self.activated(),
+            CardStatus.EXPIRED: self.expired,
+            CardStatus.BLOCKED: lambda at=None: self.blocked(),
+        }[CardStatus(status)](at=at)
+
+    def annotate_status(self, at=None):
+        at = at or timezone.now()
+        return self.annotate(
+            status=Case(
+                When(activated_at__isnull=False, then=Value(CardStatus.ACTIVATED)),
+                When(blocked=True, then=Value(CardStatus.BLOCKED)),
+                When(expires_at__lte=at, then=Value(CardStatus.EXPIRED)),
+                default=Value(CardStatus.NEW),
+                output_field=models.CharField(),
+            )
+        )
+
+
+class CardSeries(models.Model):
+    """One row per series: generation locks it so two batches never share a serial."""
+
+    series = models.CharField(max_length=6, primary_key=True)
+
+    class Meta:
+        verbose_name_plural = "card series"
+
+    def __str__(self) -> str:
+        return self.series
+
+
+class CardBatch(models.Model):
+    """One generation run: who, when, with which parameters, and which serials it made."""
+
+    series = models.CharField(max_length=6)
+    first_number = models.PositiveBigIntegerField()
+    quantity = models.PositiveIntegerField()
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    pin_length = models.PositiveSmallIntegerField()
+    reseller = models.ForeignKey(
+        Reseller, on_delete=models.PROTECT, null=True, blank=True, related_name="batches"
+    )
+    expires_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "card batches"
+
+    def __str__(self) -> str:
+        return f"{self.first_serial} … {self.last_serial} ({self.quantity} cards)"
+
+    @property
+    def first_serial(self) -> str:
+        return format_serial(self.series, self.first_number)
+
+    @property
+    def last_serial(self) -> str:
+        return format_serial(self.series, self.first_number + self.quantity - 1)
+
+
+class TopUpCard(models.Model):
+    """A prepaid top-up card. The PIN is stored only as a keyed digest and an encrypted copy."""
+
+    series = models.CharField(max_length=6)
+    number = models.PositiveBigIntegerField()
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    pin_digest = models.BinaryField(max_length=32, unique=True)
+    pin_encrypted = models.BinaryField(max_length=128)
+    pin_length = models.PositiveSmallIntegerField()
+    pin_last4 = models.CharField(max_length=4)
+    reseller = models.ForeignKey(
+        Reseller, on_delete=models.PROTECT, null=True, blank=True, related_name="cards"
+    )
+    expires_at = models.DateTimeField(db_index=True)
+    blocked = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    activated_by = models.ForeignKey(
+        Subscriber, on_delete=models.PROTECT, null=True, blank=True, related_name="cards"
+    )
+    ledger_entry = models.OneToOneField(
+        LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="card"
+    )
+    batch = models.ForeignKey(
+        CardBatch, on_delete=models.PROTECT, null=True, blank=True, related_name="cards"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TopUpCardQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "top-up card"
+        permissions = [
+            ("view_pin", "Can reveal and export card PINs"),
+            ("redeem_card", "Can redeem a top-up card in the client panel"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["series", "number"], name="card_serial_unique"),
+            models.CheckConstraint(
+                condition=Q(series__regex=r"^[0-9]{1,6}$"), name="card_series_digits"
+            ),
+            models.CheckConstraint(
+                condition=Q(number__gte=1) & Q(number__lte=MAX_CARD_NUMBER),
+                name="card_number_range",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="card_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(pin_length__gte=PIN_MIN_LENGTH) & Q(pin_length__lte=PIN_MAX_LENGTH),
+                name="card_pin_length_range",
+            ),
+            models.CheckConstraint(
+                condition=(Q(activated_at__isnull=True) & Q(activated_by__isnull=True))
+                | (Q(activated_at__isnull=False) & Q(activated_by__isnull=False)),
+                name="card_activation_complete",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="card_newest_first"),
+            models.Index(fields=["amount"], name="card_amount"),
+            models.Index(fields=["currency"], name="card_currency"),
+            models.Index(fields=["reseller", "-created_at", "-id"], name="card_reseller_newest"),
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(activated_at__isnull=True),
+                name="card_open_expiry",
+            ),
+            models.Index(
+                fields=["-created_at", "-id"], condition=Q(blocked=True), name="card_blocked"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.serial
+
+    @property
+    def serial(self) -> str:
+        return format_serial(self.series, self.number)
+
+    @property
+    def status(self) -> str:
+        if self.activated_at is not None:
+            return CardStatus.ACTIVATED
+        if self.blocked:
+            return CardStatus.BLOCKED
+        if self.expires_at <= timezone.now():
+            return CardStatus.EXPIRED
+        return CardStatus.NEW
+
+    @property
+    def masked_pin(self) -> str:
+        hidden = "•" * (self.pin_length - 4) + self.pin_last4
+        return " ".join(hidden[i : i + 4] for i in range(0, len(hidden), 4))
+
+
+class CardEventKind(models.TextChoices):
+    GENERATED = "generated", "Batch generated"
+    EDITED = "edited", "Edited"
+    BLOCKED = "blocked", "Blocked"
+    UNBLOCKED = "unblocked", "Unblocked"
+    DELETED = "deleted", "Deleted"
+    REDEEMED = "redeemed", "Redeemed"
+    REDEEM_FAILED = "redeem_failed", "Failed redemption"
+    PIN_REVEALED = "pin_revealed", "PIN revealed"
+    EXPORTED = "exported", "Exported"
+    REVERSED = "reversed", "Reversed"
+
+
+class CardEvent(models.Model):
+    """Audit record. The serial is kept so the history outlives a deleted card."""
+
+    kind = models.CharField(max_length=16, choices=CardEventKind.choices, db_index=True)
+    card = models.ForeignKey(
+        TopUpCard, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    serial = models.CharField(max_length=20, blank=True, db_index=True)
+    batch = models.ForeignKey(
+        CardBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    channel = models.CharField(max_length=8, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.serial} at {self.created_at:%Y-%m-%d %H:%M:%S}"

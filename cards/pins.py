@@ -1,0 +1,123 @@
+"""PIN secrets: generation with a Luhn check digit, keyed digest for lookup, encrypted copy.
+
+Keys live in settings (from the environment), never in the database. The first key of each
+list is current; the others are kept so cards made before a rotation still work.
+"""
+
+import base64
+import hmac
+import os
+import re
+import secrets
+from functools import lru_cache
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+_SEPARATORS = re.compile(r"[\s\-]+")
+_NONCE_BYTES = 12
+
+# Doubling table for the Luhn algorithm: digit -> 2*digit with the digits summed.
+_LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+def luhn_check_digit(payload: str) -> str:
+    """The digit to append to `payload` so that the whole string passes the Luhn check."""
+    total = 0
+    for position, char in enumerate(reversed(payload)):
+        digit = ord(char) - 48
+        total += _LUHN_DOUBLE[digit] if position % 2 == 0 else digit
+    return str((10 - total % 10) % 10)
+
+
+def luhn_valid(pin: str) -> bool:
+    return (
+        len(pin) >= 2 and pin.isascii() and pin.isdigit() and luhn_check_digit(pin[:-1]) == pin[-1]
+    )
+
+
+def normalize_pin(typed: str) -> str:
+    """What a person typed, without the spaces and dashes used when printing PINs."""
+    return _SEPARATORS.sub("", typed or "")
+
+
+def generate_pin(length: int) -> str:
+    """A uniform random PIN from the OS CSPRNG: length-1 random digits and a Luhn check digit."""
+    payload = f"{secrets.randbelow(10 ** (length - 1)):0{length - 1}d}"
+    return payload + luhn_check_digit(payload)
+
+
+def pin_space(length: int) -> int:
+    """How many distinct valid PINs of this length exist (the check digit adds none)."""
+    return 10 ** (length - 1)
+
+
+@lru_cache(maxsize=8)
+def _digest_keys(raw: tuple[str, ...]) -> tuple[bytes, ...]:
+    if not raw:
+        raise ImproperlyConfigured("PIN_DIGEST_KEYS is empty.")
+    return tuple(key.encode() for key in raw)
+
+
+@lru_cache(maxsize=8)
+def _encryption_keys(raw: tuple[str, ...]) -> tuple[tuple[bytes, AESGCM], ...]:
+    if not raw:
+        raise ImproperlyConfigured("PIN_ENCRYPTION_KEYS is empty.")
+    keys = []
+    for item in raw:
+        key_id, _, encoded = item.partition(":")
+        try:
+            key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                "PIN_ENCRYPTION_KEYS holds a key that is not base64."
+            ) from exc
+        if not key_id or len(key_id.encode()) > 255 or len(key) != 32:
+            raise ImproperlyConfigured(
+                "Each PIN_ENCRYPTION_KEYS item is 'key_id:base64url of 32 random bytes'."
+            )
+        keys.append((key_id.encode(), AESGCM(key)))
+    return tuple(keys)
+
+
+def digest_keys() -> tuple[bytes, ...]:
+    return _digest_keys(tuple(settings.PIN_DIGEST_KEYS))
+
+
+def pin_digest(pin: str, key: bytes | None = None) -> bytes:
+    """HMAC-SHA256 of the PIN under the current digest key (or the given one)."""
+    return hmac.digest(key or digest_keys()[0], pin.encode(), "sha256")
+
+
+def pin_digests(pin: str) -> list[bytes]:
+    """The PIN's digest under every configured key: finds cards made before a key rotation."""
+    return [hmac.digest(key, pin.encode(), "sha256") for key in digest_keys()]
+
+
+def encrypt_pin(pin: str) -> bytes:
+    """AES-256-GCM under the current key: len(key_id) | key_id | nonce | ciphertext+tag."""
+    key_id, aead = _encryption_keys(tuple(settings.PIN_ENCRYPTION_KEYS))[0]
+    nonce = os.urandom(_NONCE_BYTES)
+    return bytes((len(key_id),)) + key_id + nonce + aead.encrypt(nonce, pin.encode(), key_id)
+
+
+def encryption_key_id(blob: bytes) -> str:
+    blob = bytes(blob)
+    return blob[1 : 1 + blob[0]].decode()
+
+
+def decrypt_pin(blob: bytes) -> str:
+    blob = bytes(blob)
+    id_length = blob[0]
+    key_id = blob[1 : 1 + id_length]
+    nonce = blob[1 + id_length : 1 + id_length + _NONCE_BYTES]
+    for candidate_id, aead in _encryption_keys(tuple(settings.PIN_ENCRYPTION_KEYS)):
+        if candidate_id == key_id:
+            return aead.decrypt(nonce, blob[1 + id_length + _NONCE_BYTES :], key_id).decode()
+    raise ImproperlyConfigured("The key this PIN was encrypted with is no longer configured.")
+
+
+def format_pin(pin: str) -> str:
+    """Groups of four, as printed on a card: 4524 2829 3854."""
+    return " ".join(pin[i : i + 4] for i in range(0, len(pin), 4))

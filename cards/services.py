@@ -1,0 +1,435 @@
+"""Writes to cards: batch generation and redemption."""
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from subscribers.models import Reseller, Subscriber
+from wallets.models import Balance, Channel, LedgerKind
+from wallets.services import balance_topup
+
+from . import pins
+from .exceptions import (
+    CardAlreadyRedeemed,
+    CardAmountMismatch,
+    CardBlocked,
+    CardCodeInvalid,
+    CardCurrencyMismatch,
+    CardError,
+    CardExpired,
+    CardNotFound,
+    CardWrongReseller,
+    GenerationError,
+)
+from .models import (
+    MAX_CARD_NUMBER,
+    PIN_MAX_LENGTH,
+    PIN_MIN_LENGTH,
+    CardBatch,
+    CardEvent,
+    CardEventKind,
+    CardSeries,
+    TopUpCard,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_QUANTITY = 1_000_000
+# Live cards of one PIN length may fill at most this share of the PIN space (PRODUCT.md 2).
+PIN_SPACE_SHARE = 10_000
+_SERIES = re.compile(r"^[0-9]{1,6}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CHUNK = 5_000
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    batch: CardBatch
+    pins: list[str]
+    """The new PINs in serial order, for the one-time download. Never logged, never stored."""
+
+
+def _validate_generation(
+    *, series, quantity, amount, currency, pin_length, expires_at
+) -> tuple[Decimal, str]:
+    if not isinstance(series, str) or not _SERIES.match(series):
+        raise GenerationError("Series must be 1 to 6 digits.", field="series")
+    if not isinstance(quantity, int) or not 1 <= quantity <= MAX_BATCH_QUANTITY:
+        raise GenerationError(
+            f"Quantity must be between 1 and {MAX_BATCH_QUANTITY:,}.", field="quantity"
+        )
+    try:
+        amount = Decimal(str(amount))
+    except InvalidOperation:
+        raise GenerationError("Amount must be a number.", field="amount") from None
+    if not amount.is_finite() or amount <= 0:
+        raise GenerationError("Amount must be greater than zero.", field="amount")
+    if amount != amount.quantize(Decimal("0.01")) or amount >= Decimal("1e12"):
+        raise GenerationError(
+            "Amount may have at most 2 decimal places and 12 digits.", field="amount"
+        )
+    currency = (currency or "").strip().upper()
+    if not _CURRENCY.match(currency):
+        raise GenerationError("Currency must be a three-letter code such as USD.", field="currency")
+    if not isinstance(pin_length, int) or not PIN_MIN_LENGTH <= pin_length <= PIN_MAX_LENGTH:
+        raise GenerationError(
+            f"PIN length must be between {PIN_MIN_LENGTH} and {PIN_MAX_LENGTH} digits.",
+            field="pin_length",
+        )
+    if expires_at <= timezone.now():
+        raise GenerationError("Expiry date must be in the future.", field="expires_at")
+    return amount.quantize(Decimal("0.01")), currency
+
+
+def pin_space_capacity(pin_length: int) -> int:
+    """How many live cards of this PIN length the 1-in-10,000 rule allows at once."""
+    return pins.pin_space(pin_length) // PIN_SPACE_SHARE
+
+
+def _check_pin_space(pin_length: int, quantity: int) -> None:
+    live = (
+        TopUpCard.objects.filter(
+            pin_length=pin_length,
+            activated_at__isnull=True,
+            expires_at__gt=timezone.now(),
+        )
+        .order_by()
+        .count()
+    )
+    capacity = pin_space_capacity(pin_length)
+    if live + quantity > capacity:
+        raise GenerationError(
+            f"{pin_length}-digit PINs would become guessable: at most {capacity:,} live cards "
+            f"may share that length (1 in {PIN_SPACE_SHARE:,} of the PIN space) and "
+            f"{live:,} exist already. Choose a longer PIN or a smaller quantity.",
+            field="pin_length",
+        )
+
+
+def _lock_series(series: str) -> int:
+    """Lock the series for this transaction and return its next free number."""
+    CardSeries.objects.bulk_create([CardSeries(series=series)], ignore_conflicts=True)
+    CardSeries.objects.select_for_update().get(series=series)
+    highest = TopUpCard.objects.filter(series=series).aggregate(top=Max("number"))["top"]
+    return (highest or 0) + 1
+
+
+def _unique_pins(length: int, count: int, exclude: set[str] | None = None) -> list[str]:
+    seen = set(exclude or ())
+    result: list[str] = []
+    while len(result) < count:
+        pin = pins.generate_pin(length)
+        if pin not in seen:
+            seen.add(pin)
+            result.append(pin)
+    return result
+
+
+def _existing_digests(digests: list[bytes]) -> set[bytes]:
+    found: set[bytes] = set()
+    for start in range(0, len(digests), _CHUNK):
+        chunk = digests[start : start + _CHUNK]
+        found.update(
+            bytes(d)
+            for d in TopUpCard.objects.filter(pin_digest__in=chunk).values_list(
+                "pin_digest", flat=True
+            )
+        )
+    return found
+
+
+def _replace_colliding(pin_list: list[str], length: int) -> int:
+    """Give a fresh PIN to every card whose PIN another card already has. Returns how many."""
+    replaced = 0
+    while True:
+        digests = [pins.pin_digest(p) for p in pin_list]
+        taken = _existing_digests(digests)
+        if not taken:
+            return replaced
+        in_use = set(pin_list)
+        for index, digest in enumerate(digests):
+            if digest in taken:
+                fresh = _unique_pins(length, 1, exclude=in_use)[0]
+                in_use.add(fresh)
+                pin_list[index] = fresh
+                replaced += 1
+
+
+_COPY_COLUMNS = (
+    "series",
+    "number",
+    "amount",
+    "currency",
+    "pin_digest",
+    "pin_encrypted",
+    "pin_length",
+    "pin_last4",
+    "reseller_id",
+    "expires_at",
+    "blocked",
+    "batch_id",
+    "created_at",
+)
+_COPY_TYPES = (
+    "varchar",
+    "int8",
+    "numeric",
+    "varchar",
+    "bytea",
+    "bytea",
+    "int2",
+    "varchar",
+    "int8",
+    "timestamptz",
+    "bool",
+    "int8",
+    "timestamptz",
+)
+
+
+def _card_rows(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> Iterable[tuple]:
+    digest_key = pins.digest_keys()[0]
+    total = len(pin_list)
+    for offset, pin in enumerate(pin_list):
+        yield (
+            batch.series,
+            batch.first_number + offset,
+            batch.amount,
+            batch.currency,
+            pins.pin_digest(pin, digest_key),
+            pins.encrypt_pin(pin),
+            batch.pin_length,
+            pin[-4:],
+            batch.reseller_id,
+            batch.expires_at,
+            False,
+            batch.pk,
+            batch.created_at,
+        )
+        if progress and (offset + 1) % _CHUNK == 0:
+            progress(offset + 1, total)
+
+
+def _write_cards(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> None:
+    if connection.vendor == "postgresql":
+        table = TopUpCard._meta.db_table
+        with connection.cursor() as cursor, connection.wrap_database_errors:
+            raw = cursor.cursor  # the psycopg cursor, inside Django's transaction
+            sql = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            with raw.copy(sql) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in _card_rows(batch, pin_list, progress):
+                    copy.write_row(row)
+    else:
+        fields = _COPY_COLUMNS
+        cards = (
+            TopUpCard(**dict(zip(fields, row, strict=True)))
+            for row in _card_rows(batch, pin_list, progress)
+        )
+        chunk: list[TopUpCard] = []
+        for card in cards:
+            chunk.append(card)
+            if len(chunk) == _CHUNK:
+                TopUpCard.objects.bulk_create(chunk)
+                chunk = []
+        if chunk:
+            TopUpCard.objects.bulk_create(chunk)
+    if progress:
+        progress(len(pin_list), len(pin_list))
+
+
+@transaction.atomic
+def card_batch_generate(
+    *,
+    series: str,
+    quantity: int,
+    amount: Decimal | str,
+    currency: str,
+    pin_length: int,
+    reseller: Reseller | None,
+    expires_at: dt.datetime,
+    actor=None,
+    progress: Progress | None = None,
+) -> GenerationResult:
+    """Generate `quantity` cards with sequential serials: all of them or none."""
+    amount, currency = _validate_generation(
+        series=series,
+        quantity=quantity,
+        amount=amount,
+        currency=currency,
+        pin_length=pin_length,
+        expires_at=expires_at,
+    )
+    first_number = _lock_series(series)
+    if first_number + quantity - 1 > MAX_CARD_NUMBER:
+        raise GenerationError(
+            f"Series {series} has room for only {MAX_CARD_NUMBER - first_number + 1:,} more cards.",
+            field="quantity",
+        )
+    _check_pin_space(pin_length, quantity)
+    batch = CardBatch.objects.create(
+        series=series,
+        first_number=first_number,
+        quantity=quantity,
+        amount=amount,
+        currency=currency,
+        pin_length=pin_length,
+        reseller=reseller,
+        expires_at=expires_at,
+        created_by=actor,
+    )
+    pin_list = _unique_pins(pin_length, quantity)
+    existing = TopUpCard.objects.filter(pin_length=pin_length).exists()
+    # An existing card of the same length can share a PIN (about once per million at 12 digits
+    # with a million cards): write optimistically, and only on a clash look the PINs up and
+    # replace the clashing ones, so the common case is a single COPY.
+    try:
+        with transaction.atomic():
+            _write_cards(batch, pin_list, progress)
+    except IntegrityError:
+        if not existing:
+            raise
+        replaced = _replace_colliding(pin_list, pin_length)
+        logger.info(
+            "Batch %s: replaced %d PINs that existing cards already had", batch.pk, replaced
+        )
+        _write_cards(batch, pin_list, progress)
+    CardEvent.objects.create(
+        kind=CardEventKind.GENERATED,
+        batch=batch,
+        actor=actor,
+        serial=batch.first_serial,
+        changes={
+            "series": series,
+            "first_serial": batch.first_serial,
+            "last_serial": batch.last_serial,
+            "quantity": quantity,
+            "amount": str(amount),
+            "currency": currency,
+            "pin_length": pin_length,
+            "reseller": reseller.name if reseller else None,
+            "expires_at": expires_at.isoformat(),
+        },
+    )
+    return GenerationResult(batch=batch, pins=pin_list)
+
+
+def card_find_by_pin(pin: str, *, for_update: bool = False) -> TopUpCard | None:
+    queryset = TopUpCard.objects.filter(pin_digest__in=pins.pin_digests(pin))
+    if for_update:
+        queryset = queryset.select_for_update(of=("self",))
+    return queryset.select_related("reseller", "ledger_entry").first()
+
+
+@dataclass(frozen=True)
+class Redemption:
+    card: TopUpCard
+    balance: Balance
+    replayed: bool = False
+
+
+def _redeem_locked(
+    *, pin, balance, subscriber, actor, channel, request_id, expected_amount, allow_replay
+) -> Redemption:
+    card = card_find_by_pin(pin, for_update=True)
+    if card is None:
+        raise CardNotFound()
+    if card.activated_at is not None:
+        entry = card.ledger_entry
+        if (
+            allow_replay
+            and entry is not None
+            and entry.balance_id == balance.pk
+            and entry.actor_id == getattr(actor, "pk", None)
+            and (expected_amount is None or expected_amount == card.amount)
+        ):
+            return Redemption(card=card, balance=entry.balance, replayed=True)
+        raise CardAlreadyRedeemed(card=card)
+    if card.blocked:
+        raise CardBlocked(card=card)
+    if card.expires_at <= timezone.now():
+        raise CardExpired(card=card)
+    if card.reseller_id is not None and card.reseller_id != subscriber.reseller_id:
+        raise CardWrongReseller(card=card)
+    if card.currency != balance.template.currency:
+        raise CardCurrencyMismatch(card=card)
+    if expected_amount is not None and Decimal(expected_amount) != card.amount:
+        raise CardAmountMismatch(card=card)
+    result = balance_topup(
+        balance=balance,
+        amount=card.amount,
+        voucher=card.serial,
+        actor=actor,
+        channel=channel,
+        kind=LedgerKind.REDEMPTION,
+        request_id=request_id,
+    )
+    card.activated_at = result.entry.created_at
+    card.activated_by = subscriber
+    card.ledger_entry = result.entry
+    card.save(update_fields=["activated_at", "activated_by", "ledger_entry"])
+    CardEvent.objects.create(
+        kind=CardEventKind.REDEEMED,
+        card=card,
+        serial=card.serial,
+        actor=actor,
+        subscriber=subscriber,
+        channel=channel,
+        changes={"balance": balance.pk, "amount": str(card.amount), "currency": card.currency},
+    )
+    return Redemption(card=card, balance=result.balance)
+
+
+def card_redeem(
+    *,
+    pin: str,
+    balance: Balance,
+    subscriber: Subscriber,
+    actor=None,
+    channel: str = Channel.PANEL,
+    ip_address: str | None = None,
+    request_id: str = "",
+    expected_amount: Decimal | None = None,
+    allow_replay: bool = False,
+) -> Redemption:
+    """Redeem the card with this PIN onto `balance`: credit, activate, audit, in one transaction.
+
+    A failure changes nothing but is itself recorded as an audit event (for the lockout and the
+    operators), in its own transaction, after the failed one has rolled back.
+    """
+    pin = pins.normalize_pin(pin)
+    try:
+        if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pins.luhn_valid(pin)):
+            raise CardCodeInvalid()
+        with transaction.atomic():
+            return _redeem_locked(
+                pin=pin,
+                balance=balance,
+                subscriber=subscriber,
+                actor=actor,
+                channel=channel,
+                request_id=request_id,
+                expected_amount=expected_amount,
+                allow_replay=allow_replay,
+            )
+    except CardError as error:
+        CardEvent.objects.create(
+            kind=CardEventKind.REDEEM_FAILED,
+            serial=error.card.serial if error.card else "",
+            card_id=error.card.pk if error.card else None,
+            actor=actor,
+            subscriber=subscriber,
+            channel=channel,
+            ip_address=ip_address,
+            changes={"reason": error.code},
+        )
+        raise

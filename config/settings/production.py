@@ -1,0 +1,28 @@
+"""Production: every secret comes from the environment, nothing has a default."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import *  # noqa: F403
+from .base import PIN_DIGEST_KEYS, PIN_ENCRYPTION_KEYS, env, env_bool
+from .dev_keys import DEV_PIN_DIGEST_KEY, DEV_PIN_ENCRYPTION_KEY
+
+if DEBUG:  # noqa: F405
+    raise ImproperlyConfigured("DEBUG must be off in production.")
+if not PIN_DIGEST_KEYS or not PIN_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("Set PIN_DIGEST_KEYS and PIN_ENCRYPTION_KEYS.")
+if DEV_PIN_DIGEST_KEY in PIN_DIGEST_KEYS or DEV_PIN_ENCRYPTION_KEY in PIN_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("The development PIN keys must not be used in production.")
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SECURE = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_AGE = 60 * 60 * 8
+CONN_MAX_AGE = 60

@@ -1,0 +1,228 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from subscribers.models import Group, Subscription
+
+AMOUNT_DIGITS = 24
+AMOUNT_PLACES = 6
+
+
+class Wallet(models.Model):
+    """The balances of one subscription or one group (exactly one of the two)."""
+
+    subscription = models.OneToOneField(
+        Subscription, on_delete=models.PROTECT, null=True, blank=True, related_name="wallet"
+    )
+    group = models.OneToOneField(
+        Group, on_delete=models.PROTECT, null=True, blank=True, related_name="wallet"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(subscription__isnull=False) & Q(group__isnull=True))
+                | (Q(subscription__isnull=True) & Q(group__isnull=False)),
+                name="wallet_has_one_owner",
+            )
+        ]
+
+    def __str__(self) -> str:
+        owner = self.subscription or self.group
+        return f"Wallet of {owner}"
+
+
+class BalanceKind(models.TextChoices):
+    SIMPLE = "simple", "Simple"
+    PERIODIC = "periodic", "Periodic"
+    VIRTUAL = "virtual", "Virtual (aggregated)"
+    METER = "meter", "Amount meter"
+
+
+class BalanceTemplate(models.Model):
+    """A balance definition: kind, currency or unit, precision and the adjustment rules."""
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=10, choices=BalanceKind.choices)
+    currency = models.CharField(
+        max_length=10, help_text="ISO 4217 currency code, or a unit such as MB or MIN."
+    )
+    precision = models.PositiveSmallIntegerField(
+        default=2, help_text="Decimal places an amount may have (0–6)."
+    )
+    end_adjust_allowed = models.BooleanField(
+        default=True, help_text="End Date Adjustment Type: Allow (rule E1)."
+    )
+    is_private = models.BooleanField(default=False)
+    period = models.DurationField(
+        null=True, blank=True, help_text="Length of one interval of a periodic balance."
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(precision__gte=0) & Q(precision__lte=AMOUNT_PLACES),
+                name="template_precision_0_6",
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind=BalanceKind.PERIODIC) & Q(period__isnull=False))
+                | (~Q(kind=BalanceKind.PERIODIC) & Q(period__isnull=True)),
+                name="template_period_iff_periodic",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()}, {self.currency})"
+
+
+class Balance(models.Model):
+    """One balance in a wallet. Its amount changes only through wallets.services.balance_apply."""
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="balances")
+    resource_id = models.PositiveIntegerField()
+    template = models.ForeignKey(BalanceTemplate, on_delete=models.PROTECT, related_name="+")
+    amount = models.DecimalField(
+        max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, default=Decimal("0")
+    )
+    start_time = models.DateTimeField(default=timezone.now)
+    end_time = models.DateTimeField(null=True, blank=True)
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="children",
+        help_text="The aggregated balance above this one (e.g. the group's G/L balance).",
+    )
+    is_main = models.BooleanField(
+        default=False, help_text="The balance that card redemptions credit."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["wallet", "resource_id"]
+        permissions = [
+            ("topup_balance", "Can top up a balance (REST API)"),
+            ("adjust_balance", "Can adjust a balance's amount or validity"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["wallet", "resource_id"], name="balance_resource_unique_in_wallet"
+            ),
+            models.UniqueConstraint(
+                fields=["wallet"], condition=Q(is_main=True), name="one_main_balance_per_wallet"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="balance_amount_non_negative"),
+            models.CheckConstraint(
+                condition=Q(end_time__isnull=True) | Q(end_time__gt=models.F("start_time")),
+                name="balance_end_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.wallet} #{self.resource_id}"
+
+    def is_live(self, at=None) -> bool:
+        at = at or timezone.now()
+        return self.start_time <= at and (self.end_time is None or at < self.end_time)
+
+
+class BalanceInterval(models.Model):
+    """One period of a periodic balance; only the interval containing "now" is live."""
+
+    balance = models.ForeignKey(Balance, on_delete=models.CASCADE, related_name="intervals")
+    start_time = models.DateTimeField()
+    end_time = models.DateTimeField()
+    amount = models.DecimalField(
+        max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, default=Decimal("0")
+    )
+
+    class Meta:
+        ordering = ["balance", "start_time"]
+        constraints = [
+            models.UniqueConstraint(fields=["balance", "start_time"], name="interval_unique_start"),
+            models.CheckConstraint(
+                condition=Q(end_time__gt=models.F("start_time")), name="interval_end_after_start"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="interval_amount_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.balance} [{self.start_time:%Y-%m-%d} – {self.end_time:%Y-%m-%d}]"
+
+
+class LedgerKind(models.TextChoices):
+    OPENING = "opening", "Opening balance"
+    TOPUP = "topup", "Top-up"
+    REDEMPTION = "redemption", "Card redemption"
+    ADJUSTMENT = "adjustment", "Adjustment"
+    REVERSAL = "reversal", "Reversal"
+
+
+class Channel(models.TextChoices):
+    PANEL = "panel", "Client panel"
+    REST = "rest", "REST API"
+    ADMIN = "admin", "Admin"
+    SYSTEM = "system", "System"
+
+
+class LedgerEntry(models.Model):
+    """An immutable record of one change of a balance amount."""
+
+    balance = models.ForeignKey(Balance, on_delete=models.PROTECT, related_name="entries")
+    interval = models.ForeignKey(
+        BalanceInterval, on_delete=models.PROTECT, null=True, blank=True, related_name="entries"
+    )
+    amount = models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    kind = models.CharField(max_length=12, choices=LedgerKind.choices)
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.SYSTEM)
+    voucher = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Card serial or external voucher reference (never a PIN).",
+    )
+    reason = models.CharField(max_length=255, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    request_id = models.CharField(max_length=64, blank=True)
+    reverses = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="ledger_amount_not_zero"),
+        ]
+        indexes = [models.Index(fields=["balance", "-created_at"], name="ledger_balance_time")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount:+} on {self.balance}"
+
+
+class VoucherMode(models.TextChoices):
+    CARD = "card", "Card PIN (our cards are redeemed)"
+    EXTERNAL = "external", "External voucher reference (trusted voucher system)"
+
+
+class ApiClient(models.Model):
+    """A partner system calling the REST API as a Django user (token or HTTP Basic)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_client"
+    )
+    voucher_mode = models.CharField(
+        max_length=8, choices=VoucherMode.choices, default=VoucherMode.CARD
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_voucher_mode_display()})"
