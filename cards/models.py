@@ -130,6 +130,9 @@ class TopUpCard(models.Model):
     activated_by = models.ForeignKey(
         Subscriber, on_delete=models.PROTECT, null=True, blank=True, related_name="cards"
     )
+    reversed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an operator reversed the redemption (card blocked)."
+    )
     ledger_entry = models.OneToOneField(
         LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="card"
     )
@@ -242,6 +245,26 @@ class CardEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # Brute-force lockout and the global failure budget count recent failed redemptions
+            # per subscriber, per client IP and per API client.
+            models.Index(fields=["kind", "created_at"], name="cardevent_kind_time"),
+            models.Index(
+                fields=["subscriber", "created_at"],
+                condition=Q(kind="redeem_failed"),
+                name="cardevent_fail_subscriber",
+            ),
+            models.Index(
+                fields=["ip_address", "created_at"],
+                condition=Q(kind="redeem_failed"),
+                name="cardevent_fail_ip",
+            ),
+            models.Index(
+                fields=["actor", "created_at"],
+                condition=Q(kind="redeem_failed"),
+                name="cardevent_fail_actor",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.serial} at {self.created_at:%Y-%m-%d %H:%M:%S}"
