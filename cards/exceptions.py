@@ -1,6 +1,13 @@
 """Card errors. Messages are shown to people as they are: they never contain a PIN."""
 
-from wallets.exceptions import AlreadyRedeemed, BadData, NotFound, VoucherBlocked, WalletError
+from wallets.exceptions import (
+    AlreadyRedeemed,
+    BadData,
+    NotFound,
+    Result,
+    VoucherBlocked,
+    WalletError,
+)
 
 
 class CardError(WalletError):
@@ -63,4 +70,20 @@ class GenerationError(BadData):
 
     def __init__(self, message: str, *, field: str = ""):
         self.field = field
+        super().__init__(message)
+
+
+class RedemptionLocked(CardError):
+    """Too many failed redemptions (PRODUCT.md 3): refused without looking the code up.
+
+    `locked_until` says when redemption opens again. Over REST it answers HTTP 429.
+    """
+
+    result = Result.FORBIDDEN
+    http_status = 429
+    code = "locked"
+    default_message = "Too many wrong voucher codes. Redemption is locked for a while."
+
+    def __init__(self, message: str | None = None, *, locked_until=None):
+        self.locked_until = locked_until
         super().__init__(message)
