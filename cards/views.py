@@ -14,6 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from wallets.exceptions import WalletError
@@ -21,7 +22,7 @@ from wallets.models import Channel
 from wallets.selectors import subscriber_main_balance
 
 from .exceptions import CardError, NoMainBalance
-from .lockout import client_ip
+from .lockout import client_ip, locked_message, redemption_locked_until
 from .panel_selectors import subscriber_balances, subscriber_recent_entries
 from .services import card_redeem
 from .templatetags.panel import format_amount
@@ -56,12 +57,6 @@ class RedeemForm(forms.Form):
             }
         ),
     )
-    # Where to come back to after the redirect: a name from a fixed list, never a URL.
-    back = forms.ChoiceField(
-        choices=[("dashboard", "dashboard"), ("redeem", "redeem")],
-        required=False,
-        widget=forms.HiddenInput,
-    )
 
 
 def _forbidden(request, reason: str):
@@ -89,20 +84,31 @@ def subscriber_required(permission: str | None = None):
     return decorator
 
 
-def _panel_context(request, form=None) -> dict:
+def _panel_context(request, form=None, *, back: str = "redeem") -> dict:
     subscriber = request.subscriber
+    can_redeem = request.user.has_perm(REDEEM_PERMISSION)
+    locked_until = None
+    if can_redeem:
+        locked_until = redemption_locked_until(
+            subscriber=subscriber,
+            actor=request.user,
+            channel=Channel.PANEL,
+            ip_address=client_ip(request),
+        )
     return {
         "subscriber": subscriber,
-        "can_redeem": request.user.has_perm(REDEEM_PERMISSION),
+        "can_redeem": can_redeem,
+        "locked_message": locked_message(locked_until) if locked_until else "",
         "main_balance": subscriber_main_balance(subscriber),
         "form": form or RedeemForm(),
+        "back": back,
     }
 
 
 @require_http_methods(["GET"])
 @subscriber_required()
 def dashboard(request):
-    context = _panel_context(request, RedeemForm(initial={"back": "dashboard"}))
+    context = _panel_context(request, back="dashboard")
     context["balances"] = subscriber_balances(request.subscriber)
     context["entries"] = subscriber_recent_entries(request.subscriber)
     return render(request, "panel/dashboard.html", context)
@@ -141,6 +147,7 @@ def _redeem(request, code: str) -> None:
     )
 
 
+@sensitive_post_parameters("code")
 @require_http_methods(["GET", "POST"])
 @subscriber_required(REDEEM_PERMISSION)
 def redeem(request):
@@ -148,8 +155,9 @@ def redeem(request):
         form = RedeemForm(request.POST)
         if form.is_valid():
             _redeem(request, form.cleaned_data["code"])
-            back = "panel:dashboard" if form.cleaned_data["back"] == "dashboard" else "panel:redeem"
-            return redirect(back)
+            # Back to the page the form was on: a name from a fixed list, never a URL.
+            back = request.POST.get("back")
+            return redirect("panel:dashboard" if back == "dashboard" else "panel:redeem")
         # Only an empty or overlong code gets here; CodeInput never echoes what was typed.
         return render(request, "panel/redeem.html", _panel_context(request, form), status=400)
     return render(request, "panel/redeem.html", _panel_context(request))

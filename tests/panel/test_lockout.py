@@ -104,3 +104,19 @@ def test_the_alert_is_for_staff_only(client, settings, db):
     page = client.get("/admin/login/").content.decode()
 
     assert 'id="redemption-alert"' not in page and "203.0.113.9" not in page
+
+
+def test_a_locked_subscriber_sees_until_when_before_typing_anything(rose):
+    for _ in range(5):
+        redeem(rose, pins.generate_pin(12))
+
+    for url in ("/panel/", REDEEM):
+        page = rose.get(url).content.decode()
+        assert 'id="locked-notice"' in page and "Redemption is locked until" in page
+
+
+def test_no_lock_notice_before_the_fifth_failure(rose):
+    for _ in range(4):
+        redeem(rose, pins.generate_pin(12))
+
+    assert 'id="locked-notice"' not in rose.get(REDEEM).content.decode()

@@ -152,3 +152,32 @@ def test_pages_work_without_any_external_asset(rose):
     assert "http://" not in page and "https://" not in page
     assert "/static/panel/panel.css" in page
     assert 'name="viewport"' in page
+
+
+def test_a_balance_past_its_end_is_marked_not_active(rose, main_balance):
+    BalanceFactory(
+        wallet=main_balance.wallet,
+        template__name="Old bonus",
+        start_time=timezone.now() - dt.timedelta(days=30),
+        end_time=timezone.now() - dt.timedelta(days=1),
+    )
+
+    page = rose.get("/panel/").content.decode()
+
+    row = page[page.index("Old bonus") :].split("</tr>")[0]
+    assert "not active" in row
+    assert "not active" not in page[: page.index("Old bonus")]
+
+
+def test_dashboard_queries_do_not_grow_with_balances_and_entries(
+    rose, subscriber, main_balance, django_assert_max_num_queries
+):
+    for index in range(5):
+        BalanceFactory(wallet=main_balance.wallet, template__name=f"Extra {index}")
+        card = TopUpCardFactory(reseller=subscriber.reseller)
+        card_redeem(pin=card.pin, balance=main_balance, subscriber=subscriber)
+
+    with django_assert_max_num_queries(12):
+        response = rose.get("/panel/")
+
+    assert response.content.decode().count("Card redemption") == 5

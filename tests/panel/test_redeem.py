@@ -280,3 +280,15 @@ def test_a_subscriber_redeems_onto_their_own_balance_only(rose, subscriber, main
     main_balance.refresh_from_db()
     other_balance.refresh_from_db()
     assert (main_balance.amount, other_balance.amount) == (Decimal("10.00"), Decimal("0"))
+
+
+def test_an_unknown_back_value_returns_to_the_redeem_page(rose, card):
+    response = rose.post(REDEEM, {"code": card.pin, "back": "https://evil.example/"})
+
+    assert response.status_code == 302 and response["Location"] == REDEEM
+
+
+def test_error_reports_never_show_the_typed_code(rose, card):
+    response = rose.post(REDEEM, {"code": card.pin})
+
+    assert response.wsgi_request.sensitive_post_parameters == ("code",)
