@@ -9,8 +9,8 @@ ends on time instead of being extended by every refused attempt.
 A subscriber's own successful redemption clears that subscriber's count. It never clears the
 count of the client IP or of another subscriber on the same IP.
 
-Settings (see config/settings/base.py): REDEEM_LOCKOUT_FAILURES, REDEEM_LOCKOUT_WINDOW,
-REDEEM_LOCKOUT_DURATION, REDEEM_FAILURE_BUDGET, REDEEM_FAILURE_BUDGET_WINDOW,
+Settings (see config/settings/base.py): REDEEM_LOCKOUT_FAILURES, REDEEM_LOCKOUT_API_FAILURES,
+REDEEM_LOCKOUT_WINDOW, REDEEM_LOCKOUT_DURATION, REDEEM_FAILURE_BUDGET, REDEEM_FAILURE_BUDGET_WINDOW,
 TRUSTED_PROXY_COUNT.
 """
 
@@ -33,8 +33,11 @@ LOCKED_REASON = RedemptionLocked.code
 _MAX_ROWS = 500
 
 
-def lockout_failures() -> int:
-    return int(getattr(settings, "REDEEM_LOCKOUT_FAILURES", 5))
+def lockout_failures(channel: str = Channel.PANEL) -> int:
+    panel = int(getattr(settings, "REDEEM_LOCKOUT_FAILURES", 5))
+    if channel == Channel.REST:
+        return int(getattr(settings, "REDEEM_LOCKOUT_API_FAILURES", None) or panel)
+    return panel
 
 
 def lockout_window() -> dt.timedelta:
@@ -51,9 +54,8 @@ def _counted_failures():
     )
 
 
-def _lock_end(times: list[dt.datetime]) -> dt.datetime | None:
+def _lock_end(times: list[dt.datetime], needed: int) -> dt.datetime | None:
     """When the latest lock these failure times (ascending) trigger ends, if any triggers."""
-    needed = lockout_failures()
     window = lockout_window()
     end = None
     for index in range(needed - 1, len(times)):
@@ -97,8 +99,11 @@ def redemption_locked_until(
             keys.append((Q(not_rest, subscriber=subscriber), max(since, last_success or since)))
         if ip_address:
             keys.append((Q(not_rest, ip_address=ip_address), since))
+    needed = lockout_failures(channel)
     ends = [
-        end for condition, start in keys if (end := _lock_end(_failure_times(condition, start)))
+        end
+        for condition, start in keys
+        if (end := _lock_end(_failure_times(condition, start), needed)) is not None
     ]
     latest = max(ends, default=None)
     return latest if latest is not None and latest > now else None

@@ -109,6 +109,8 @@ LOGIN_REDIRECT_URL = "/panel/"
 # N failed redemptions within the window, per subscriber and per client IP (panel) or per API
 # client (REST), lock redemption for the duration.
 REDEEM_LOCKOUT_FAILURES = int(env("REDEEM_LOCKOUT_FAILURES", "5"))
+# The same count for one API client (REST) serves all its users: a busy partner may need more.
+REDEEM_LOCKOUT_API_FAILURES = int(env("REDEEM_LOCKOUT_API_FAILURES", str(REDEEM_LOCKOUT_FAILURES)))
 REDEEM_LOCKOUT_WINDOW = timedelta(minutes=int(env("REDEEM_LOCKOUT_WINDOW_MINUTES", "15")))
 REDEEM_LOCKOUT_DURATION = timedelta(minutes=int(env("REDEEM_LOCKOUT_DURATION_MINUTES", "15")))
 # Global failure budget: more failed redemptions than this across everyone within the window

@@ -250,3 +250,14 @@ def test_failure_budget_within_the_limit_is_quiet(settings, subscriber):
     budget = failure_budget_status()
 
     assert not budget.exceeded and budget.top_ips == []
+
+
+def test_a_busy_api_client_may_get_a_higher_limit(settings, subscriber, main_balance):
+    settings.REDEEM_LOCKOUT_API_FAILURES = 8
+    partner = UserFactory(username="partner")
+    fail(subscriber, 7, channel=Channel.REST, actor=partner, ip=None)
+    attempt(subscriber, card_of(subscriber).pin, channel=Channel.REST, actor=partner)
+    fail(subscriber, 1, channel=Channel.REST, actor=partner, ip=None)
+
+    with pytest.raises(RedemptionLocked):
+        attempt(subscriber, card_of(subscriber).pin, channel=Channel.REST, actor=partner)
