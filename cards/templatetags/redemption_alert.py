@@ -20,7 +20,7 @@ def redemption_alert(context):
     events_url = None
     if user.has_perm("cards.view_cardevent"):
         try:
-            events_url = reverse("admin:cards_cardevent_changelist") + "?kind=redeem_failed"
+            events_url = reverse("admin:cards_cardevent_changelist") + "?kind__exact=redeem_failed"
         except NoReverseMatch:
             events_url = None
     return {"budget": budget, "events_url": events_url}

@@ -84,7 +84,10 @@ def test_operators_see_where_failed_redemptions_come_from_when_over_budget(
     assert "6 failed redemptions in the last 10 minutes" in page
     assert "203.0.113.9 (4), 198.51.100.7 (2)" in page
     assert "Rose Orig (4)" in page
-    assert "/admin/cards/cardevent/?kind=redeem_failed" in page
+    link = "/admin/cards/cardevent/?kind__exact=redeem_failed"
+    assert link in page
+    events = operator.get(link)
+    assert events.status_code == 200 and events.context["cl"].result_count == 6
 
 
 def test_no_alert_within_the_budget(operator, settings):
