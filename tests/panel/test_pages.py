@@ -181,3 +181,17 @@ def test_dashboard_queries_do_not_grow_with_balances_and_entries(
         response = rose.get("/panel/")
 
     assert response.content.decode().count("Card redemption") == 5
+
+
+@pytest.mark.parametrize("url", ["/panel/", "/panel/redeem/", "/panel/password/"])
+def test_panel_pages_forbid_foreign_scripts_forms_and_framing(rose, url):
+    response = rose.get(url)
+
+    policy = response["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "form-action 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert response["X-Frame-Options"] == "DENY"
+
+
+def test_the_login_page_has_the_policy_too(client, db):
+    assert "form-action 'self'" in client.get("/panel/login/")["Content-Security-Policy"]

@@ -292,3 +292,18 @@ def test_error_reports_never_show_the_typed_code(rose, card):
     response = rose.post(REDEEM, {"code": card.pin})
 
     assert response.wsgi_request.sensitive_post_parameters == ("code",)
+
+
+def test_a_balance_rule_failure_is_shown_not_counted_and_changes_nothing(rose, card, main_balance):
+    main_balance.start_time = timezone.now() - dt.timedelta(days=30)
+    main_balance.end_time = timezone.now() - dt.timedelta(days=1)
+    main_balance.save()
+    before = snapshot()
+
+    response = redeem(rose, card.pin)
+
+    assert "The voucher could not be credited: The balance is not live" in (
+        response.content.decode()
+    )
+    assert snapshot() == before
+    assert not CardEvent.objects.exists()
