@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from cards import pins
@@ -11,6 +12,7 @@ from tests.factories import (
     BalanceFactory,
     CardEventFactory,
     SubscriberFactory,
+    TopUpCardFactory,
     UserFactory,
     WalletFactory,
 )
@@ -35,7 +37,7 @@ def test_after_five_wrong_codes_the_panel_says_until_when_and_changes_nothing(ro
     assert card.activated_at is None
 
 
-def test_the_lock_follows_the_client_ip_to_another_account(rose, client, subscriber, card):
+def test_the_lock_follows_the_client_ip_to_another_account(rose, subscriber, card):
     for _ in range(5):
         redeem(rose, pins.generate_pin(12))
     neighbour = SubscriberFactory(reseller=subscriber.reseller)
@@ -43,6 +45,7 @@ def test_the_lock_follows_the_client_ip_to_another_account(rose, client, subscri
         wallet=WalletFactory(subscription__subscriber=neighbour), resource_id=12, is_main=True
     )
     grant_redeem(neighbour.user)
+    client = Client()
     client.force_login(neighbour.user)
 
     same_ip = redeem(client, card.pin)
@@ -123,3 +126,26 @@ def test_no_lock_notice_before_the_fifth_failure(rose):
         redeem(rose, pins.generate_pin(12))
 
     assert 'id="locked-notice"' not in rose.get(REDEEM).content.decode()
+
+
+def test_a_neighbours_success_does_not_reset_a_guessers_count(rose, subscriber, card):
+    neighbour = SubscriberFactory(reseller=subscriber.reseller)
+    BalanceFactory(
+        wallet=WalletFactory(subscription__subscriber=neighbour), resource_id=12, is_main=True
+    )
+    grant_redeem(neighbour.user)
+    client = Client()
+    client.force_login(neighbour.user)
+    here = {"REMOTE_ADDR": "192.0.2.20"}
+    for _ in range(4):
+        rose.post(REDEEM, {"code": pins.generate_pin(12)}, REMOTE_ADDR="192.0.2.30")
+
+    neighbour_page = client.post(REDEEM, {"code": card.pin}, follow=True, **here)
+    rose.post(REDEEM, {"code": pins.generate_pin(12)}, **here)
+    valid = TopUpCardFactory(reseller=subscriber.reseller)
+    before = snapshot()
+    rose_page = rose.post(REDEEM, {"code": valid.pin}, follow=True, REMOTE_ADDR="192.0.2.40")
+
+    assert "Your balance is now 10.00 USD" in neighbour_page.content.decode()
+    assert "Redemption is locked until" in rose_page.content.decode()
+    assert snapshot() == before
