@@ -10,8 +10,8 @@ A subscriber's own successful redemption clears that subscriber's count. It neve
 count of the client IP or of another subscriber on the same IP.
 
 Settings (see config/settings/base.py): REDEEM_LOCKOUT_FAILURES, REDEEM_LOCKOUT_API_FAILURES,
-REDEEM_LOCKOUT_WINDOW, REDEEM_LOCKOUT_DURATION, REDEEM_FAILURE_BUDGET, REDEEM_FAILURE_BUDGET_WINDOW,
-TRUSTED_PROXY_COUNT.
+REDEEM_LOCKOUT_WINDOW, REDEEM_LOCKOUT_DURATION, REDEEM_LOCKOUT_IPV6_PREFIX,
+REDEEM_FAILURE_BUDGET, REDEEM_FAILURE_BUDGET_WINDOW, TRUSTED_PROXY_COUNT.
 """
 
 import datetime as dt
@@ -19,6 +19,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
@@ -74,6 +75,35 @@ def _failure_times(condition: Q, since: dt.datetime) -> list[dt.datetime]:
     return newest_first[::-1]
 
 
+def _ip_condition(ip_address: str, since: dt.datetime) -> Q:
+    """The client addresses counted together with this one.
+
+    An IPv4 address alone. An IPv6 address with its whole network (/64 by default): a home
+    connection gets at least a /64 and could otherwise pick a fresh address for every guess.
+    """
+    address = ipaddress.ip_address(ip_address)
+    if address.version == 4:
+        return Q(ip_address=ip_address)
+    prefix = int(getattr(settings, "REDEEM_LOCKOUT_IPV6_PREFIX", 64))
+    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    if connection.vendor == "postgresql":
+        # inet compares by address: a range the partial index on ip_address serves.
+        return Q(
+            ip_address__gte=str(network.network_address),
+            ip_address__lte=str(network.broadcast_address),
+        )
+    # SQLite keeps addresses as text, which does not order like addresses: find the recent
+    # IPv6 senders and keep those of the network.
+    senders = (
+        _counted_failures()
+        .filter(created_at__gt=since, ip_address__contains=":")
+        .order_by()
+        .values_list("ip_address", flat=True)
+        .distinct()
+    )
+    return Q(ip_address__in=[ip for ip in senders if ipaddress.ip_address(ip) in network])
+
+
 def _last_success(subscriber, since: dt.datetime) -> dt.datetime | None:
     return (
         TopUpCard.objects.filter(activated_by=subscriber, activated_at__gt=since)
@@ -98,7 +128,7 @@ def redemption_locked_until(
             last_success = _last_success(subscriber, since)
             keys.append((Q(not_rest, subscriber=subscriber), max(since, last_success or since)))
         if ip_address:
-            keys.append((Q(not_rest, ip_address=ip_address), since))
+            keys.append((Q(not_rest, _ip_condition(ip_address, since)), since))
     needed = lockout_failures(channel)
     ends = [
         end
@@ -189,6 +219,9 @@ def client_ip(request) -> str | None:
         if len(forwarded) >= proxies:
             candidate = forwarded[-proxies]
     try:
-        return str(ipaddress.ip_address(candidate))
+        address = ipaddress.ip_address(candidate)
     except ValueError:
         return None
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return str(address)

@@ -113,6 +113,8 @@ REDEEM_LOCKOUT_FAILURES = int(env("REDEEM_LOCKOUT_FAILURES", "5"))
 REDEEM_LOCKOUT_API_FAILURES = int(env("REDEEM_LOCKOUT_API_FAILURES", str(REDEEM_LOCKOUT_FAILURES)))
 REDEEM_LOCKOUT_WINDOW = timedelta(minutes=int(env("REDEEM_LOCKOUT_WINDOW_MINUTES", "15")))
 REDEEM_LOCKOUT_DURATION = timedelta(minutes=int(env("REDEEM_LOCKOUT_DURATION_MINUTES", "15")))
+# IPv6 clients are counted per network of this prefix length (one home or phone gets a /64).
+REDEEM_LOCKOUT_IPV6_PREFIX = int(env("REDEEM_LOCKOUT_IPV6_PREFIX", "64"))
 # Global failure budget: more failed redemptions than this across everyone within the window
 # raises an alert on every admin page, with the top sources.
 REDEEM_FAILURE_BUDGET = int(env("REDEEM_FAILURE_BUDGET", "100"))

@@ -261,3 +261,27 @@ def test_a_busy_api_client_may_get_a_higher_limit(settings, subscriber, main_bal
 
     with pytest.raises(RedemptionLocked):
         attempt(subscriber, card_of(subscriber).pin, channel=Channel.REST, actor=partner)
+
+
+def test_ipv6_guesses_are_counted_per_64_network(subscriber, other, main_balance):
+    third = SubscriberFactory(name="Third", reseller=subscriber.reseller)
+    for index, person in enumerate([subscriber, subscriber, other, other, third], start=1):
+        with pytest.raises(CardNotFound):
+            card_redeem(
+                pin=pins.generate_pin(12),
+                balance=main_balance,
+                subscriber=person,
+                ip_address=f"2001:db8:1:2::{index:x}",
+            )
+
+    with pytest.raises(RedemptionLocked):
+        attempt(other, card_of(other).pin, ip="2001:db8:1:2:ffff:ffff:ffff:fffe")
+    # The neighbouring /64, and IPv4, are not locked.
+    attempt(other, card_of(other).pin, ip="2001:db8:1:3::1")
+    attempt(subscriber, card_of(subscriber).pin, ip="192.0.2.1")
+
+
+def test_an_ipv4_mapped_address_counts_as_the_ipv4_address(settings):
+    request = RequestFactory().get("/", REMOTE_ADDR="::ffff:192.0.2.7")
+
+    assert client_ip(request) == "192.0.2.7"
