@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Q, Subquery
 from django.utils import timezone
 
 from wallets.models import Channel
@@ -32,6 +32,8 @@ LOCKED_REASON = RedemptionLocked.code
 # Enough rows to find any lock: refused attempts are not counted, so a key collects at most a
 # few failures per window; the cap only bounds the work when parallel requests overshoot.
 _MAX_ROWS = 500
+_BUDGET_COUNT_CAP = 100_000
+_BUDGET_SAMPLE = 10_000
 
 
 def lockout_failures(channel: str = Channel.PANEL) -> int:
@@ -155,6 +157,10 @@ class FailureBudget:
     failures: int
     limit: int
     window: dt.timedelta
+    capped: bool = False
+    """`failures` stopped counting at the cap: there were at least that many."""
+    sampled: bool = False
+    """The top sources are those of the latest _BUDGET_SAMPLE failures."""
     top_ips: list[tuple[str, int]] = field(default_factory=list)
     top_subscribers: list[tuple[str, int]] = field(default_factory=list)
     top_api_clients: list[tuple[str, int]] = field(default_factory=list)
@@ -162,6 +168,10 @@ class FailureBudget:
     @property
     def exceeded(self) -> bool:
         return self.failures > self.limit
+
+    @property
+    def sample_size(self) -> int:
+        return _BUDGET_SAMPLE
 
     @property
     def window_minutes(self) -> int:
@@ -176,14 +186,19 @@ def failure_budget_status(*, now: dt.datetime | None = None, top: int = 5) -> Fa
     recent = CardEvent.objects.filter(
         kind=CardEventKind.REDEEM_FAILED, created_at__gt=now - window
     ).order_by()
-    failures = recent.count()
+    # Bounded work on every admin page even under a flood of guesses: count up to a cap, and
+    # rank the sources among the latest failures only.
+    failures = recent[: max(limit + 1, _BUDGET_COUNT_CAP)].count()
     if failures <= limit:
         return FailureBudget(failures=failures, limit=limit, window=window)
+    latest = CardEvent.objects.filter(
+        pk__in=Subquery(recent.order_by("-created_at").values("pk")[:_BUDGET_SAMPLE])
+    ).order_by()
 
     def ranked(field_name: str, extra: Q) -> list[tuple[str, int]]:
         return [
             (str(row[field_name]), row["n"])
-            for row in recent.filter(extra, **{f"{field_name}__isnull": False})
+            for row in latest.filter(extra, **{f"{field_name}__isnull": False})
             .values(field_name)
             .annotate(n=Count("id"))
             .order_by("-n", field_name)[:top]
@@ -193,6 +208,8 @@ def failure_budget_status(*, now: dt.datetime | None = None, top: int = 5) -> Fa
         failures=failures,
         limit=limit,
         window=window,
+        capped=failures >= _BUDGET_COUNT_CAP,
+        sampled=failures > _BUDGET_SAMPLE,
         top_ips=ranked("ip_address", Q()),
         top_subscribers=ranked("subscriber__name", ~Q(channel=Channel.REST)),
         top_api_clients=ranked("actor__username", Q(channel=Channel.REST)),

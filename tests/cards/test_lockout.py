@@ -285,3 +285,20 @@ def test_an_ipv4_mapped_address_counts_as_the_ipv4_address(settings):
     request = RequestFactory().get("/", REMOTE_ADDR="::ffff:192.0.2.7")
 
     assert client_ip(request) == "192.0.2.7"
+
+
+def test_under_a_flood_the_budget_counts_to_a_cap_and_ranks_the_latest(
+    settings, monkeypatch, subscriber
+):
+    from cards import lockout
+
+    settings.REDEEM_FAILURE_BUDGET = 2
+    monkeypatch.setattr(lockout, "_BUDGET_COUNT_CAP", 5)
+    monkeypatch.setattr(lockout, "_BUDGET_SAMPLE", 3)
+    _failures(subscriber, [9, 8, 7], ip="198.51.100.1")
+    _failures(subscriber, [3, 2, 1], ip="203.0.113.9")
+
+    budget = failure_budget_status()
+
+    assert (budget.failures, budget.capped, budget.sampled) == (5, True, True)
+    assert budget.top_ips == [("203.0.113.9", 3)]
