@@ -2,7 +2,8 @@
 
 Never `playwright install`: the tests use the system browser at CHROMIUM (default
 /usr/bin/chromium) and skip, saying why, when it or the playwright package is absent.
-Screenshots go to tests/browser/screenshots/ (ignored by git).
+Screenshots go to tests/browser/screenshots/ (ignored by git). CI sets BROWSER_TESTS_REQUIRED=1
+so that a missing browser fails the run instead of skipping quietly.
 """
 
 import os
@@ -36,6 +37,8 @@ def _missing() -> str | None:
 @pytest.fixture(scope="package")
 def chromium():
     reason = _missing()
+    if reason and os.environ.get("BROWSER_TESTS_REQUIRED"):
+        pytest.fail(f"browser tests required (BROWSER_TESTS_REQUIRED) but {reason}")
     if reason:
         pytest.skip(f"browser tests skipped: {reason}")
     from playwright.sync_api import sync_playwright

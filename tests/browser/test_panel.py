@@ -37,9 +37,11 @@ class Clicks:
         self.page.locator(selector).click()
 
 
-def log_in(page, username="rose", password="secret"):
+def log_in(page, username="rose", password="secret", screenshot=None):
     page.goto("/panel/")
     assert page.url.endswith("/panel/login/?next=/panel/")
+    if screenshot:
+        screenshot(page, "panel-phone-login")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
@@ -59,7 +61,7 @@ def spaced(pin):
 
 def test_a_subscriber_recharges_from_a_phone_in_one_click_after_login(phone, rose, screenshot):
     card = TopUpCardFactory(reseller=rose.reseller, amount=Decimal("25.00"))
-    log_in(phone)
+    log_in(phone, screenshot=screenshot)
     screenshot(phone, "panel-phone-dashboard")
     click = Clicks(phone)
 
