@@ -15,7 +15,7 @@ from subscribers.models import Reseller, Subscriber
 from wallets.models import Balance, Channel, LedgerKind
 from wallets.services import balance_topup
 
-from . import pins
+from . import lockout, pins
 from .exceptions import (
     CardAlreadyRedeemed,
     CardAmountMismatch,
@@ -27,6 +27,7 @@ from .exceptions import (
     CardNotFound,
     CardWrongReseller,
     GenerationError,
+    RedemptionLocked,
 )
 from .models import (
     MAX_CARD_NUMBER,
@@ -389,6 +390,19 @@ def _redeem_locked(
     return Redemption(card=card, balance=result.balance)
 
 
+def _record_failed_redemption(*, error: CardError, subscriber, actor, channel, ip_address) -> None:
+    CardEvent.objects.create(
+        kind=CardEventKind.REDEEM_FAILED,
+        serial=error.card.serial if error.card else "",
+        card_id=error.card.pk if error.card else None,
+        actor=actor,
+        subscriber=subscriber,
+        channel=channel,
+        ip_address=ip_address,
+        changes={"reason": error.code},
+    )
+
+
 def card_redeem(
     *,
     pin: str,
@@ -403,33 +417,45 @@ def card_redeem(
 ) -> Redemption:
     """Redeem the card with this PIN onto `balance`: credit, activate, audit, in one transaction.
 
-    A failure changes nothing but is itself recorded as an audit event (for the lockout and the
-    operators), in its own transaction, after the failed one has rolled back.
+    Refused with RedemptionLocked, without looking the code up, while the subscriber, the client
+    IP or the API client is locked out (cards.lockout). A failure changes nothing but is itself
+    recorded as an audit event (for the lockout and the operators), after the failed attempt's
+    savepoint has rolled back. Call it outside any transaction of your own: an outer rollback
+    would erase that event and with it the lockout count.
     """
     pin = pins.normalize_pin(pin)
-    try:
-        if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pins.luhn_valid(pin)):
-            raise CardCodeInvalid()
-        with transaction.atomic():
-            return _redeem_locked(
-                pin=pin,
-                balance=balance,
+    with transaction.atomic():
+        # One attempt at a time per subscriber, so parallel requests cannot all pass the lockout
+        # check before any of their failures is recorded.
+        Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
+        try:
+            locked_until = lockout.redemption_locked_until(
+                subscriber=subscriber, actor=actor, channel=channel, ip_address=ip_address
+            )
+            if locked_until is not None:
+                raise RedemptionLocked(
+                    lockout.locked_message(locked_until), locked_until=locked_until
+                )
+            if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pins.luhn_valid(pin)):
+                raise CardCodeInvalid()
+            with transaction.atomic():
+                return _redeem_locked(
+                    pin=pin,
+                    balance=balance,
+                    subscriber=subscriber,
+                    actor=actor,
+                    channel=channel,
+                    request_id=request_id,
+                    expected_amount=expected_amount,
+                    allow_replay=allow_replay,
+                )
+        except CardError as error:
+            failure = error
+            _record_failed_redemption(
+                error=error,
                 subscriber=subscriber,
                 actor=actor,
                 channel=channel,
-                request_id=request_id,
-                expected_amount=expected_amount,
-                allow_replay=allow_replay,
+                ip_address=ip_address,
             )
-    except CardError as error:
-        CardEvent.objects.create(
-            kind=CardEventKind.REDEEM_FAILED,
-            serial=error.card.serial if error.card else "",
-            card_id=error.card.pk if error.card else None,
-            actor=actor,
-            subscriber=subscriber,
-            channel=channel,
-            ip_address=ip_address,
-            changes={"reason": error.code},
-        )
-        raise
+    raise failure

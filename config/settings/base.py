@@ -4,6 +4,7 @@ Everything secret or host-specific comes from the environment.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -102,6 +103,26 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 LOGIN_URL = "/panel/login/"
+LOGIN_REDIRECT_URL = "/panel/"
+
+# --- Redemption brute-force protection (PRODUCT.md 3, cards/lockout.py) ---
+# N failed redemptions within the window, per subscriber and per client IP (panel) or per API
+# client (REST), lock redemption for the duration.
+REDEEM_LOCKOUT_FAILURES = int(env("REDEEM_LOCKOUT_FAILURES", "5"))
+# The same count for one API client (REST) serves all its users: a busy partner may need more.
+REDEEM_LOCKOUT_API_FAILURES = int(env("REDEEM_LOCKOUT_API_FAILURES", str(REDEEM_LOCKOUT_FAILURES)))
+REDEEM_LOCKOUT_WINDOW = timedelta(minutes=int(env("REDEEM_LOCKOUT_WINDOW_MINUTES", "15")))
+REDEEM_LOCKOUT_DURATION = timedelta(minutes=int(env("REDEEM_LOCKOUT_DURATION_MINUTES", "15")))
+# IPv6 clients are counted per network of this prefix length (one home or phone gets a /64).
+REDEEM_LOCKOUT_IPV6_PREFIX = int(env("REDEEM_LOCKOUT_IPV6_PREFIX", "64"))
+# Global failure budget: more failed redemptions than this across everyone within the window
+# raises an alert on every admin page, with the top sources.
+REDEEM_FAILURE_BUDGET = int(env("REDEEM_FAILURE_BUDGET", "100"))
+REDEEM_FAILURE_BUDGET_WINDOW = timedelta(
+    minutes=int(env("REDEEM_FAILURE_BUDGET_WINDOW_MINUTES", "10"))
+)
+# Reverse proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR).
+TRUSTED_PROXY_COUNT = int(env("TRUSTED_PROXY_COUNT", "0"))
 
 # --- PIN secrets: kept outside the database (see README, "Rotating the PIN keys"). ---
 # Keyed digest for lookups: HMAC-SHA256. The first key is current; older keys still find old cards.

@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import PIN_DIGEST_KEYS, PIN_ENCRYPTION_KEYS, env, env_bool
+from .base import PIN_DIGEST_KEYS, PIN_ENCRYPTION_KEYS, env, env_bool, env_list
 from .dev_keys import DEV_PIN_DIGEST_KEY, DEV_PIN_ENCRYPTION_KEY
 
 if DEBUG:  # noqa: F405
@@ -25,4 +25,17 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_AGE = 60 * 60 * 8
+# Sessions and CSRF (client panel and admin). "__Host-" cookies are accepted by browsers only
+# when Secure, for this exact host and path /, so a sibling subdomain cannot plant or read them.
+SESSION_COOKIE_NAME = "__Host-sessionid"
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+CSRF_COOKIE_NAME = "__Host-csrftoken"
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# SECURE_PROXY_SSL_HEADER above assumes one reverse proxy; the redemption lockout must then count
+# the client address it forwards, not the proxy's own (cards.lockout.client_ip).
+TRUSTED_PROXY_COUNT = int(env("TRUSTED_PROXY_COUNT", "1"))
 CONN_MAX_AGE = 60
