@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "subscribers",
     "wallets",
     "cards",
+    "reports",
 ]
 
 MIDDLEWARE = [
