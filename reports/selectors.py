@@ -5,12 +5,15 @@ unscoped user filtered on). The admin passes the staff user's own reseller whate
 says, so a scoped user cannot widen a report by editing the URL.
 
 Point-in-time rules (documented in reports/README.md):
-- "as of day D" means the instant `end_of_day(D)`, the first moment of D + 1 in the current time
-  zone; a card is a liability then when it was created before that instant, not redeemed before it,
-  not expired at it (expired means `expires_at <= instant`, as `TopUpCard.status` says), and not
-  blocked at it. Blocking is a present-time flag; the only block whose time the card keeps is the
-  one a reversal applies (`reversed_at`), so a card reversed after D counts as unblocked on D, and
-  any other blocked card counts as blocked on every date.
+- "as of day D" means the state at the close of D: just before `end_of_day(D)`, the first moment of
+  D + 1 in the current time zone. A card is a liability then when it was created before that
+  instant, not redeemed before it, not expired before it (a card whose expiry is exactly midnight
+  still counted on D and expires, as breakage, on D + 1), and not blocked. Every event at the
+  instant itself belongs to D + 1, so liability(D) = liability(D - 1) + cards created on D
+  - redemptions on D - breakage on D (for cards that are never blocked).
+- Blocking is a present-time flag; the only block whose time the card keeps is the one a reversal
+  applies (`reversed_at`), so a card reversed after D counts as unblocked on D, and any other
+  blocked card counts as blocked on every date.
 - Deleted cards are gone from the cards table and count nowhere, on any date (Mass Edit deletes
   only never-activated cards; their serial survives in the audit log only).
 - Expiry dates and resellers are read as they are now (Mass Edit may have changed them).
@@ -134,12 +137,12 @@ LIABILITY_GROUPINGS = {
 
 
 def liability_cards(*, as_of: dt.datetime) -> QuerySet:
-    """Cards that could be redeemed at the instant `as_of`."""
+    """Cards that could still be redeemed just before the instant `as_of` (an end of day)."""
     return TopUpCard.objects.filter(
         Q(activated_at__isnull=True) | Q(activated_at__gte=as_of),
         Q(blocked=False) | Q(reversed_at__gte=as_of),
         created_at__lt=as_of,
-        expires_at__gt=as_of,
+        expires_at__gte=as_of,
     )
 
 
