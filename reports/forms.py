@@ -39,9 +39,9 @@ class ReportForm(forms.Form):
         queryset=Reseller.objects.all(), required=False, empty_label="All resellers"
     )
     currency = forms.CharField(
-        required=False, max_length=3, help_text="Three letters, e.g. USD; empty for every currency."
+        required=False, max_length=20, help_text="Three letters, e.g. USD; empty for every currency."
     )
-    series = forms.CharField(required=False, max_length=6)
+    series = forms.CharField(required=False, max_length=20)
 
     def __init__(self, *args, scope_reseller_id: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -248,7 +248,7 @@ class BalanceForm(PeriodForm):
     )
     series = None  # balances have no card series
     currency = forms.CharField(
-        required=False, max_length=10, help_text="A currency or unit, e.g. USD or MB."
+        required=False, max_length=20, help_text="A currency or unit, e.g. USD or MB."
     )
 
     field_order = ["date_from", "date_to", "granularity", "reseller", "currency", "template"]
