@@ -16,6 +16,7 @@ WIDTH = 760
 HEIGHT = 300
 LEFT, RIGHT, TOP, BOTTOM = 72, 12, 16, 64
 MAX_SERIES = 8
+MAX_BAR = 64
 PALETTE_SIZE = 10
 
 
@@ -97,26 +98,25 @@ def bar_chart(
     for index, category in enumerate(categories):
         left = x0 + index * band
         if stacked:
-            width = band * 0.7
+            width = min(band * 0.7, MAX_BAR)
             base = 0.0
             for number, (name, _) in enumerate(series):
                 value = max(values[number][index], 0)
                 if value == 0:
                     continue
                 top, bottom = y(base + value), y(base)
-                parts.append(_rect(number, left + band * 0.15, top, width, bottom - top))
+                parts.append(_rect(number, left + (band - width) / 2, top, width, bottom - top))
                 parts.append(_tooltip(category, name, series[number][1][index]))
                 base += value
         else:
-            width = band * 0.8 / len(series)
+            width = min(band * 0.8 / len(series), MAX_BAR)
+            start = left + (band - width * len(series)) / 2
             for number, (name, _) in enumerate(series):
                 value = values[number][index]
                 if value == 0:
                     continue
                 top, bottom = sorted((y(value), y(0)))
-                parts.append(
-                    _rect(number, left + band * 0.1 + number * width, top, width, bottom - top)
-                )
+                parts.append(_rect(number, start + number * width, top, width, bottom - top))
                 parts.append(_tooltip(category, name, series[number][1][index]))
         if index % label_every == 0:
             parts.append(

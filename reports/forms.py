@@ -39,7 +39,9 @@ class ReportForm(forms.Form):
         queryset=Reseller.objects.all(), required=False, empty_label="All resellers"
     )
     currency = forms.CharField(
-        required=False, max_length=20, help_text="Three letters, e.g. USD; empty for every currency."
+        required=False,
+        max_length=20,
+        help_text="Three letters, e.g. USD; empty for every currency.",
     )
     series = forms.CharField(required=False, max_length=20)
 

@@ -41,16 +41,21 @@ class Section:
 
     @property
     def totals(self) -> list[dict]:
-        """One line per currency adding up every numeric column (blank when one currency)."""
+        """One line per currency adding up every numeric column (none when no currency has more
+        than one row: the rows are their own totals then)."""
+        label = next((c for c in self.columns if c.key != "currency" and not c.numeric), None)
         sums: OrderedDict[str, dict] = OrderedDict()
+        lines: dict[str, int] = {}
         for row in self.rows:
-            total = sums.setdefault(row["currency"], {"currency": row["currency"]})
-            if self.columns[0].key != "currency":
-                total[self.columns[0].key] = "Total"
+            currency = row["currency"]
+            lines[currency] = lines.get(currency, 0) + 1
+            total = sums.setdefault(currency, {"currency": currency})
+            if label is not None:
+                total[label.key] = "Total"
             for column in self.columns:
                 if column.numeric:
                     total[column.key] = total.get(column.key, 0) + (row[column.key] or 0)
-        return list(sums.values()) if len(self.rows) > 1 else []
+        return list(sums.values()) if any(n > 1 for n in lines.values()) else []
 
     def display(self, row: dict) -> list[tuple[str, bool]]:
         """The row as the page shows it: (text, right-aligned) per column."""
@@ -201,7 +206,7 @@ def _period(form) -> Period:
 
 def _period_caption(period: Period, form) -> str:
     return (
-        f"From {period.date_from:%Y-%m-%d} to {period.date_to:%Y-%m-%d} inclusive, "
+        f"from {period.date_from:%Y-%m-%d} to {period.date_to:%Y-%m-%d} inclusive, "
         f"per {period.granularity}{_scope_caption(form)}"
     )
 
@@ -256,7 +261,7 @@ def redemptions_report(form) -> ReportResult:
         value_key="value",
         categories=_period_chart_categories(period),
     )
-    return ReportResult(caption=_period_caption(period, form), sections=[section])
+    return ReportResult(caption="F" + _period_caption(period, form)[1:], sections=[section])
 
 
 def breakage_report(form) -> ReportResult:
@@ -286,7 +291,7 @@ def breakage_report(form) -> ReportResult:
         value_key="value",
         categories=_period_chart_categories(period),
     )
-    return ReportResult(caption=_period_caption(period, form), sections=[section])
+    return ReportResult(caption="F" + _period_caption(period, form)[1:], sections=[section])
 
 
 def expiring_report(form) -> ReportResult:
@@ -386,7 +391,7 @@ def balances_report(form) -> ReportResult:
         stacked=False,
     )
     return ReportResult(
-        caption="Balances: now. Movements: " + _period_caption(period, form),
+        caption="Balances now; movements " + _period_caption(period, form),
         sections=[totals_section, flows_section],
     )
 
