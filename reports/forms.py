@@ -108,6 +108,14 @@ class LiabilityForm(ReportForm):
     def defaults(cls, day):
         return {"as_of": day.isoformat(), "group_by": "reseller"}
 
+    def clean_as_of(self) -> dt.date:
+        value = self.cleaned_data["as_of"]
+        if value > today():
+            raise forms.ValidationError(
+                "Choose today or an earlier day: liability is known up to now only."
+            )
+        return value
+
     @classmethod
     def presets(cls, day):
         return [

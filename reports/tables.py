@@ -172,9 +172,10 @@ def _scope_caption(form) -> str:
 def liability_report(form) -> ReportResult:
     as_of_day = form.cleaned_data["as_of"]
     group_by = form.cleaned_data["group_by"]
-    rows = selectors.liability(
-        as_of=selectors.end_of_day(as_of_day), group_by=group_by, **form.card_filters()
-    )
+    # Today has not ended: its figures are those of this moment.
+    now = timezone.now()
+    instant = min(selectors.end_of_day(as_of_day), now)
+    rows = selectors.liability(as_of=instant, group_by=group_by, **form.card_filters())
     section = Section(
         key="liability",
         title="Unredeemed cards that could still be redeemed",
@@ -192,7 +193,10 @@ def liability_report(form) -> ReportResult:
         series=lambda row: "Liability",
         value_key="value",
     )
-    caption = f"As of the end of {as_of_day:%Y-%m-%d} ({timezone.get_current_timezone_name()})"
+    if instant == now:
+        caption = f"As of now ({timezone.localtime(now):%Y-%m-%d %H:%M %Z})"
+    else:
+        caption = f"As of the end of {as_of_day:%Y-%m-%d} ({timezone.get_current_timezone_name()})"
     return ReportResult(caption=caption + _scope_caption(form), sections=[section])
 
 

@@ -337,3 +337,33 @@ def test_report_pages_run_few_queries(admin_client, finance, model, django_asser
     TopUpCardFactory.create_batch(10, reseller=finance.r1)
     with django_assert_max_num_queries(12):
         assert admin_client.get(url(model)).status_code == 200
+
+
+class TestLiabilityToday:
+    def test_today_counts_cards_that_expire_later_today(self, finance_client, db):
+        from django.utils import timezone
+
+        from reports.selectors import end_of_day
+
+        now = timezone.now()
+        end_of_today = end_of_day(timezone.localdate())
+        reseller = ResellerFactory(name="Reseller 7")
+        TopUpCardFactory(
+            reseller=reseller, amount="12.00", expires_at=now + (end_of_today - now) / 2
+        )
+
+        response = finance_client.get(url("liabilityreport"))
+
+        assert "As of now (" in response.content.decode()
+        assert ["USD", "Reseller 7", "1", "12.00"] in table_rows(response)
+
+    def test_a_future_day_is_refused(self, finance_client, db):
+        import datetime as dt
+
+        from django.utils import timezone
+
+        tomorrow = timezone.localdate() + dt.timedelta(days=1)
+        response = finance_client.get(url("liabilityreport"), {"as_of": tomorrow})
+
+        assert "Choose today or an earlier day" in response.content.decode()
+        assert table_rows(response) == []
