@@ -210,6 +210,8 @@ class RedemptionForm(PeriodForm):
             ("channel", "Channel"),
             ("reseller", "Reseller"),
             ("series", "Series"),
+            ("reseller_series", "Reseller and series"),
+            ("reseller_channel", "Reseller and channel"),
             ("none", "Nothing"),
         ],
     )
@@ -234,7 +236,12 @@ class RedemptionForm(PeriodForm):
 class BreakageForm(PeriodForm):
     breakdown = forms.ChoiceField(
         label="Break down by",
-        choices=[("reseller", "Reseller"), ("series", "Series"), ("none", "Nothing")],
+        choices=[
+            ("reseller", "Reseller"),
+            ("series", "Series"),
+            ("reseller_series", "Reseller and series"),
+            ("none", "Nothing"),
+        ],
     )
 
     field_order = [

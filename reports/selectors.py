@@ -178,6 +178,8 @@ REDEMPTION_BREAKDOWNS = {
     "channel": ("channel",),
     "reseller": ("reseller_id",),
     "series": ("series",),
+    "reseller_series": ("reseller_id", "series"),
+    "reseller_channel": ("reseller_id", "channel"),
 }
 
 
@@ -196,12 +198,12 @@ class Period:
         return end_of_day(self.date_to)
 
 
-def _finish_period_rows(rows: list[dict], breakdown_key: str | None) -> list[dict]:
+def _finish_period_rows(rows: list[dict], breakdown_keys: tuple[str, ...] = ()) -> list[dict]:
     for row in rows:
         row["period"] = _as_date(row["period"])
     rows = _name_resellers(rows)
-    label = {"reseller_id": "reseller"}.get(breakdown_key or "", breakdown_key)
-    rows.sort(key=lambda r: (r["period"], r["currency"], str(r.get(label) or "")))
+    labels = [{"reseller_id": "reseller"}.get(key, key) for key in breakdown_keys]
+    rows.sort(key=lambda r: (r["period"], r["currency"], *(str(r[k]) for k in labels)))
     return rows
 
 
@@ -235,7 +237,7 @@ def redemptions(
     for row in rows:
         if "channel" in row:
             row["channel"] = row["channel"] or NO_CHANNEL
-    return _finish_period_rows(rows, extra[0] if extra else None)
+    return _finish_period_rows(rows, extra)
 
 
 # --- Breakage -----------------------------------------------------------------------------------
@@ -244,6 +246,7 @@ BREAKAGE_BREAKDOWNS = {
     "none": (),
     "reseller": ("reseller_id",),
     "series": ("series",),
+    "reseller_series": ("reseller_id", "series"),
 }
 
 
@@ -283,7 +286,7 @@ def breakage(
             blocked_value=Sum("amount", filter=Q(blocked=True), default=ZERO),
         )
     )
-    return _finish_period_rows(rows, extra[0] if extra else None)
+    return _finish_period_rows(rows, extra)
 
 
 # --- Expiring soon ------------------------------------------------------------------------------
@@ -414,4 +417,4 @@ def balance_flows(
     )
     for row in rows:
         row["currency"] = row.pop("balance__template__currency")
-    return _finish_period_rows(rows, None)
+    return _finish_period_rows(rows)

@@ -216,9 +216,12 @@ def _period_caption(period: Period, form) -> str:
 
 
 _BREAKDOWN_COLUMNS = {
-    "channel": Column("channel", "Channel"),
-    "reseller": Column("reseller", "Reseller"),
-    "series": Column("series", "Series"),
+    "none": [],
+    "channel": [Column("channel", "Channel")],
+    "reseller": [Column("reseller", "Reseller")],
+    "series": [Column("series", "Series")],
+    "reseller_series": [Column("reseller", "Reseller"), Column("series", "Series")],
+    "reseller_channel": [Column("reseller", "Reseller"), Column("channel", "Channel")],
 }
 
 
@@ -230,8 +233,9 @@ def _period_chart_categories(period: Period) -> list[str]:
 
 
 def _series_name(breakdown: str, default: str) -> Callable[[dict], str]:
-    key = _BREAKDOWN_COLUMNS[breakdown].key if breakdown in _BREAKDOWN_COLUMNS else None
-    return lambda row: str(row[key]) if key else default
+    """The chart series a row belongs to: its breakdown values, e.g. "Reseller 1 · 100"."""
+    keys = [column.key for column in _BREAKDOWN_COLUMNS[breakdown]]
+    return lambda row: " · ".join(str(row[key]) for key in keys) if keys else default
 
 
 def redemptions_report(form) -> ReportResult:
@@ -243,7 +247,7 @@ def redemptions_report(form) -> ReportResult:
         channel=form.cleaned_data["channel"],
         **form.card_filters(),
     )
-    extra = [_BREAKDOWN_COLUMNS[breakdown]] if breakdown in _BREAKDOWN_COLUMNS else []
+    extra = _BREAKDOWN_COLUMNS[breakdown]
     section = Section(
         key="redemptions",
         title="Cards redeemed",
@@ -272,7 +276,7 @@ def breakage_report(form) -> ReportResult:
     period = _period(form)
     breakdown = form.cleaned_data["breakdown"]
     rows = selectors.breakage(period=period, breakdown=breakdown, **form.card_filters())
-    extra = [_BREAKDOWN_COLUMNS[breakdown]] if breakdown in _BREAKDOWN_COLUMNS else []
+    extra = _BREAKDOWN_COLUMNS[breakdown]
     section = Section(
         key="breakage",
         title="Cards that expired unredeemed (counted in the period they expired)",

@@ -115,18 +115,41 @@ class TestRedemptions:
         def monday(day):
             return day - dt.timedelta(days=day.weekday())
 
-        expected: dict[dt.date, list] = {}
-        for day, value in (
-            (finance.day - dt.timedelta(days=1), 5120),
-            (finance.day, 20),
-            (finance.day + dt.timedelta(days=1), 2560 + 40),
+        # c10 on D-1 (5120), c2 on D (20), c3 and c9 on D+1 (40 + 2560): summed per ISO week.
+        weeks: dict[dt.date, tuple[int, Decimal]] = {}
+        for day, count, value in (
+            (finance.day - dt.timedelta(days=1), 1, D(5120)),
+            (finance.day, 1, D(20)),
+            (finance.day + dt.timedelta(days=1), 2, D(2600)),
         ):
-            count = 2 if value == 2600 else 1
-            week = expected.setdefault(monday(day), [0, D(0)])
-            week[0] += count
-            week[1] += value
+            old_count, old_value = weeks.get(monday(day), (0, D(0)))
+            weeks[monday(day)] = (old_count + count, old_value + value)
         assert [(r["period"], r["count"], r["value"]) for r in rows] == [
-            (week, c, v) for week, (c, v) in sorted(expected.items())
+            (week, count, value) for week, (count, value) in sorted(weeks.items())
+        ]
+
+    def test_by_reseller_and_series_together(self, finance):
+        TopUpCardFactory(
+            reseller=finance.r2,
+            series="200",
+            amount=D("9"),
+            created_at=finance.T - 3 * DAY,
+            activated_at=finance.T - HOUR,
+            activated_by=finance.balances["r2"].wallet.subscription.subscriber,
+        )
+        one_day = Period(date_from=finance.day, date_to=finance.day, granularity=Granularity.DAY)
+
+        rows = selectors.redemptions(period=one_day, breakdown="reseller_series")
+
+        assert [(r["reseller"], r["series"], r["count"], r["value"]) for r in rows] == [
+            ("Reseller 1", "100", 1, D("20")),
+            ("Reseller 2", "200", 1, D("9")),
+        ]
+        channels = selectors.redemptions(period=one_day, breakdown="reseller_channel")
+        # The new card has no ledger entry (made by hand here): its channel is unknown.
+        assert [(r["reseller"], r["channel"]) for r in channels] == [
+            ("Reseller 1", "panel"),
+            ("Reseller 2", "—"),
         ]
 
     def test_channel_filter_and_series_breakdown(self, finance):
@@ -180,6 +203,14 @@ class TestBreakage:
             period=self.period(finance), now=finance.T + DAY, breakdown="series"
         )
         assert {r["series"] for r in rows} == {"100"}
+        both = selectors.breakage(
+            period=self.period(finance), now=finance.T + DAY, breakdown="reseller_series"
+        )
+        assert [(r["reseller"], r["series"], r["value"]) for r in both] == [
+            ("Reseller 1", "100", D("0.50")),
+            ("Reseller 1", "100", D("160")),
+            ("Reseller 1", "100", D("80")),
+        ]
         other = selectors.breakage(
             period=self.period(finance), now=finance.T + DAY, reseller_id=finance.r2.pk
         )
