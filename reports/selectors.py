@@ -33,8 +33,8 @@ from subscribers.models import Reseller, StaffReseller
 from wallets.models import Balance, BalanceTemplate, LedgerEntry, LedgerKind
 
 ZERO = Decimal("0")
-NO_RESELLER = "— no reseller —"
-NO_CHANNEL = "—"
+NO_RESELLER = "(no reseller)"
+NO_CHANNEL = "(unknown)"
 
 
 class Granularity:
@@ -119,6 +119,11 @@ def _card_filters(
     return queryset
 
 
+def _reseller_order(row: dict) -> tuple[bool, str]:
+    """Sort key: resellers by name, cards without a reseller last."""
+    return (row["reseller_id"] is None, row["reseller"])
+
+
 def _name_resellers(rows: list[dict]) -> list[dict]:
     if rows and "reseller_id" in rows[0]:
         names = _reseller_names(row["reseller_id"] for row in rows)
@@ -167,7 +172,7 @@ def liability(
     )
     rows = _name_resellers(rows)
     if "reseller_id" in keys:
-        rows.sort(key=lambda r: (r["currency"], r["reseller"], r.get("series", "")))
+        rows.sort(key=lambda r: (r["currency"], _reseller_order(r), r.get("series", "")))
     return rows
 
 
@@ -202,8 +207,14 @@ def _finish_period_rows(rows: list[dict], breakdown_keys: tuple[str, ...] = ()) 
     for row in rows:
         row["period"] = _as_date(row["period"])
     rows = _name_resellers(rows)
-    labels = [{"reseller_id": "reseller"}.get(key, key) for key in breakdown_keys]
-    rows.sort(key=lambda r: (r["period"], r["currency"], *(str(r[k]) for k in labels)))
+
+    def order(row: dict) -> list[tuple[bool, str]]:
+        return [
+            _reseller_order(row) if key == "reseller_id" else (False, str(row[key]))
+            for key in breakdown_keys
+        ]
+
+    rows.sort(key=lambda r: (r["period"], r["currency"], order(r)))
     return rows
 
 
@@ -216,7 +227,8 @@ def redemptions(
     series: str = "",
     channel: str = "",
 ) -> list[dict]:
-    """Cards redeemed in the period: count and value per period, currency and breakdown."""
+    """Cards redeemed in the period: count and value per period, currency and breakdown, and
+    how much of that value was reversed since."""
     queryset = _card_filters(
         TopUpCard.objects.filter(activated_at__gte=period.start, activated_at__lt=period.end),
         reseller_id=reseller_id,
@@ -231,7 +243,9 @@ def redemptions(
         queryset = queryset.annotate(channel=F("ledger_entry__channel"))
     rows = list(
         queryset.values("period", "currency", *extra).annotate(
-            count=Count("id"), value=Sum("amount")
+            count=Count("id"),
+            value=Sum("amount"),
+            reversed_value=Sum("amount", filter=Q(reversed_at__isnull=False), default=ZERO),
         )
     )
     for row in rows:
@@ -326,7 +340,7 @@ def expiring(
     rows = list(queryset.order_by().values(*keys).annotate(**aggregates).order_by(*keys))
     rows = _name_resellers(rows)
     if "reseller_id" in keys:
-        rows.sort(key=lambda r: (r["currency"], r["reseller"], r.get("series", "")))
+        rows.sort(key=lambda r: (r["currency"], _reseller_order(r), r.get("series", "")))
     return rows
 
 

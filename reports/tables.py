@@ -257,6 +257,7 @@ def redemptions_report(form) -> ReportResult:
             *extra,
             Column("count", "Cards", "count"),
             Column("value", "Value", "money"),
+            Column("reversed_value", "of which reversed", "money"),
         ],
         rows=rows,
         granularity=period.granularity,
@@ -309,8 +310,8 @@ def expiring_report(form) -> ReportResult:
     window_columns = []
     for days in selectors.EXPIRY_WINDOWS:
         window_columns += [
-            Column(f"count_{days}", f"Cards ≤ {days} days", "count"),
-            Column(f"value_{days}", f"Value ≤ {days} days", "money"),
+            Column(f"count_{days}", f"Cards within {days} days", "count"),
+            Column(f"value_{days}", f"Value within {days} days", "money"),
         ]
     section = Section(
         key="expiring",
@@ -319,7 +320,7 @@ def expiring_report(form) -> ReportResult:
         rows=rows,
     )
     # Each window includes the shorter ones: chart the value of each window, stacked by group.
-    windows = [f"≤ {days} days" for days in selectors.EXPIRY_WINDOWS]
+    windows = [f"within {days} days" for days in selectors.EXPIRY_WINDOWS]
     window_rows = [
         {**row, "window": label, "window_value": row[f"value_{days}"]}
         for row in rows
@@ -340,8 +341,8 @@ def expiring_report(form) -> ReportResult:
 _FLOW_LABELS = {
     "topups": "Top-ups",
     "redemptions": "Card redemptions",
-    "adjustments_credit": "Adjustments +",
-    "adjustments_debit": "Adjustments −",
+    "adjustments_credit": "Adjustments (credit)",
+    "adjustments_debit": "Adjustments (debit)",
     "reversals": "Reversals",
     "openings": "Opening balances",
 }

@@ -103,7 +103,7 @@ def test_liability_csv_matches_the_table(finance_client, finance):
         ["USD", "Reseller 1", "100", "5", "3330.00"],
         ["USD", "Reseller 1", "200", "1", "3.00"],
         ["USD", "Reseller 2", "100", "1", "7.00"],
-        ["USD", "— no reseller —", "100", "1", "11.00"],
+        ["USD", "(no reseller)", "100", "1", "11.00"],
     ]
 
 
@@ -129,11 +129,11 @@ def test_redemptions_csv_by_channel(finance_client, finance):
         },
     )
     assert csv_rows(response) == [
-        ["Day", "Currency", "Channel", "Cards", "Value"],
-        [str(day - dt.timedelta(days=1)), "USD", "rest", "1", "5120.00"],
-        [str(day), "USD", "panel", "1", "20.00"],
-        [str(day + dt.timedelta(days=1)), "USD", "panel", "1", "2560.00"],
-        [str(day + dt.timedelta(days=1)), "USD", "rest", "1", "40.00"],
+        ["Day", "Currency", "Channel", "Cards", "Value", "of which reversed"],
+        [str(day - dt.timedelta(days=1)), "USD", "rest", "1", "5120.00", "5120.00"],
+        [str(day), "USD", "panel", "1", "20.00", "0.00"],
+        [str(day + dt.timedelta(days=1)), "USD", "panel", "1", "2560.00", "2560.00"],
+        [str(day + dt.timedelta(days=1)), "USD", "rest", "1", "40.00", "0.00"],
     ]
 
 
@@ -170,8 +170,8 @@ def test_breakage_and_balances_csv(finance_client, finance):
             "Currency / unit",
             "Top-ups",
             "Card redemptions",
-            "Adjustments +",
-            "Adjustments −",
+            "Adjustments (credit)",
+            "Adjustments (debit)",
             "Reversals",
             "Opening balances",
             "Net change",

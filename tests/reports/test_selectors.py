@@ -92,12 +92,13 @@ class TestRedemptions:
         day = finance.day
         # c10 at T-2d (the first instant of D-1), c2 at T-1s, c3 at T exactly, c9 at T+1h.
         assert [
-            (r["period"], r["currency"], r["channel"], r["count"], r["value"]) for r in rows
+            (r["period"], r["currency"], r["channel"], r["count"], r["value"], r["reversed_value"])
+            for r in rows
         ] == [
-            (day - dt.timedelta(days=1), "USD", "rest", 1, D("5120")),
-            (day, "USD", "panel", 1, D("20")),
-            (day + dt.timedelta(days=1), "USD", "panel", 1, D("2560")),
-            (day + dt.timedelta(days=1), "USD", "rest", 1, D("40")),
+            (day - dt.timedelta(days=1), "USD", "rest", 1, D("5120"), D("5120")),
+            (day, "USD", "panel", 1, D("20"), D("0")),
+            (day + dt.timedelta(days=1), "USD", "panel", 1, D("2560"), D("2560")),
+            (day + dt.timedelta(days=1), "USD", "rest", 1, D("40"), D("0")),
         ]
 
     def test_per_month(self, finance):
@@ -149,7 +150,7 @@ class TestRedemptions:
         # The new card has no ledger entry (made by hand here): its channel is unknown.
         assert [(r["reseller"], r["channel"]) for r in channels] == [
             ("Reseller 1", "panel"),
-            ("Reseller 2", "—"),
+            ("Reseller 2", "(unknown)"),
         ]
 
     def test_channel_filter_and_series_breakdown(self, finance):
