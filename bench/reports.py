@@ -169,6 +169,32 @@ def load(cards: int, entries: int) -> None:
             {"series": SERIES, "resellers": RESELLERS, "subs": SUBSCRIBERS},
         )
         cur.execute("DROP TABLE bench_cards")
+        # Audit events as the services write them, so the cards' audit table has a realistic size:
+        # one per redemption and reversal, and block events for the blocked cards (half of them
+        # blocked, unblocked, blocked again).
+        cur.execute(
+            """
+            INSERT INTO cards_cardevent (kind, serial, channel, changes, created_at, card_id)
+            SELECT 'redeemed', series || '-' || lpad(number::text, 9, '0'), '', '{}'::jsonb,
+                   activated_at, id
+            FROM cards_topupcard WHERE activated_at IS NOT NULL
+            UNION ALL
+            SELECT 'reversed', series || '-' || lpad(number::text, 9, '0'), '', '{}'::jsonb,
+                   reversed_at, id
+            FROM cards_topupcard WHERE reversed_at IS NOT NULL
+            UNION ALL
+            SELECT 'blocked', series || '-' || lpad(number::text, 9, '0'), '', '{}'::jsonb,
+                   created_at + interval '2 days', id
+            FROM cards_topupcard WHERE blocked AND activated_at IS NULL
+            UNION ALL
+            SELECT kind, series || '-' || lpad(number::text, 9, '0'), '', '{}'::jsonb,
+                   created_at + delay, id
+            FROM cards_topupcard,
+                 (VALUES ('blocked', interval '1 day'), ('unblocked', interval '36 hours'))
+                 AS e (kind, delay)
+            WHERE blocked AND activated_at IS NULL AND number % 2 = 0
+            """
+        )
         for table in (
             "subscribers_reseller",
             "subscribers_subscriber",
@@ -190,6 +216,7 @@ def load(cards: int, entries: int) -> None:
 
 
 def count_rows() -> tuple[int, int]:
+    """Cards and ledger entries now in the database (the data is reused when they match)."""
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM cards_topupcard")
         cards = cur.fetchone()[0]

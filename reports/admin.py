@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.text import slugify
 
 from . import forms, tables
 from .models import BalanceReport, BreakageReport, ExpiringReport, LiabilityReport, RedemptionReport
@@ -82,7 +83,10 @@ class ReportAdmin(admin.ModelAdmin):
             )
         section = next((s for s in result.sections if s.key == table), result.sections[0])
         response = HttpResponse(content_type="text/csv; charset=utf-8")
-        filename = f"{self.opts.model_name.removesuffix('report')}-{section.key}.csv"
+        name = slugify(self.opts.verbose_name_plural)
+        if len(result.sections) > 1:
+            name = f"{name}-{section.key}"
+        filename = f"{name}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         writer = csv.writer(response)
         writer.writerow([column.label for column in section.columns])

@@ -91,12 +91,21 @@ def test_every_report_has_filters_a_table_a_chart_and_a_csv(finance_client, fina
     assert len(rows) >= 2
 
 
+def test_the_reports_section_lists_every_report(finance_client):
+    response = finance_client.get(reverse("admin:app_list", args=["reports"]))
+
+    for model, label in zip(
+        REPORTS, ["Liability", "Redemptions", "Breakage", "Expiring soon", "Balances"], strict=True
+    ):
+        assert hrefs(response, label) == [url(model)]
+
+
 def test_liability_csv_matches_the_table(finance_client, finance):
     response = finance_client.get(
         url("liabilityreport"), {"as_of": finance.day, "group_by": "series", "format": "csv"}
     )
 
-    assert response["Content-Disposition"] == 'attachment; filename="liability-liability.csv"'
+    assert response["Content-Disposition"] == 'attachment; filename="liability.csv"'
     assert csv_rows(response) == [
         ["Currency", "Reseller", "Series", "Cards", "Liability"],
         ["EUR", "Reseller 1", "300", "1", "5.00"],
@@ -155,6 +164,7 @@ def test_breakage_and_balances_csv(finance_client, finance):
         [str(day), "USD", "1", "160.00", "0.00"],
     ]
     totals = finance_client.get(url("balancereport"), {"format": "csv", "table": "totals"})
+    assert totals["Content-Disposition"] == 'attachment; filename="balances-totals.csv"'
     assert csv_rows(totals)[1:] == [
         ["MB", "Data MB", "1", "1024.00"],
         ["USD", "Group USD", "1", "7.00"],

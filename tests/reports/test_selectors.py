@@ -5,9 +5,10 @@ from decimal import Decimal
 
 import pytest
 
+from cards.models import TopUpCard
 from reports import selectors
 from reports.selectors import NO_RESELLER, Granularity, Period, end_of_day
-from tests.factories import TopUpCardFactory
+from tests.factories import CardEventFactory, ResellerFactory, TopUpCardFactory
 
 from .conftest import DAY, HOUR, SECOND
 
@@ -73,6 +74,21 @@ class TestLiability:
             ("EUR", "Reseller 1", None, 1, D("5"))
         ]
         assert _liability(finance, finance.day, currency="GBP") == []
+
+    def test_operator_blocks_are_a_present_time_flag(self, finance):
+        """Documented limit: only a reversal's block is dated (reversed_at). A card an operator
+        blocked after D is left out of D too; one unblocked since counts on D."""
+        r3 = ResellerFactory(name="Reseller 3")
+        blocked = TopUpCardFactory(reseller=r3, amount=D("100"), created_at=finance.T - 10 * DAY)
+        CardEventFactory(card=blocked, kind="blocked", created_at=finance.T + HOUR)
+        TopUpCard.objects.filter(pk=blocked.pk).update(blocked=True)
+        unblocked = TopUpCardFactory(reseller=r3, amount=D("200"), created_at=finance.T - 10 * DAY)
+        CardEventFactory(card=unblocked, kind="blocked", created_at=finance.T - 2 * DAY)
+        CardEventFactory(card=unblocked, kind="unblocked", created_at=finance.T + HOUR)
+
+        assert _liability(finance, finance.day, reseller_id=r3.pk) == [
+            ("USD", "Reseller 3", None, 1, D("200"))
+        ]
 
     def test_before_any_card_existed_nothing_is_owed(self, finance):
         assert _liability(finance, finance.day - dt.timedelta(days=30)) == []
