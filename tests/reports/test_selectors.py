@@ -340,3 +340,30 @@ def test_reports_run_a_fixed_number_of_queries_whatever_the_card_count(
         selectors.redemptions(period=period, breakdown="reseller")
     with django_assert_max_num_queries(2):
         selectors.expiring(now=finance.T + HOUR)
+
+
+def test_days_follow_the_current_time_zone(finance):
+    """At 20:00 UTC on D it is already D + 1 in Tokyo (UTC+9): the redemption moves a day."""
+    from django.utils import timezone
+
+    card = TopUpCardFactory(
+        reseller=finance.r2,
+        amount=D("9"),
+        created_at=finance.T - 3 * DAY,
+        activated_at=finance.T - 4 * HOUR,
+        activated_by=finance.balances["r2"].wallet.subscription.subscriber,
+    )
+    day = finance.day
+    period = Period(day, day + dt.timedelta(days=1), Granularity.DAY)
+
+    utc = selectors.redemptions(period=period, reseller_id=finance.r2.pk)
+    with timezone.override("Asia/Tokyo"):
+        tokyo = selectors.redemptions(period=period, reseller_id=finance.r2.pk)
+        owed_end_of_d = selectors.liability(
+            as_of=end_of_day(day), reseller_id=finance.r2.pk, currency="USD"
+        )
+
+    assert [(r["period"], r["value"]) for r in utc] == [(day, card.amount)]
+    assert [(r["period"], r["value"]) for r in tokyo] == [(day + dt.timedelta(days=1), card.amount)]
+    # The end of D in Tokyo is 15:00 UTC on D: the card, redeemed at 20:00 UTC, was still owed.
+    assert [(r["count"], r["value"]) for r in owed_end_of_d] == [(2, D("16"))]  # c12 7 + 9
