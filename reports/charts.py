@@ -61,9 +61,9 @@ def bar_chart(
     Grouped charts take negative values (drawn below the zero line); stacked ones expect values
     of one sign. Returns None when there is nothing to draw.
     """
-    if not categories or not series:
-        return None
     values = [[float(v) for v in vals] for _, vals in series]
+    if not categories or not any(v for vals in values for v in vals):
+        return None
     if stacked:
         totals = [sum(max(v, 0) for v in column) for column in zip(*values, strict=True)]
         low, high = 0.0, max(totals)

@@ -11,6 +11,8 @@ from decimal import Decimal
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
+from wallets.models import Channel
+
 from . import selectors
 from .charts import bar_chart, fold_series
 from .selectors import Granularity, Period
@@ -247,6 +249,10 @@ def redemptions_report(form) -> ReportResult:
         channel=form.cleaned_data["channel"],
         **form.card_filters(),
     )
+    channel_names = dict(Channel.choices)
+    for row in rows:
+        if "channel" in row:
+            row["channel"] = channel_names.get(row["channel"], row["channel"])
     extra = _BREAKDOWN_COLUMNS[breakdown]
     section = Section(
         key="redemptions",

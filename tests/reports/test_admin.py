@@ -139,10 +139,10 @@ def test_redemptions_csv_by_channel(finance_client, finance):
     )
     assert csv_rows(response) == [
         ["Day", "Currency", "Channel", "Cards", "Value", "of which reversed"],
-        [str(day - dt.timedelta(days=1)), "USD", "rest", "1", "5120.00", "5120.00"],
-        [str(day), "USD", "panel", "1", "20.00", "0.00"],
-        [str(day + dt.timedelta(days=1)), "USD", "panel", "1", "2560.00", "2560.00"],
-        [str(day + dt.timedelta(days=1)), "USD", "rest", "1", "40.00", "0.00"],
+        [str(day - dt.timedelta(days=1)), "USD", "REST API", "1", "5120.00", "5120.00"],
+        [str(day), "USD", "Client panel", "1", "20.00", "0.00"],
+        [str(day + dt.timedelta(days=1)), "USD", "Client panel", "1", "2560.00", "2560.00"],
+        [str(day + dt.timedelta(days=1)), "USD", "REST API", "1", "40.00", "0.00"],
     ]
 
 

@@ -49,6 +49,7 @@ def test_grouped_bars_draw_negative_values_below_the_zero_line():
 
 def test_nothing_to_draw():
     assert bar_chart(title="x", categories=[], series=[]) is None
+    assert bar_chart(title="x", categories=["a"], series=[("s", [Decimal(0)])]) is None
 
 
 def test_labels_are_escaped():
