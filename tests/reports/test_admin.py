@@ -241,6 +241,23 @@ class TestResellerScopedStaff:
             ["USD", "Main USD", "1", "100.00"],
         ]
 
+    def test_ledger_movements_of_its_subscribers_only(self, r1_client, finance):
+        day = finance.day
+        response = r1_client.get(
+            url("balancereport"),
+            {
+                "date_from": day,
+                "date_to": day,
+                "granularity": "day",
+                "format": "csv",
+                "table": "flows",
+            },
+        )
+        # Without Reseller 2's top-up of 9 and the group wallet's adjustment of 1.
+        assert csv_rows(response)[1:] == [
+            [str(day), "USD", "25.00", "20.00", "5.00", "0.00", "-5120.00", "0.00", "-5070.00", "4"]
+        ]
+
     def test_the_reseller_filter_offers_only_its_own_reseller(self, r1_client, finance):
         body = r1_client.get(url("liabilityreport")).content.decode()
         select = re.search(r'<select name="reseller".*?</select>', body, re.S).group(0)
