@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "subscribers",
     "wallets",
     "cards",
+    "reports",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,354 @@
+"""How fast each report page answers with 1,000,000 cards and 200,000 ledger entries.
+
+    su postgres -c "createdb -O topup topup_bench_d"
+    export DATABASE_URL=postgres://topup:topup@127.0.0.1:5432/topup_bench_d
+    .venv/bin/python bench/reports.py
+
+The data is generated inside PostgreSQL with `generate_series` (INSERT ... SELECT, no ORM, no
+Python loop over rows) and kept between runs; `--reload` rebuilds it. The script refuses a database
+whose name does not contain "bench", because loading TRUNCATEs the cards and wallets tables.
+
+Each report page is requested through Django's test client (the whole admin view: permission,
+form, aggregate queries, chart, template) `--repeat` times after one warm-up; the median is
+printed beside the median of `SELECT count(*) FROM cards_topupcard` measured in the same run.
+Target: every page ≤ 500 ms median.
+"""
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+from django.urls import reverse  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from reports.forms import end_of_previous_month  # noqa: E402
+
+RESELLERS = 20
+SUBSCRIBERS = 5_000
+SERIES = 50
+# Of the ledger entries, 3/4 are card redemptions (one per redeemed card), the rest top-ups,
+# adjustments and reversals.
+REDEEMED_SHARE = 0.75
+
+TABLES = [
+    "cards_cardevent",
+    "cards_topupcard",
+    "cards_cardbatch",
+    "cards_cardseries",
+    "wallets_ledgerentry",
+    "wallets_balanceinterval",
+    "wallets_balance",
+    "wallets_balancetemplate",
+    "wallets_wallet",
+    "subscribers_accessnumber",
+    "subscribers_subscription",
+    "subscribers_staffreseller",
+    "subscribers_subscriber",
+    "subscribers_reseller",
+]
+
+
+def load(cards: int, entries: int) -> None:
+    redeemed = int(entries * REDEEMED_SHARE)
+    with connection.cursor() as cur:
+        started = time.perf_counter()
+        cur.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        cur.execute(
+            "INSERT INTO subscribers_reseller (id, name, created_at) "
+            "SELECT r, 'Reseller ' || r, now() FROM generate_series(1, %s) r",
+            [RESELLERS],
+        )
+        cur.execute(
+            "INSERT INTO subscribers_subscriber (id, name, reseller_id, created_at) "
+            "SELECT s, 'Subscriber ' || s, 1 + s %% %s, now() FROM generate_series(1, %s) s",
+            [RESELLERS, SUBSCRIBERS],
+        )
+        cur.execute(
+            "INSERT INTO subscribers_subscription (id, subscriber_id, external_id, created_at) "
+            "SELECT s, s, 'sub-' || s, now() FROM generate_series(1, %s) s",
+            [SUBSCRIBERS],
+        )
+        cur.execute(
+            "INSERT INTO wallets_wallet (id, subscription_id, created_at) "
+            "SELECT s, s, now() FROM generate_series(1, %s) s",
+            [SUBSCRIBERS],
+        )
+        cur.execute(
+            "INSERT INTO wallets_balancetemplate "
+            "(id, name, kind, currency, precision, end_adjust_allowed, is_private) VALUES "
+            "(1, 'Main USD', 'simple', 'USD', 2, true, false), "
+            "(2, 'Main EUR', 'simple', 'EUR', 2, true, false), "
+            "(3, 'Data MB', 'simple', 'MB', 0, true, false)"
+        )
+        # Balance s is the main balance of subscriber s (USD for 4 in 5, else EUR); data balances
+        # follow with ids above SUBSCRIBERS.
+        cur.execute(
+            "INSERT INTO wallets_balance (id, wallet_id, resource_id, template_id, amount, "
+            "start_time, is_main, created_at) "
+            "SELECT s, s, 1, CASE WHEN s %% 5 = 0 THEN 2 ELSE 1 END, (s %% 97) * 1.25, "
+            "now() - interval '3 years', true, now() FROM generate_series(1, %s) s "
+            "UNION ALL "
+            "SELECT %s + s, s, 2, 3, (s %% 13) * 512, now() - interval '3 years', false, now() "
+            "FROM generate_series(1, %s) s",
+            [SUBSCRIBERS, SUBSCRIBERS, SUBSCRIBERS],
+        )
+        # Cards: created over two years (ending 30 days ago), valid 30 to 210 days, 1 in 97
+        # blocked; the redeemed ones were redeemed within 29 days of creation by subscriber
+        # 1 + k % SUBSCRIBERS, through the panel or the REST API, 1 in 100 later reversed.
+        cur.execute(
+            """
+            CREATE TEMP TABLE bench_cards AS
+            SELECT i::bigint AS i,
+                   now() - interval '30 days' - (i %% 700) * interval '1 day'
+                         - (i %% 86400) * interval '1 second' AS created_at,
+                   CASE WHEN (i + 1) * %(redeemed)s / %(cards)s <> i * %(redeemed)s / %(cards)s
+                        THEN i * %(redeemed)s / %(cards)s + 1 END AS k
+            FROM generate_series(0::bigint, %(cards)s - 1) i
+            """,
+            {"redeemed": redeemed, "cards": cards},
+        )
+        cur.execute(
+            """
+            INSERT INTO wallets_ledgerentry (id, balance_id, amount, kind, channel, voucher,
+                reason, request_id, created_at)
+            SELECT k, 1 + k %% %(subs)s, (ARRAY[5, 10, 20, 50])[1 + i %% 4], 'redemption',
+                   CASE WHEN k %% 2 = 0 THEN 'panel' ELSE 'rest' END,
+                   (100 + i %% %(series)s)::text || '-' || lpad(i::text, 9, '0'), '', '',
+                   created_at + (i %% 29) * interval '1 day'
+            FROM bench_cards WHERE k IS NOT NULL
+            """,
+            {"subs": SUBSCRIBERS, "series": SERIES},
+        )
+        cur.execute(
+            """
+            INSERT INTO wallets_ledgerentry (id, balance_id, amount, kind, channel, voucher,
+                reason, request_id, created_at)
+            SELECT %(first)s + j, 1 + j %% %(subs)s,
+                   CASE WHEN j %% 4 = 3 THEN -1.5 ELSE 2.5 + j %% 40 END,
+                   (ARRAY['topup', 'topup', 'adjustment', 'adjustment'])[1 + j %% 4],
+                   CASE WHEN j %% 4 < 2 THEN 'rest' ELSE 'admin' END, '', '', '',
+                   now() - (j %% 730) * interval '1 day' - (j %% 3600) * interval '1 second'
+            FROM generate_series(1, %(others)s) j
+            """,
+            {"first": redeemed, "subs": SUBSCRIBERS, "others": entries - redeemed},
+        )
+        cur.execute(
+            """
+            INSERT INTO cards_topupcard (series, number, amount, currency, pin_digest,
+                pin_encrypted, pin_length, pin_last4, reseller_id, expires_at, blocked,
+                activated_at, activated_by_id, reversed_at, ledger_entry_id, created_at)
+            SELECT (100 + i %% %(series)s)::text, i + 1, (ARRAY[5, 10, 20, 50])[1 + i %% 4],
+                   CASE WHEN i %% 5 = 0 THEN 'EUR' ELSE 'USD' END,
+                   decode(md5(i::text), 'hex'), '\\x00'::bytea, 12,
+                   lpad((i %% 10000)::text, 4, '0'),
+                   CASE WHEN i %% 50 = 0 THEN NULL ELSE 1 + i %% %(resellers)s END,
+                   created_at + (30 + (i %% 7) * 30) * interval '1 day',
+                   k IS NULL AND i %% 97 = 0 OR COALESCE(k %% 100 = 0, false),
+                   CASE WHEN k IS NOT NULL THEN created_at + (i %% 29) * interval '1 day' END,
+                   CASE WHEN k IS NOT NULL THEN 1 + k %% %(subs)s END,
+                   CASE WHEN k %% 100 = 0
+                        THEN created_at + (i %% 29 + 1) * interval '1 day' END,
+                   k, created_at
+            FROM bench_cards
+            """,
+            {"series": SERIES, "resellers": RESELLERS, "subs": SUBSCRIBERS},
+        )
+        cur.execute("DROP TABLE bench_cards")
+        # Audit events as the services write them, so the cards' audit table has a realistic size:
+        # one per redemption and reversal, and block events for the blocked cards (half of them
+        # blocked, unblocked, blocked again).
+        cur.execute(
+            """
+            INSERT INTO cards_cardevent (kind, serial, channel, changes, created_at, card_id)
+            SELECT 'redeemed', series || '-' || lpad(number::text, 9, '0'), '', '{}'::jsonb,
+                   activated_at, id
+            FROM cards_topupcard WHERE activated_at IS NOT NULL
+            UNION ALL
+            SELECT 'reversed', series || '-' || lpad(number::text, 9, '0'), '', '{}'::jsonb,
+                   reversed_at, id
+            FROM cards_topupcard WHERE reversed_at IS NOT NULL
+            UNION ALL
+            SELECT 'blocked', series || '-' || lpad(number::text, 9, '0'), '', '{}'::jsonb,
+                   created_at + interval '2 days', id
+            FROM cards_topupcard WHERE blocked AND activated_at IS NULL
+            UNION ALL
+            SELECT kind, series || '-' || lpad(number::text, 9, '0'), '', '{}'::jsonb,
+                   created_at + delay, id
+            FROM cards_topupcard,
+                 (VALUES ('blocked', interval '1 day'), ('unblocked', interval '36 hours'))
+                 AS e (kind, delay)
+            WHERE blocked AND activated_at IS NULL AND number % 2 = 0
+            """
+        )
+        for table in (
+            "subscribers_reseller",
+            "subscribers_subscriber",
+            "subscribers_subscription",
+            "wallets_wallet",
+            "wallets_balancetemplate",
+            "wallets_balance",
+            "wallets_ledgerentry",
+        ):
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT max(id) FROM {table}))"
+            )
+        cur.execute("ANALYZE")
+        print(
+            f"loaded {cards:,} cards and {entries:,} ledger entries in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+
+
+def count_rows() -> tuple[int, int]:
+    """Cards and ledger entries now in the database (the data is reused when they match)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM cards_topupcard")
+        cards = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM wallets_ledgerentry")
+        return cards, cur.fetchone()[0]
+
+
+def median_ms(action, repeat: int) -> float:
+    action()  # warm-up
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def count_star() -> None:
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM cards_topupcard")
+        cur.fetchone()
+
+
+def pages() -> list[tuple[str, str, dict]]:
+    today = timezone.localdate()
+    month_end = end_of_previous_month(today)
+    year_ago = (today.replace(day=1) - dt.timedelta(days=335)).replace(day=1)
+    return [
+        ("liability (default: today)", "liabilityreport", {}),
+        ("liability, end of last month", "liabilityreport", {"as_of": month_end}),
+        (
+            "liability by series, a year ago",
+            "liabilityreport",
+            {"as_of": today - dt.timedelta(days=365), "group_by": "series"},
+        ),
+        (
+            "liability, Reseller 1 USD",
+            "liabilityreport",
+            {"as_of": month_end, "reseller": 1, "currency": "USD"},
+        ),
+        ("redemptions (default: 30 days)", "redemptionreport", {}),
+        (
+            "redemptions, 12 months by series",
+            "redemptionreport",
+            {
+                "date_from": year_ago,
+                "date_to": today,
+                "granularity": "month",
+                "breakdown": "series",
+            },
+        ),
+        (
+            "redemptions, 400 days per day",
+            "redemptionreport",
+            {"date_from": today - dt.timedelta(days=399), "date_to": today, "granularity": "day"},
+        ),
+        ("breakage (default: 30 days)", "breakagereport", {}),
+        (
+            "breakage, 12 months by reseller",
+            "breakagereport",
+            {"date_from": year_ago, "date_to": today, "granularity": "month"},
+        ),
+        ("expiring soon", "expiringreport", {}),
+        ("expiring soon by series", "expiringreport", {"group_by": "series"}),
+        ("balances (default: 12 months)", "balancereport", {}),
+        (
+            "balances, 2 years per week",
+            "balancereport",
+            {"date_from": today - dt.timedelta(days=729), "date_to": today, "granularity": "week"},
+        ),
+        ("liability CSV by series", "liabilityreport", {"group_by": "series", "format": "csv"}),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cards", type=int, default=1_000_000)
+    parser.add_argument("--entries", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--reload", action="store_true", help="rebuild the data")
+    args = parser.parse_args()
+
+    if connection.vendor != "postgresql" or "bench" not in connection.settings_dict["NAME"]:
+        sys.exit("Run on a PostgreSQL database whose name contains 'bench' (it is truncated).")
+    call_command("migrate", verbosity=0)
+    if args.reload or count_rows() != (args.cards, args.entries):
+        load(args.cards, args.entries)
+    cards, entries = count_rows()
+    print(f"{cards:,} cards, {entries:,} ledger entries; median of {args.repeat} requests\n")
+
+    setup_test_environment()
+    from django.contrib.auth import get_user_model
+
+    from subscribers.models import Reseller, StaffReseller
+
+    User = get_user_model()
+    admin = User.objects.filter(username="bench-admin").first() or User.objects.create_superuser(
+        "bench-admin", "bench@example.com", "bench"
+    )
+    scoped = User.objects.filter(username="bench-r1").first() or User.objects.create_user(
+        "bench-r1", is_staff=True
+    )
+    from django.contrib.auth.models import Permission
+
+    scoped.user_permissions.set(Permission.objects.filter(content_type__app_label="reports"))
+    StaffReseller.objects.update_or_create(
+        user=scoped, defaults={"reseller": Reseller.objects.get(pk=1)}
+    )
+    clients = {"operator": Client(), "reseller-scoped": Client()}
+    clients["operator"].force_login(admin)
+    clients["reseller-scoped"].force_login(scoped)
+
+    baseline = median_ms(count_star, args.repeat)
+    print(f"{'SELECT count(*) FROM cards_topupcard':<44} {baseline:8.1f} ms   (baseline)")
+    print(f"{'page':<44} {'median':>8}      {'× count(*)':>10}  target ≤ 500 ms")
+    worst = 0.0
+    for who, client in clients.items():
+        for label, model, params in pages():
+            url = reverse(f"admin:reports_{model}_changelist")
+
+            def request(url=url, params=params, client=client):
+                response = client.get(url, params)
+                assert response.status_code == 200, (url, params, response.status_code)
+
+            ms = median_ms(request, args.repeat)
+            worst = max(worst, ms)
+            flag = "ok" if ms <= 500 else "SLOW"
+            print(f"{who[:8] + ': ' + label:<44} {ms:8.1f} ms   {ms / baseline:8.1f}×   {flag}")
+    print(
+        f"\nslowest page {worst:.1f} ms = {worst / baseline:.1f}× one count(*) ({baseline:.1f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()

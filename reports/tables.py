@@ -1,0 +1,431 @@
+"""Turns a valid filter form into what a report page shows: sections with columns, rows (already
+aggregated by the selectors), per-currency totals and charts. The admin view and the CSV
+download both read from here, so the page and the file always agree."""
+
+import datetime as dt
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.utils import timezone
+from django.utils.safestring import SafeString
+
+from wallets.models import Channel
+
+from . import selectors
+from .charts import bar_chart, fold_series
+from .selectors import Granularity, Period
+
+MAX_CATEGORIES = 30
+MAX_CHARTS = 6
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    kind: str = "text"  # text | count | money | period
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in {"count", "money"}
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    columns: list[Column]
+    rows: list[dict]
+    charts: list[tuple[str, SafeString]] = field(default_factory=list)
+    granularity: str = ""
+
+    @property
+    def totals(self) -> list[dict]:
+        """One line per currency adding up every numeric column (none when no currency has more
+        than one row: the rows are their own totals then)."""
+        label = next((c for c in self.columns if c.key != "currency" and not c.numeric), None)
+        sums: OrderedDict[str, dict] = OrderedDict()
+        lines: dict[str, int] = {}
+        for row in self.rows:
+            currency = row["currency"]
+            lines[currency] = lines.get(currency, 0) + 1
+            total = sums.setdefault(currency, {"currency": currency})
+            if label is not None:
+                total[label.key] = "Total"
+            for column in self.columns:
+                if column.numeric:
+                    total[column.key] = total.get(column.key, 0) + (row[column.key] or 0)
+        return list(sums.values()) if any(n > 1 for n in lines.values()) else []
+
+    def display(self, row: dict) -> list[tuple[str, bool]]:
+        """The row as the page shows it: (text, right-aligned) per column."""
+        cells = []
+        for column in self.columns:
+            value = row.get(column.key)
+            if value is None:
+                text = "" if column.kind != "text" or column.key not in row else "—"
+            elif column.kind == "period" and isinstance(value, dt.date):
+                text = period_label(value, self.granularity)
+            elif column.kind == "money" and isinstance(value, Decimal | int):
+                text = f"{money_places(value):,}"
+            elif column.kind == "count":
+                text = f"{value:,}"
+            else:
+                text = str(value)
+            cells.append((text, column.numeric))
+        return cells
+
+    @property
+    def display_rows(self) -> list[list[tuple[str, bool]]]:
+        return [self.display(row) for row in self.rows]
+
+    @property
+    def display_totals(self) -> list[list[tuple[str, bool]]]:
+        return [self.display(row) for row in self.totals]
+
+
+@dataclass
+class ReportResult:
+    caption: str
+    sections: list[Section]
+
+
+def period_label(day: dt.date, granularity: str) -> str:
+    if granularity == Granularity.MONTH:
+        return day.strftime("%Y-%m")
+    if granularity == Granularity.WEEK:
+        return f"wk {day.isoformat()}"
+    return day.isoformat()
+
+
+def _per_currency_charts(
+    rows: list[dict],
+    *,
+    title: str,
+    category: Callable[[dict], str],
+    series: Callable[[dict], str],
+    value_key: str,
+    categories: list[str] | None = None,
+    stacked: bool = True,
+) -> list[tuple[str, SafeString]]:
+    """One chart per currency (amounts in different currencies never share an axis)."""
+    by_currency: OrderedDict[str, list[dict]] = OrderedDict()
+    for row in rows:
+        by_currency.setdefault(row["currency"], []).append(row)
+    charts = []
+    for currency, currency_rows in list(by_currency.items())[:MAX_CHARTS]:
+        labels = categories or _top_categories(currency_rows, category, value_key)
+        position = {label: index for index, label in enumerate(labels)}
+        lines: OrderedDict[str, list[Decimal]] = OrderedDict()
+        for row in currency_rows:
+            index = position.get(category(row), position.get("Other"))
+            if index is None:
+                continue
+            line = lines.setdefault(series(row), [Decimal(0)] * len(labels))
+            line[index] += row[value_key] or 0
+        chart_title = f"{title} ({currency})"
+        svg = bar_chart(
+            title=chart_title, categories=labels, series=fold_series(lines), stacked=stacked
+        )
+        if svg:
+            charts.append((chart_title, svg))
+    return charts
+
+
+def _top_categories(rows: list[dict], category, value_key) -> list[str]:
+    totals: OrderedDict[str, Decimal] = OrderedDict()
+    for row in rows:
+        totals[category(row)] = totals.get(category(row), 0) + (row[value_key] or 0)
+    labels = list(totals)
+    if len(labels) > MAX_CATEGORIES:
+        labels = sorted(labels, key=lambda label: -totals[label])[: MAX_CATEGORIES - 1]
+        labels.append("Other")
+    return labels
+
+
+def _group_label(row: dict) -> str:
+    return (
+        " · ".join(str(row[key]) for key in ("reseller", "series") if key in row) or row["currency"]
+    )
+
+
+def _group_columns(group_by: str) -> list[Column]:
+    columns = [Column("currency", "Currency")]
+    if group_by in {"reseller", "series"}:
+        columns.append(Column("reseller", "Reseller"))
+    if group_by == "series":
+        columns.append(Column("series", "Series"))
+    return columns
+
+
+def _scope_caption(form) -> str:
+    parts = []
+    if form.reseller_id is not None:
+        reseller = form.fields["reseller"].queryset.filter(pk=form.reseller_id).first()
+        parts.append(f"reseller {reseller}")
+    for key in ("currency", "series"):
+        if form.cleaned_data.get(key):
+            parts.append(f"{key} {form.cleaned_data[key]}")
+    return f" — {', '.join(parts)}" if parts else ""
+
+
+def liability_report(form) -> ReportResult:
+    as_of_day = form.cleaned_data["as_of"]
+    group_by = form.cleaned_data["group_by"]
+    # Today has not ended: its figures are those of this moment.
+    now = timezone.now()
+    instant = min(selectors.end_of_day(as_of_day), now)
+    rows = selectors.liability(as_of=instant, group_by=group_by, **form.card_filters())
+    section = Section(
+        key="liability",
+        title="Unredeemed cards that could still be redeemed",
+        columns=[
+            *_group_columns(group_by),
+            Column("count", "Cards", "count"),
+            Column("value", "Liability", "money"),
+        ],
+        rows=rows,
+    )
+    section.charts = _per_currency_charts(
+        rows,
+        title="Liability",
+        category=_group_label,
+        series=lambda row: "Liability",
+        value_key="value",
+    )
+    if instant == now:
+        caption = f"As of now ({timezone.localtime(now):%Y-%m-%d %H:%M %Z})"
+    else:
+        caption = f"As of the end of {as_of_day:%Y-%m-%d} ({timezone.get_current_timezone_name()})"
+    return ReportResult(caption=caption + _scope_caption(form), sections=[section])
+
+
+def _period(form) -> Period:
+    return Period(
+        date_from=form.cleaned_data["date_from"],
+        date_to=form.cleaned_data["date_to"],
+        granularity=form.cleaned_data["granularity"],
+    )
+
+
+def _period_caption(period: Period, form) -> str:
+    return (
+        f"from {period.date_from:%Y-%m-%d} to {period.date_to:%Y-%m-%d} inclusive, "
+        f"per {period.granularity}{_scope_caption(form)}"
+    )
+
+
+_BREAKDOWN_COLUMNS = {
+    "none": [],
+    "channel": [Column("channel", "Channel")],
+    "reseller": [Column("reseller", "Reseller")],
+    "series": [Column("series", "Series")],
+    "reseller_series": [Column("reseller", "Reseller"), Column("series", "Series")],
+    "reseller_channel": [Column("reseller", "Reseller"), Column("channel", "Channel")],
+}
+
+
+def _period_chart_categories(period: Period) -> list[str]:
+    return [
+        period_label(day, period.granularity)
+        for day in selectors.periods(period.date_from, period.date_to, period.granularity)
+    ]
+
+
+def _series_name(breakdown: str, default: str) -> Callable[[dict], str]:
+    """The chart series a row belongs to: its breakdown values, e.g. "Reseller 1 · 100"."""
+    keys = [column.key for column in _BREAKDOWN_COLUMNS[breakdown]]
+    return lambda row: " · ".join(str(row[key]) for key in keys) if keys else default
+
+
+def redemptions_report(form) -> ReportResult:
+    period = _period(form)
+    breakdown = form.cleaned_data["breakdown"]
+    rows = selectors.redemptions(
+        period=period,
+        breakdown=breakdown,
+        channel=form.cleaned_data["channel"],
+        **form.card_filters(),
+    )
+    channel_names = dict(Channel.choices)
+    for row in rows:
+        if "channel" in row:
+            row["channel"] = channel_names.get(row["channel"], row["channel"])
+    extra = _BREAKDOWN_COLUMNS[breakdown]
+    section = Section(
+        key="redemptions",
+        title="Cards redeemed",
+        columns=[
+            Column("period", period.granularity.title(), "period"),
+            Column("currency", "Currency"),
+            *extra,
+            Column("count", "Cards", "count"),
+            Column("value", "Value", "money"),
+            Column("reversed_value", "of which reversed", "money"),
+        ],
+        rows=rows,
+        granularity=period.granularity,
+    )
+    section.charts = _per_currency_charts(
+        rows,
+        title="Redeemed value",
+        category=lambda row: period_label(row["period"], period.granularity),
+        series=_series_name(breakdown, "Redeemed"),
+        value_key="value",
+        categories=_period_chart_categories(period),
+    )
+    return ReportResult(caption="F" + _period_caption(period, form)[1:], sections=[section])
+
+
+def breakage_report(form) -> ReportResult:
+    period = _period(form)
+    breakdown = form.cleaned_data["breakdown"]
+    rows = selectors.breakage(period=period, breakdown=breakdown, **form.card_filters())
+    extra = _BREAKDOWN_COLUMNS[breakdown]
+    section = Section(
+        key="breakage",
+        title="Cards that expired unredeemed (counted in the period they expired)",
+        columns=[
+            Column("period", period.granularity.title(), "period"),
+            Column("currency", "Currency"),
+            *extra,
+            Column("count", "Cards", "count"),
+            Column("value", "Breakage", "money"),
+            Column("blocked_value", "of which blocked", "money"),
+        ],
+        rows=rows,
+        granularity=period.granularity,
+    )
+    section.charts = _per_currency_charts(
+        rows,
+        title="Breakage",
+        category=lambda row: period_label(row["period"], period.granularity),
+        series=_series_name(breakdown, "Breakage"),
+        value_key="value",
+        categories=_period_chart_categories(period),
+    )
+    return ReportResult(caption="F" + _period_caption(period, form)[1:], sections=[section])
+
+
+def expiring_report(form) -> ReportResult:
+    group_by = form.cleaned_data["group_by"]
+    now = timezone.now()
+    rows = selectors.expiring(now=now, group_by=group_by, **form.card_filters())
+    window_columns = []
+    for days in selectors.EXPIRY_WINDOWS:
+        window_columns += [
+            Column(f"count_{days}", f"Cards within {days} days", "count"),
+            Column(f"value_{days}", f"Value within {days} days", "money"),
+        ]
+    section = Section(
+        key="expiring",
+        title="Redeemable cards expiring soon",
+        columns=[*_group_columns(group_by), *window_columns],
+        rows=rows,
+    )
+    # Each window includes the shorter ones: chart the value of each window, stacked by group.
+    windows = [f"within {days} days" for days in selectors.EXPIRY_WINDOWS]
+    window_rows = [
+        {**row, "window": label, "window_value": row[f"value_{days}"]}
+        for row in rows
+        for days, label in zip(selectors.EXPIRY_WINDOWS, windows, strict=True)
+    ]
+    section.charts = _per_currency_charts(
+        window_rows,
+        title="Value expiring",
+        category=lambda row: row["window"],
+        series=_group_label,
+        value_key="window_value",
+        categories=windows,
+    )
+    caption = f"From now ({timezone.localtime(now):%Y-%m-%d %H:%M %Z}){_scope_caption(form)}"
+    return ReportResult(caption=caption, sections=[section])
+
+
+_FLOW_LABELS = {
+    "topups": "Top-ups",
+    "redemptions": "Card redemptions",
+    "adjustments_credit": "Adjustments (credit)",
+    "adjustments_debit": "Adjustments (debit)",
+    "reversals": "Reversals",
+    "openings": "Opening balances",
+}
+
+
+def balances_report(form) -> ReportResult:
+    period = _period(form)
+    filters = form.balance_filters()
+    totals = selectors.balance_totals(**filters)
+    totals_section = Section(
+        key="totals",
+        title="Balances now, per currency and balance template",
+        columns=[
+            Column("currency", "Currency / unit"),
+            Column("template", "Balance template"),
+            Column("count", "Balances", "count"),
+            Column("value", "Total", "money"),
+        ],
+        rows=totals,
+    )
+    totals_section.charts = _per_currency_charts(
+        totals,
+        title="Total balance",
+        category=lambda row: row["template"],
+        series=lambda row: "Total",
+        value_key="value",
+    )
+    flows = selectors.balance_flows(period=period, **filters)
+    flows_section = Section(
+        key="flows",
+        title="Top-ups versus adjustments (ledger entries)",
+        columns=[
+            Column("period", period.granularity.title(), "period"),
+            Column("currency", "Currency / unit"),
+            *(Column(key, label, "money") for key, label in _FLOW_LABELS.items()),
+            Column("net", "Net change", "money"),
+            Column("entries", "Entries", "count"),
+        ],
+        rows=flows,
+        granularity=period.granularity,
+    )
+    flow_rows = [
+        {"currency": row["currency"], "period": row["period"], "kind": label, "v": row[key]}
+        for row in flows
+        for key, label in _FLOW_LABELS.items()
+        if key != "openings"
+    ]
+    flows_section.charts = _per_currency_charts(
+        flow_rows,
+        title="Top-ups versus adjustments",
+        category=lambda row: period_label(row["period"], period.granularity),
+        series=lambda row: row["kind"],
+        value_key="v",
+        categories=_period_chart_categories(period),
+        stacked=False,
+    )
+    return ReportResult(
+        caption="Balances now; movements " + _period_caption(period, form),
+        sections=[totals_section, flows_section],
+    )
+
+
+def csv_cells(section: Section, row: dict) -> Iterable[str]:
+    for column in section.columns:
+        value = row.get(column.key)
+        if value is None:
+            yield ""
+        elif column.kind == "period":
+            yield value.isoformat()
+        elif column.kind == "money":
+            yield str(money_places(value))
+        else:
+            yield str(value)
+
+
+def money_places(value: Decimal) -> Decimal:
+    """At least two decimal places, and no trailing zeros beyond them (balances keep six)."""
+    value = Decimal(value)
+    two = value.quantize(Decimal("0.01"))
+    return two if two == value else value.normalize()
