@@ -119,6 +119,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Per API client (user); the cache must be shared by every worker in production (CACHES).
+    "DEFAULT_THROTTLE_RATES": {"rsgateway": env("RSGATEWAY_THROTTLE_RATE", "3000/min")},
 }
 
 LOGGING = {
