@@ -288,6 +288,40 @@ def balance_change_end(
     return targets
 
 
+@transaction.atomic
+def balance_change_validity(
+    *,
+    balance_id: int,
+    start_time: TimeValue | None = None,
+    end_time: TimeValue | None = None,
+    actor=None,
+    channel: str = Channel.SYSTEM,
+    reason: str = "",
+    request_id: str = "",
+) -> list[Balance]:
+    """Change the start and/or the end of a balance in one transaction (S1–S7, E1–E8)."""
+    changed: list[Balance] = []
+    if start_time is not None:
+        changed += balance_change_start(
+            balance_id=balance_id,
+            start_time=start_time,
+            actor=actor,
+            channel=channel,
+            reason=reason,
+            request_id=request_id,
+        )
+    if end_time is not None:
+        changed += balance_change_end(
+            balance_id=balance_id,
+            end_time=end_time,
+            actor=actor,
+            channel=channel,
+            reason=reason,
+            request_id=request_id,
+        )
+    return changed
+
+
 # --- Top-up (T1–T7) -----------------------------------------------------------------------------
 
 
@@ -580,25 +614,15 @@ def _balance_adjust(
         reason=reason,
         has_time_change=start_time is not None or end_time is not None,
     )
-    changed: list[Balance] = []
-    if start_time is not None:
-        changed += balance_change_start(
-            balance_id=balance.pk,
-            start_time=start_time,
-            actor=actor,
-            channel=channel,
-            reason=reason,
-            request_id=request_id,
-        )
-    if end_time is not None:
-        changed += balance_change_end(
-            balance_id=balance.pk,
-            end_time=end_time,
-            actor=actor,
-            channel=channel,
-            reason=reason,
-            request_id=request_id,
-        )
+    changed = balance_change_validity(
+        balance_id=balance.pk,
+        start_time=start_time,
+        end_time=end_time,
+        actor=actor,
+        channel=channel,
+        reason=reason,
+        request_id=request_id,
+    )
     entry = None
     if amount:
         signed = amount if adjust_type == AdjustType.CREDIT else -amount
