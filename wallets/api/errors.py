@@ -56,7 +56,8 @@ def mtx_exception_handler(exc, context) -> Response:
         locked_until = getattr(exc, "locked_until", None)
         if locked_until is not None:
             headers = _retry_after((locked_until - timezone.now()).total_seconds())
-        return mtx_response(exc.result, exc.message, status=status, headers=headers)
+        text = f"{exc.message} (rule {exc.rule})" if exc.rule else exc.message
+        return mtx_response(exc.result, text, status=status, headers=headers)
     if isinstance(exc, Http404 | drf.NotFound):
         return mtx_response(Result.NOT_FOUND, "Not found.")
     if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):

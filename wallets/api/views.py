@@ -46,6 +46,10 @@ class MtxView(APIView):
     throttle_classes = [ClientRateThrottle]
     metadata_class = None  # OPTIONS answers 405 like any other method we do not serve
 
+    @property
+    def allowed_methods(self):
+        return [m for m in super().allowed_methods if m != "OPTIONS"]
+
     def get_parsers(self):
         if self.binding == "json":
             return [MtxJSONParser()]
