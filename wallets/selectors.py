@@ -101,7 +101,7 @@ def balance_by_ref(*, owner: str, ref: str, resource_id: int, for_api: bool = Tr
     if resource_id > MAX_RESOURCE_ID:
         raise NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
     found = list(
-        Balance.objects.select_related("template", "wallet__subscription")
+        Balance.objects.select_related("template", "wallet__subscription__subscriber")
         .filter(resource_id=resource_id, **where)
         .distinct()[:2]
     )

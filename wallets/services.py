@@ -76,6 +76,25 @@ def balance_apply(
     Callers validate the business rules; this function guarantees the ledger invariant:
     the amount of a balance (and of an interval) always equals the sum of its entries.
     """
+    return _apply(
+        balance_id=balance_id,
+        amount=amount,
+        kind=kind,
+        actor=actor,
+        channel=channel,
+        voucher=voucher,
+        reason=reason,
+        request_id=request_id,
+        interval_id=interval_id,
+        reverses=reverses,
+    )
+
+
+def _apply(
+    *, balance_id, amount, kind, actor, channel, voucher, reason, request_id, interval_id, reverses
+) -> LedgerEntry:
+    """`balance_apply` for callers already inside their own atomic block (saves a savepoint)."""
+    assert transaction.get_connection().in_atomic_block, "call balance_apply instead"
     amount = Decimal(amount)
     if amount == 0:
         raise BadData("Amount must not be zero.", rule="T1")
@@ -377,15 +396,17 @@ def balance_topup(
         interval_id = None
         if not balance.is_live(now):
             raise BadData("The balance is not live (outside its start and end time).")
-    entry = balance_apply(
+    entry = _apply(
         balance_id=balance.pk,
         amount=amount,
         kind=kind,
         actor=actor,
         channel=channel,
         voucher=voucher,
+        reason="",
         request_id=request_id,
         interval_id=interval_id,
+        reverses=None,
     )
     _record(
         entry.balance,
@@ -627,15 +648,17 @@ def _balance_adjust(
     if amount:
         signed = amount if adjust_type == AdjustType.CREDIT else -amount
         interval_id = _credit_interval_id(balance, timezone.now(), rule="T3")
-        entry = balance_apply(
+        entry = _apply(
             balance_id=balance.pk,
             amount=signed,
             kind=LedgerKind.ADJUSTMENT,
             actor=actor,
             channel=channel,
+            voucher="",
             reason=reason,
             request_id=request_id,
             interval_id=interval_id,
+            reverses=None,
         )
         _record(
             entry.balance,
@@ -678,7 +701,7 @@ def ledger_entry_reverse(
     balance = Balance.objects.select_for_update().get(pk=entry.balance_id)
     if LedgerEntry.objects.filter(reverses=entry).exists():
         raise AlreadyRedeemed("This entry has already been reversed.")
-    reversal = balance_apply(
+    reversal = _apply(
         balance_id=balance.pk,
         amount=-entry.amount,
         kind=LedgerKind.REVERSAL,
@@ -686,6 +709,7 @@ def ledger_entry_reverse(
         channel=channel,
         voucher=entry.voucher,
         reason=reason,
+        request_id="",
         interval_id=entry.interval_id,
         reverses=entry,
     )
