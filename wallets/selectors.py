@@ -100,11 +100,12 @@ def balance_by_ref(*, owner: str, ref: str, resource_id: int, for_api: bool = Tr
     where = owner_filter(owner, ref)
     if resource_id > MAX_RESOURCE_ID:
         raise NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
-    found = list(
-        Balance.objects.select_related("template", "wallet__subscription__subscriber")
-        .filter(resource_id=resource_id, **where)
-        .distinct()[:2]
-    )
+    queryset = Balance.objects.select_related(
+        "template", "wallet__subscription__subscriber"
+    ).filter(resource_id=resource_id, **where)
+    if owner == "subscriber":
+        queryset = queryset.distinct()  # the join through subscriptions can repeat a row
+    found = list(queryset[:2])
     if not found:
         raise _not_found(owner, where, resource_id)
     if len(found) > 1:
