@@ -19,6 +19,8 @@ from django.utils import timezone
 from .durations import RelativeTime
 from .exceptions import AlreadyRedeemed, BadData, NotSupported
 from .models import (
+    AMOUNT_DIGITS,
+    AMOUNT_PLACES,
     ApiClient,
     Balance,
     BalanceEvent,
@@ -33,6 +35,8 @@ from .models import (
 )
 
 TimeValue = dt.datetime | RelativeTime
+# A balance amount has AMOUNT_DIGITS digits, AMOUNT_PLACES of them decimals.
+AMOUNT_LIMIT = Decimal(10) ** (AMOUNT_DIGITS - AMOUNT_PLACES)
 TIME_KINDS = (BalanceKind.SIMPLE, BalanceKind.PERIODIC)
 MAX_VOUCHER_LENGTH = 64
 MAX_REASON_LENGTH = 255
@@ -102,6 +106,8 @@ def _apply(
     check_precision(balance, amount)
     if balance.amount + amount < 0:
         raise BadData("Insufficient balance: the amount would become negative.")
+    if balance.amount + amount >= AMOUNT_LIMIT:
+        raise BadData("The balance would exceed the largest amount it can hold.")
     interval = None
     if interval_id is not None:
         interval = BalanceInterval.objects.select_for_update().get(pk=interval_id, balance=balance)

@@ -534,6 +534,8 @@ ADJUST_REFUSALS = [
     ({"Amount": "1e3"}, Result.BAD_DATA),
     ({"EndTime": "tomorrow"}, Result.BAD_DATA),
     ({"EndTime": "P1X"}, Result.BAD_DATA),
+    ({"EndTime": "P9999Y"}, Result.BAD_DATA),
+    ({"Amount": "999999999999999999"}, Result.BAD_DATA),  # more than a balance can hold
 ]
 
 
