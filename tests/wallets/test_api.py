@@ -288,6 +288,26 @@ def test_throttled_reply_is_an_mtx_response_with_retry_after(vms, monkeypatch):
     assert int(response["Retry-After"]) > 0
 
 
+def test_repeated_wrong_credentials_from_one_address_are_stopped(client, binding, external_client):
+    from wallets.api.views import AUTH_FAILURE_LIMIT
+
+    balance = make_balance()
+    wrong = Api(client, binding, external_client, password="guess")
+    right = Api(client, binding, external_client)
+
+    codes = {wrong.topup(balance, Amount="1", Voucher="V").status_code for _ in range(20)}
+    assert codes == {401} and AUTH_FAILURE_LIMIT == 20
+    blocked = right.topup(balance, Amount="1.00", Voucher="V")
+    elsewhere = right.put(
+        balance, "topup", TOPUP, {"Amount": "1.00", "Voucher": "W"}, REMOTE_ADDR="198.51.100.7"
+    )
+
+    assert_refused(blocked, Result.FORBIDDEN, 429)
+    assert int(blocked["Retry-After"]) > 0
+    assert elsewhere.status_code == 200
+    assert amount_of(balance) == Decimal("1.00")
+
+
 def test_a_redemption_lockout_is_429_with_retry_after(partner, monkeypatch):
     def locked(**kwargs):
         raise RedemptionLocked(locked_until=timezone.now() + dt.timedelta(minutes=15))

@@ -69,7 +69,7 @@ def mtx_exception_handler(exc, context) -> Response:
     if isinstance(exc, drf.Throttled):
         return mtx_response(
             Result.FORBIDDEN,
-            "Too many requests: slow down and retry later.",
+            str(exc.detail),
             status=429,
             headers=_retry_after(exc.wait),
         )

@@ -3,10 +3,11 @@
 import uuid
 
 from django.contrib.auth.models import Permission
+from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authentication import BasicAuthentication, TokenAuthentication
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
@@ -23,6 +24,9 @@ from .renderers import MtxJSONRenderer, MtxXMLRenderer
 from .serializers import ADJUST, TOPUP, AdjustRequest, TopupRequest, balance_record
 
 MAX_HEADER_VALUE = 64
+# Wrong credentials per client IP before the API stops checking them for a while (brute force).
+AUTH_FAILURE_LIMIT = 20
+AUTH_FAILURE_WINDOW = 15 * 60
 
 
 class ClientTokenAuthentication(TokenAuthentication):
@@ -97,7 +101,24 @@ class MtxView(APIView):
             response["X-Request-Id"] = request.request_id
         return response
 
+    def _auth_failure_key(self, request) -> str:
+        return f"rsgateway-auth-failures:{request.META.get('REMOTE_ADDR', '')}"
+
+    def handle_exception(self, exc):
+        if isinstance(exc, AuthenticationFailed):
+            key = self._auth_failure_key(self.request)
+            if not cache.add(key, 1, AUTH_FAILURE_WINDOW):
+                try:
+                    cache.incr(key)
+                except ValueError:  # expired in between
+                    cache.add(key, 1, AUTH_FAILURE_WINDOW)
+        return super().handle_exception(exc)
+
     def initial(self, request, *args, **kwargs):
+        if self.authentication_classes and (
+            cache.get(self._auth_failure_key(request), 0) >= AUTH_FAILURE_LIMIT
+        ):
+            raise Throttled(AUTH_FAILURE_WINDOW, "Too many wrong credentials from this address.")
         supplied = request.META.get("HTTP_X_REQUEST_ID", "")
         request.request_id = (
             supplied
