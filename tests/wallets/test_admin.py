@@ -47,6 +47,8 @@ def test_the_balance_page_links_to_adjust_and_validity(client, operator):
     assert page.status_code == 200
     assert reverse("admin:wallets_balance_adjust", args=[balance.pk]).encode() in page.content
     assert reverse("admin:wallets_balance_validity", args=[balance.pk]).encode() in page.content
+    entries = client.get(reverse("admin:wallets_ledgerentry_changelist"), {"balance": balance.pk})
+    assert entries.status_code == 200 and entries.context["cl"].result_count == 0
 
 
 def test_an_operator_credits_a_balance_with_a_reason(client, operator):

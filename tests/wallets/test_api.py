@@ -9,7 +9,7 @@ from django.utils import timezone
 from cards import pins
 from cards.exceptions import RedemptionLocked
 from cards.models import CardEvent, CardEventKind
-from tests.factories import AccessNumberFactory, TopUpCardFactory, UserFactory
+from tests.factories import AccessNumberFactory, TopUpCardFactory, UserFactory, WalletFactory
 from tests.wallets.api import TOPUP, Api, body, reply, subscription_ref
 from tests.wallets.conftest import DAY, make_balance, make_client_user, snapshot
 from wallets.api.views import ClientRateThrottle
@@ -364,6 +364,28 @@ def test_unknown_subscription_balance_or_card_is_11(partner):
     response = partner.topup(balance, Amount="1.00", Voucher=pin)
     assert_refused(response, Result.NOT_FOUND, 404)
     assert snapshot() == before
+
+
+def test_a_subscriber_with_several_subscriptions_must_be_addressed_by_subscription(vms):
+    balance = make_balance(resource_id=12)
+    subscriber = balance.wallet.subscription.subscriber
+    make_balance(resource_id=12, wallet=WalletFactory(subscription__subscriber=subscriber))
+    before = snapshot()
+    url = vms.url(str(subscriber.pk), "/12/topup", owner="subscriber")
+
+    response = vms.send("PUT", url, body(vms.binding, TOPUP, {"Amount": "1.00", "Voucher": "V"}))
+
+    assert "address the subscription" in assert_refused(response, 10, 422)["ResultText"]
+    assert snapshot() == before
+
+
+def test_subscribers_have_no_external_id_search_term(vms):
+    balance = make_balance()
+    url = vms.url("ExternalId+x", f"/{balance.resource_id}/topup", owner="subscriber")
+
+    response = vms.send("PUT", url, body(vms.binding, TOPUP, {"Amount": "1.00", "Voucher": "V"}))
+
+    assert_refused(response, Result.UNKNOWN_SEARCH_TERM, 422)
 
 
 def test_unknown_search_term_is_minus_17(vms):
