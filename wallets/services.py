@@ -94,15 +94,33 @@ def balance_apply(
     )
 
 
+def _lock(balance_id: int) -> Balance:
+    return Balance.objects.select_for_update().select_related("template").get(pk=balance_id)
+
+
 def _apply(
-    *, balance_id, amount, kind, actor, channel, voucher, reason, request_id, interval_id, reverses
+    *,
+    amount,
+    kind,
+    actor,
+    channel,
+    voucher,
+    reason,
+    request_id,
+    interval_id,
+    reverses,
+    balance_id: int | None = None,
+    locked: Balance | None = None,
 ) -> LedgerEntry:
-    """`balance_apply` for callers already inside their own atomic block (saves a savepoint)."""
+    """`balance_apply` for callers already inside their own atomic block (saves a savepoint).
+
+    `locked`: the balance, when the caller has already locked it in this transaction.
+    """
     assert transaction.get_connection().in_atomic_block, "call balance_apply instead"
     amount = Decimal(amount)
     if amount == 0:
         raise BadData("Amount must not be zero.", rule="T1")
-    balance = Balance.objects.select_for_update().select_related("template").get(pk=balance_id)
+    balance = locked if locked is not None else _lock(balance_id)
     check_precision(balance, amount)
     if balance.amount + amount < 0:
         raise BadData("Insufficient balance: the amount would become negative.")
@@ -393,17 +411,18 @@ def balance_topup(
     T7: an EndTime changes the end under the end-time rules (a private balance's too, E9).
     """
     amount = check_topup(balance, amount=amount, voucher=voucher, start_time=start_time)
+    locked = _lock(balance.pk)  # validity is read under the lock, with the amount
     now = timezone.now()
-    if balance.template.kind == BalanceKind.PERIODIC:
-        if not balance.is_live(now):
+    if locked.template.kind == BalanceKind.PERIODIC:
+        if not locked.is_live(now):
             raise BadData("The periodic balance has no current interval.", rule="T3")
-        interval_id = _credit_interval_id(balance, now, rule="T3")
+        interval_id = _credit_interval_id(locked, now, rule="T3")
     else:
         interval_id = None
-        if not balance.is_live(now):
+        if not locked.is_live(now):
             raise BadData("The balance is not live (outside its start and end time).")
     entry = _apply(
-        balance_id=balance.pk,
+        locked=locked,
         amount=amount,
         kind=kind,
         actor=actor,
@@ -704,11 +723,11 @@ def ledger_entry_reverse(
     entry = LedgerEntry.objects.select_related("balance").get(pk=entry_id)
     if entry.kind not in REVERSIBLE_KINDS:
         raise BadData("Only a top-up or a card redemption can be reversed.")
-    balance = Balance.objects.select_for_update().get(pk=entry.balance_id)
+    balance = _lock(entry.balance_id)
     if LedgerEntry.objects.filter(reverses=entry).exists():
         raise AlreadyRedeemed("This entry has already been reversed.")
     reversal = _apply(
-        balance_id=balance.pk,
+        locked=balance,
         amount=-entry.amount,
         kind=LedgerKind.REVERSAL,
         actor=actor,
