@@ -479,26 +479,29 @@ def card_topup(
             via_topup=True,
             aggregated=balance.parent_id is not None or balance.children.exists(),
         )
+    redeem = dict(
+        pin=pin,
+        balance=balance,
+        subscriber=subscription.subscriber,
+        actor=actor,
+        channel=channel,
+        ip_address=ip_address,
+        request_id=request_id,
+        expected_amount=amount,
+        allow_replay=True,
+    )
+    if end_time is None:
+        return card_redeem(**redeem)  # its own transaction
     failure: CardError | None = None
     with transaction.atomic():
         try:
-            redemption = card_redeem(
-                pin=pin,
-                balance=balance,
-                subscriber=subscription.subscriber,
-                actor=actor,
-                channel=channel,
-                ip_address=ip_address,
-                request_id=request_id,
-                expected_amount=amount,
-                allow_replay=True,
-            )
+            redemption = card_redeem(**redeem)
         except CardError as error:
             # card_redeem rolled its own work back and recorded the failure for the audit and
             # the lockout: let that record commit with this block, then report the error.
             failure = error
         else:
-            if end_time is not None and not redemption.replayed:
+            if not redemption.replayed:
                 balance_change_end(
                     balance_id=balance.pk,
                     end_time=end_time,

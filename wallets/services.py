@@ -410,6 +410,23 @@ def balance_topup(
     T4: the credit lands on this balance only; nothing rolls up to the aggregated balance above.
     T7: an EndTime changes the end under the end-time rules (a private balance's too, E9).
     """
+    return _topup(
+        balance=balance,
+        amount=amount,
+        voucher=voucher,
+        end_time=end_time,
+        start_time=start_time,
+        actor=actor,
+        channel=channel,
+        kind=kind,
+        request_id=request_id,
+    )
+
+
+def _topup(
+    *, balance, amount, voucher, end_time, start_time, actor, channel, kind, request_id
+) -> TopupResult:
+    """`balance_topup` inside the caller's atomic block."""
     amount = check_topup(balance, amount=amount, voucher=voucher, start_time=start_time)
     locked = _lock(balance.pk)  # validity is read under the lock, with the amount
     now = timezone.now()
@@ -509,13 +526,15 @@ def balance_topup_external(
         return replay
     try:
         with transaction.atomic():
-            result = balance_topup(
+            result = _topup(
                 balance=balance,
                 amount=amount,
                 voucher=voucher,
                 end_time=end_time,
+                start_time=None,
                 actor=actor,
                 channel=channel,
+                kind=LedgerKind.TOPUP,
                 request_id=request_id,
             )
             ExternalVoucher.objects.create(
