@@ -66,24 +66,6 @@ class BalanceIntervalInline(admin.TabularInline):
     extra = 0
 
 
-class BalanceEventInline(admin.TabularInline):
-    model = BalanceEvent
-    fk_name = "balance"
-    fields = ["created_at", "kind", "changes", "reason", "actor", "channel", "ledger_entry"]
-    readonly_fields = fields
-    ordering = ["-created_at", "-id"]
-    extra = 0
-    max_num = 0
-    can_delete = False
-    verbose_name_plural = "history"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Balance)
 class BalanceAdmin(admin.ModelAdmin):
     """The amount and validity change only through the services: Adjust and Change validity."""
@@ -93,7 +75,7 @@ class BalanceAdmin(admin.ModelAdmin):
     search_fields = ["wallet__subscription__external_id", "wallet__group__name"]
     readonly_fields = ["amount"]
     raw_id_fields = ["wallet", "parent"]
-    inlines = [BalanceIntervalInline, BalanceEventInline]
+    inlines = [BalanceIntervalInline]
     change_form_template = "admin/wallets/balance/change_form.html"
 
     def get_readonly_fields(self, request, obj=None):

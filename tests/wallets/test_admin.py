@@ -11,6 +11,7 @@ from cards.models import CardEvent, CardEventKind
 from cards.services import card_redeem, entry_reverse
 from tests.factories import TopUpCardFactory, UserFactory
 from tests.wallets.conftest import make_balance, snapshot
+from wallets.durations import parse_duration
 from wallets.exceptions import AlreadyRedeemed, BadData, Result
 from wallets.models import Balance, BalanceEvent, BalanceEventKind, LedgerEntry, LedgerKind
 from wallets.services import balance_topup, ledger_entry_reverse
@@ -49,6 +50,22 @@ def test_the_balance_page_links_to_adjust_and_validity(client, operator):
     assert reverse("admin:wallets_balance_validity", args=[balance.pk]).encode() in page.content
     entries = client.get(reverse("admin:wallets_ledgerentry_changelist"), {"balance": balance.pk})
     assert entries.status_code == 200 and entries.context["cl"].result_count == 0
+
+
+def test_the_balance_history_lists_its_changes(client, operator):
+    operator.user_permissions.add(Permission.objects.get(codename="view_balanceevent"))
+    balance, other = make_balance(end_days=5), make_balance()
+    balance_topup(
+        balance=balance, amount=Decimal("2.00"), voucher="H-1", end_time=parse_duration("P1W")
+    )
+    balance_topup(balance=other, amount=Decimal("2.00"), voucher="H-2")
+
+    page = client.get(reverse("admin:wallets_balance_change", args=[balance.pk]))
+    history = client.get(reverse("admin:wallets_balanceevent_changelist"), {"balance": balance.pk})
+
+    assert b"History" in page.content
+    kinds = sorted(event.kind for event in history.context["cl"].result_list)
+    assert kinds == [BalanceEventKind.END_TIME, BalanceEventKind.TOPUP]
 
 
 def test_an_operator_credits_a_balance_with_a_reason(client, operator):
