@@ -121,6 +121,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Per API client (user); the cache must be shared by every worker in production (CACHES).
     "DEFAULT_THROTTLE_RATES": {"rsgateway": env("RSGATEWAY_THROTTLE_RATE", "3000/min")},
+    # Reverse proxies in front of the app: the client address is taken from X-Forwarded-For
+    # that many hops back; 0 trusts only REMOTE_ADDR (X-Forwarded-For could be forged).
+    "NUM_PROXIES": int(env("NUM_PROXIES", "0")),
 }
 
 LOGGING = {

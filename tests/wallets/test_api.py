@@ -308,6 +308,31 @@ def test_repeated_wrong_credentials_from_one_address_are_stopped(client, binding
     assert amount_of(balance) == Decimal("1.00")
 
 
+def test_behind_a_proxy_the_forwarded_address_is_the_client(partner, monkeypatch, settings):
+    from rest_framework.settings import api_settings
+
+    seen = {}
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        raise RedemptionLocked()
+
+    monkeypatch.setattr("cards.services.card_redeem", spy)
+    monkeypatch.setattr(api_settings, "NUM_PROXIES", 1)
+    balance = make_balance()
+
+    partner.put(
+        balance,
+        "topup",
+        TOPUP,
+        {"Amount": "25.00", "Voucher": "1234"},
+        REMOTE_ADDR="10.0.0.1",
+        HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.50",
+    )
+
+    assert seen["ip_address"] == "203.0.113.50"
+
+
 def test_a_redemption_lockout_is_429_with_retry_after(partner, monkeypatch):
     def locked(**kwargs):
         raise RedemptionLocked(locked_until=timezone.now() + dt.timedelta(minutes=15))

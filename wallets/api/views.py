@@ -9,7 +9,7 @@ from django.utils import timezone
 from rest_framework.authentication import BasicAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.permissions import BasePermission, IsAuthenticated
-from rest_framework.throttling import UserRateThrottle
+from rest_framework.throttling import BaseThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from cards.services import card_topup
@@ -101,8 +101,12 @@ class MtxView(APIView):
             response["X-Request-Id"] = request.request_id
         return response
 
+    def client_ip(self, request) -> str:
+        """The caller's address: REMOTE_ADDR, or X-Forwarded-For behind NUM_PROXIES proxies."""
+        return BaseThrottle().get_ident(request)
+
     def _auth_failure_key(self, request) -> str:
-        return f"rsgateway-auth-failures:{request.META.get('REMOTE_ADDR', '')}"
+        return f"rsgateway-auth-failures:{self.client_ip(request)}"
 
     def handle_exception(self, exc):
         if isinstance(exc, AuthenticationFailed):
@@ -169,7 +173,7 @@ class TopupView(MtxView):
                 start_time=topup.start_time,
                 actor=request.user,
                 channel=Channel.REST,
-                ip_address=request.META.get("REMOTE_ADDR"),
+                ip_address=self.client_ip(request) or None,
                 request_id=request.request_id,
             )
         return mtx_response()
