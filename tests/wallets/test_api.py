@@ -193,11 +193,13 @@ def test_a_body_of_exactly_64_kib_is_read(vms):
 def test_wrong_method_is_405_with_an_mtx_reply(vms):
     balance = make_balance()
     url = vms.url(subscription_ref(balance), f"/{balance.resource_id}/topup")
+    before = snapshot()
 
     for method in ("GET", "POST", "DELETE", "OPTIONS"):
         response = getattr(vms.client, method.lower())(url, **vms.auth)
         assert_refused(response, Result.MALFORMED, 405)
         assert response["Allow"] == "PUT"
+    assert snapshot() == before
 
 
 def test_wrong_content_type_is_415_with_an_mtx_reply(vms):
@@ -218,11 +220,13 @@ def test_wrong_content_type_is_415_with_an_mtx_reply(vms):
 def test_no_credentials_is_minus_4_with_a_challenge(client, binding):
     balance = make_balance()
     api = Api(client, binding)
+    before = snapshot()
 
     response = api.topup(balance, Amount="1.00", Voucher="V")
 
     assert_refused(response, Result.UNAUTHENTICATED, 401)
     assert response["WWW-Authenticate"].startswith("Token")
+    assert snapshot() == before
 
 
 def test_bad_password_or_token_is_minus_4(client, binding, external_client):
@@ -281,11 +285,13 @@ def test_throttled_reply_is_an_mtx_response_with_retry_after(vms, monkeypatch):
     monkeypatch.setattr(ClientRateThrottle, "THROTTLE_RATES", {"rsgateway": "1/min"})
     balance = make_balance()
     vms.topup(balance, Amount="1.00", Voucher="T-1")
+    before = snapshot()
 
     response = vms.topup(balance, Amount="1.00", Voucher="T-2")
 
     assert_refused(response, Result.FORBIDDEN, 429)
     assert int(response["Retry-After"]) > 0
+    assert snapshot() == before
 
 
 def test_repeated_wrong_credentials_from_one_address_are_stopped(client, binding, external_client):
@@ -407,10 +413,12 @@ def test_a_subscriber_with_several_subscriptions_must_be_addressed_by_subscripti
 def test_subscribers_have_no_external_id_search_term(vms):
     balance = make_balance()
     url = vms.url("ExternalId+x", f"/{balance.resource_id}/topup", owner="subscriber")
+    before = snapshot()
 
     response = vms.send("PUT", url, body(vms.binding, TOPUP, {"Amount": "1.00", "Voucher": "V"}))
 
     assert_refused(response, Result.UNKNOWN_SEARCH_TERM, 422)
+    assert snapshot() == before
 
 
 def test_unknown_search_term_is_minus_17(vms):
@@ -762,20 +770,24 @@ def test_propagation_to_aggregated_balances_through_http(vms, rule):
 def test_E5_end_in_the_past_through_http_follows_the_setting(vms, settings, allowed):
     settings.ALLOW_END_TIME_IN_PAST = allowed
     balance = make_balance(start_days=-10, end_days=10)
+    before = snapshot()
 
     response = vms.adjust(balance, AdjustType="1", Amount="0", Reason="E5", EndTime=_abs(-1))
 
     assert reply(response)["Result"] == (Result.OK if allowed else Result.BAD_DATA)
+    assert (snapshot() == before) is not allowed
 
 
 def test_E6_an_aggregated_balance_never_ends_in_the_past_through_http(vms, settings):
     settings.ALLOW_END_TIME_IN_PAST = True
     top = make_balance(group=True, end_days=10)
     member = make_balance(start_days=-10, end_days=10, parent=top)
+    before = snapshot()
 
     response = vms.adjust(member, AdjustType="1", Amount="0", Reason="E6", EndTime=_abs(-1))
 
     assert_refused(response, Result.BAD_DATA, 422)
+    assert snapshot() == before
 
 
 # --- GET wallet ---------------------------------------------------------------------------------
@@ -833,10 +845,12 @@ def test_an_unexpected_error_is_a_500_mtx_response(vms, monkeypatch):
 
     monkeypatch.setattr("wallets.api.views.balance_topup_external", boom)
     balance = make_balance()
+    before = snapshot()
 
     response = vms.topup(balance, Amount="1.00", Voucher="V")
 
     assert_refused(response, Result.INTERNAL_ERROR, 500)
+    assert snapshot() == before
     assert "boom" not in response.content.decode()
 
 
