@@ -867,3 +867,34 @@ def test_the_openapi_description_is_served_with_an_example_per_result(client):
     assert "/rsgateway/data/json/{owner}/{ref}/wallet/{resourceId}/adjustment" in spec["paths"]
     page = client.get("/rsgateway/docs/")
     assert page.status_code == 200 and b"AccessNumber+5555555555" in page.content
+
+
+# --- Round trips --------------------------------------------------------------------------------
+
+
+def test_an_external_topup_costs_a_fixed_number_of_queries(
+    client, external_client, django_assert_max_num_queries
+):
+    from rest_framework.authtoken.models import Token
+
+    balance = make_balance()
+    api = Api(client, "xml")
+    api.auth = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=external_client).key}"}
+
+    # token+client, permission, balance, voucher lookup, savepoint, lock, update, ledger,
+    # audit, voucher insert, release
+    with django_assert_max_num_queries(11):
+        response = api.topup(balance, Amount="1.00", Voucher="Q-1")
+
+    assert response.status_code == 200
+
+
+def test_get_wallet_costs_the_same_for_many_balances(vms, django_assert_max_num_queries):
+    main = make_balance(resource_id=1)
+    for n in range(2, 12):
+        make_balance(BalanceKind.PERIODIC, precision=0, wallet=main.wallet, resource_id=n)
+
+    with django_assert_max_num_queries(5):
+        response = vms.send("GET", vms.url(subscription_ref(main)))
+
+    assert len(reply(response)["BalanceArray"]) == 11
