@@ -309,7 +309,8 @@ def balance_change_end(
         aggregated=bool(ancestors) or _is_aggregated(balance),
     )
     targets = [balance]
-    targets += [a for a in ancestors if a.end_time is not None and a.end_time < new_end]
+    if balance.end_time is not None and new_end > balance.end_time:  # extending (E8)
+        targets += [a for a in ancestors if a.end_time is not None and a.end_time < new_end]
     for target in targets:
         old = target.end_time
         target.end_time = new_end

@@ -374,6 +374,18 @@ def test_E8_extending_an_aggregated_end_extends_the_earlier_balances_above():
     assert {b.pk for b in changed} == {member.pk, middle.pk}
 
 
+def test_E8_shortening_an_end_changes_nothing_above():
+    top = make_balance(group=True, end_days=10)
+    member = make_balance(end_days=30, parent=top)
+    new_end = days(20)
+
+    changed = balance_change_end(balance_id=member.pk, end_time=new_end)
+
+    assert fresh(member).end_time == new_end
+    assert fresh(top).end_time == top.end_time
+    assert [b.pk for b in changed] == [member.pk]
+
+
 def test_E9_a_private_balance_end_changes_through_a_topup():
     balance = make_balance(private=True, end_days=5)
     new_end = days(60)
