@@ -95,7 +95,13 @@ def balance_apply(
 
 
 def _lock(balance_id: int) -> Balance:
-    return Balance.objects.select_for_update().select_related("template").get(pk=balance_id)
+    # of=("self",): lock the balance row only, not the template every balance shares (a lock on
+    # the joined template would serialize all top-ups of that template).
+    return (
+        Balance.objects.select_for_update(of=("self",))
+        .select_related("template")
+        .get(pk=balance_id)
+    )
 
 
 def _apply(
@@ -165,7 +171,7 @@ def _lock_with_ancestors(balance_id: int) -> list[Balance]:
     next_id: int | None = balance_id
     while next_id is not None and next_id not in seen:
         seen.add(next_id)
-        balance = Balance.objects.select_for_update().select_related("template").get(pk=next_id)
+        balance = _lock(next_id)
         locked.append(balance)
         next_id = balance.parent_id
     return locked

@@ -152,3 +152,38 @@ def test_top_ups_with_end_times_and_aggregate_changes_in_parallel_do_not_deadloc
     assert top.end_time >= max(Balance.objects.get(pk=m.pk).end_time for m in members)
     assert top.start_time <= min(Balance.objects.get(pk=m.pk).start_time for m in members)
     ledger_ok()
+
+
+def test_top_ups_of_balances_sharing_a_template_do_not_wait_for_each_other():
+    from django.db import connection, transaction
+
+    from tests.factories import BalanceFactory
+    from wallets.services import balance_topup
+
+    first = make_balance()
+    second = BalanceFactory(template=first.template)
+    first_locked, second_done = threading.Event(), threading.Event()
+    outcome = {}
+
+    def hold_first():
+        with transaction.atomic():
+            balance_topup(balance=first, amount=Decimal("1.00"), voucher="HOLD")
+            first_locked.set()
+            second_done.wait(timeout=10)  # keep the lock until the other one is done
+
+    def top_up_second():
+        first_locked.wait(timeout=10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        try:
+            balance_topup(balance=second, amount=Decimal("1.00"), voucher="FREE")
+            outcome["second"] = "credited"
+        except Exception as exc:  # a lock wait: reported below
+            outcome["second"] = repr(exc)
+        finally:
+            second_done.set()
+
+    run_together([hold_first, top_up_second])
+
+    assert outcome == {"second": "credited"}
+    assert amounts([first, second]) == [Decimal("1.00"), Decimal("1.00")]
