@@ -18,6 +18,7 @@ install: $(STAMP)
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py createcachetable
 
 # Install, migrate the embedded SQLite database, load the demo data and serve on 127.0.0.1:8000.
 run: migrate

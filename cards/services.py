@@ -459,3 +459,125 @@ def card_redeem(
                 ip_address=ip_address,
             )
     raise failure
+
+
+# --- REST top-up in card mode, and reversal (PRODUCT.md sections 4 and 2) --------------------
+# Imported here, not at the top, to keep this section's change to the file in one place.
+from wallets.exceptions import AlreadyRedeemed, BadData  # noqa: E402
+from wallets.models import LedgerEntry  # noqa: E402
+from wallets.services import (  # noqa: E402
+    balance_change_end,
+    check_end_time,
+    ledger_entry_reverse,
+)
+from wallets.services import check_topup as balance_topup_checks  # noqa: E402
+
+
+def card_topup(
+    *,
+    pin: str,
+    balance: Balance,
+    amount: Decimal,
+    end_time=None,
+    start_time=None,
+    actor=None,
+    channel: str = Channel.REST,
+    ip_address: str | None = None,
+    request_id: str = "",
+) -> Redemption:
+    """Top up `balance` with the card whose PIN is the Voucher; Amount must be the card's.
+
+    A retry of a successful top-up (same caller, card, balance, amount) returns the original
+    success (`replayed`). An EndTime changes the balance's end in the same transaction (T7, E9).
+    """
+    amount = balance_topup_checks(
+        balance, amount=amount, voucher=pins.normalize_pin(pin), start_time=start_time
+    )
+    subscription = balance.wallet.subscription
+    if subscription is None:
+        raise BadData("A card top-up needs a subscription's balance.")
+    if end_time is not None:
+        # Fail early, before the card is touched; checked again under the lock below.
+        check_end_time(
+            balance,
+            end_time,
+            now=timezone.now(),
+            via_topup=True,
+            aggregated=balance.parent_id is not None or balance.children.exists(),
+        )
+    redeem = dict(
+        pin=pin,
+        balance=balance,
+        subscriber=subscription.subscriber,
+        actor=actor,
+        channel=channel,
+        ip_address=ip_address,
+        request_id=request_id,
+        expected_amount=amount,
+        allow_replay=True,
+    )
+    if end_time is None:
+        return card_redeem(**redeem)  # its own transaction
+    failure: CardError | None = None
+    with transaction.atomic():
+        try:
+            redemption = card_redeem(**redeem)
+        except CardError as error:
+            # card_redeem rolled its own work back and recorded the failure for the audit and
+            # the lockout: let that record commit with this block, then report the error.
+            failure = error
+        else:
+            if not redemption.replayed:
+                balance_change_end(
+                    balance_id=balance.pk,
+                    end_time=end_time,
+                    via_topup=True,
+                    actor=actor,
+                    channel=channel,
+                    reason=f"Top-up with card {redemption.card.serial}",
+                    request_id=request_id,
+                )
+    if failure is not None:
+        raise failure
+    return redemption
+
+
+@transaction.atomic
+def card_reverse(*, card_id: int, reason: str, actor=None) -> LedgerEntry:
+    """Reverse a redeemed card: compensating ledger entry, card marked reversed and blocked."""
+    card = TopUpCard.objects.select_for_update().get(pk=card_id)
+    if card.reversed_at is not None:
+        raise AlreadyRedeemed("This card's redemption has already been reversed.")
+    if card.activated_at is None or card.ledger_entry_id is None:
+        raise BadData("Only a redeemed card can be reversed.")
+    reversal = ledger_entry_reverse(
+        entry_id=card.ledger_entry_id, reason=reason, actor=actor, channel=Channel.ADMIN
+    )
+    card.reversed_at = reversal.created_at
+    card.blocked = True
+    card.save(update_fields=["reversed_at", "blocked"])
+    CardEvent.objects.create(
+        kind=CardEventKind.REVERSED,
+        card=card,
+        serial=card.serial,
+        actor=actor,
+        subscriber=card.activated_by,
+        channel=Channel.ADMIN,
+        changes={
+            "reason": reason,
+            "amount": str(card.amount),
+            "currency": card.currency,
+            "reversal_entry": reversal.pk,
+            "blocked": [False, True],
+        },
+    )
+    return reversal
+
+
+def entry_reverse(*, entry_id: int, reason: str, actor=None) -> LedgerEntry:
+    """Reverse a top-up or redemption entry; a card's redemption also blocks the card."""
+    card_id = TopUpCard.objects.filter(ledger_entry_id=entry_id).values_list("pk", flat=True)
+    card_id = card_id.first()
+    if card_id is not None:
+        return card_reverse(card_id=card_id, reason=reason, actor=actor)
+    return ledger_entry_reverse(entry_id=entry_id, reason=reason, actor=actor)

@@ -1,6 +1,37 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
-from .models import ApiClient, Balance, BalanceInterval, BalanceTemplate, LedgerEntry, Wallet
+from .exceptions import WalletError
+from .forms import BalanceAdjustForm, BalanceValidityForm, ReverseEntryForm
+from .models import (
+    ApiClient,
+    Balance,
+    BalanceEvent,
+    BalanceInterval,
+    BalanceTemplate,
+    Channel,
+    ExternalVoucher,
+    LedgerEntry,
+    Wallet,
+)
+from .services import REVERSIBLE_KINDS, balance_adjust, balance_change_validity
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History: readable, never added, edited or deleted by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class BalanceInline(admin.TabularInline):
@@ -37,7 +68,7 @@ class BalanceIntervalInline(admin.TabularInline):
 
 @admin.register(Balance)
 class BalanceAdmin(admin.ModelAdmin):
-    """The amount is read-only here: it changes only through the services, with a ledger entry."""
+    """The amount and validity change only through the services: Adjust and Change validity."""
 
     list_display = ["__str__", "resource_id", "template", "amount", "start_time", "end_time"]
     list_select_related = ["wallet__subscription__subscriber", "wallet__group", "template"]
@@ -45,11 +76,87 @@ class BalanceAdmin(admin.ModelAdmin):
     readonly_fields = ["amount"]
     raw_id_fields = ["wallet", "parent"]
     inlines = [BalanceIntervalInline]
+    change_form_template = "admin/wallets/balance/change_form.html"
+
+    def get_readonly_fields(self, request, obj=None):
+        # Once a balance exists its validity follows the rules S1–S7/E1–E9: "Change validity".
+        if obj is not None:
+            return ["amount", "start_time", "end_time"]
+        return ["amount"]
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/adjust/", view(self.adjust_view), name="wallets_balance_adjust"),
+            path("<int:pk>/validity/", view(self.validity_view), name="wallets_balance_validity"),
+            *super().get_urls(),
+        ]
+
+    def _form_view(self, request, pk, form_class, title, apply):
+        if not request.user.has_perm("wallets.adjust_balance"):
+            raise PermissionDenied
+        balance = get_object_or_404(Balance.objects.select_related("template"), pk=pk)
+        form = form_class(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                text = apply(balance, form.cleaned_data)
+            except WalletError as error:
+                self.message_user(
+                    request, f"{error.message} (Result {error.result})", messages.ERROR
+                )
+            else:
+                self.message_user(request, text, messages.SUCCESS)
+                return HttpResponseRedirect(
+                    reverse("admin:wallets_balance_change", args=[balance.pk])
+                )
+        return TemplateResponse(
+            request,
+            "admin/wallets/balance/action_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "original": balance,
+                "title": title,
+                "form": form,
+            },
+        )
+
+    def adjust_view(self, request, pk):
+        def apply(balance, data):
+            result = balance_adjust(
+                balance=balance,
+                adjust_type=data["adjust_type"],
+                amount=data["amount"],
+                reason=data["reason"],
+                actor=request.user,
+                channel=Channel.ADMIN,
+            )
+            return f"Balance adjusted: the amount is now {result.balance.amount}."
+
+        return self._form_view(request, pk, BalanceAdjustForm, "Adjust amount", apply)
+
+    def validity_view(self, request, pk):
+        def apply(balance, data):
+            changed = balance_change_validity(
+                balance_id=balance.pk,
+                start_time=data["start_time"],
+                end_time=data["end_time"] or data["end_relative"],
+                actor=request.user,
+                channel=Channel.ADMIN,
+                reason=data["reason"],
+            )
+            others = len({b.pk for b in changed} - {balance.pk})
+            text = "Validity changed."
+            if others:
+                text += f" {others} aggregated balance(s) above it changed with it."
+            return text
+
+        return self._form_view(request, pk, BalanceValidityForm, "Change validity", apply)
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
-    """Immutable: read-only for everyone."""
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    """Immutable: read-only for everyone. A top-up or redemption can be reversed, with a reason."""
 
     list_display = ["created_at", "balance", "kind", "amount", "channel", "voucher", "actor"]
     list_select_related = [
@@ -60,15 +167,88 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     list_filter = ["kind", "channel"]
     search_fields = ["=voucher", "=request_id"]
     date_hierarchy = "created_at"
+    change_form_template = "admin/wallets/ledgerentry/change_form.html"
 
-    def has_add_permission(self, request):
-        return False
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/reverse/",
+                self.admin_site.admin_view(self.reverse_view),
+                name="wallets_ledgerentry_reverse",
+            ),
+            *super().get_urls(),
+        ]
 
-    def has_change_permission(self, request, obj=None):
-        return False
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        entry = self.get_object(request, object_id)
+        can_reverse = bool(
+            entry
+            and entry.kind in REVERSIBLE_KINDS
+            and not LedgerEntry.objects.filter(reverses=entry).exists()
+            and request.user.has_perm("wallets.reverse_ledgerentry")
+        )
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "can_reverse": can_reverse}
+        )
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    def reverse_view(self, request, pk):
+        # The outer layer may use both apps; the card side of a reversal lives with the cards.
+        from cards.services import entry_reverse
+
+        if not request.user.has_perm("wallets.reverse_ledgerentry"):
+            raise PermissionDenied
+        entry = get_object_or_404(
+            LedgerEntry.objects.select_related("balance__template", "actor"), pk=pk
+        )
+        form = ReverseEntryForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                reversal = entry_reverse(
+                    entry_id=entry.pk, reason=form.cleaned_data["reason"], actor=request.user
+                )
+            except WalletError as error:
+                self.message_user(
+                    request, f"{error.message} (Result {error.result})", messages.ERROR
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"Reversed: {reversal.amount} on {reversal.balance}.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:wallets_ledgerentry_change", args=[reversal.pk])
+                )
+        card = getattr(entry, "card", None)  # the redeemed card, when there is one
+        return TemplateResponse(
+            request,
+            "admin/wallets/ledgerentry/reverse.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "original": entry,
+                "entry": entry,
+                "card": card,
+                "title": "Reverse this entry",
+                "form": form,
+            },
+        )
+
+
+@admin.register(BalanceEvent)
+class BalanceEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "balance", "kind", "changes", "reason", "actor", "channel"]
+    list_select_related = ["balance__wallet__subscription", "balance__wallet__group", "actor"]
+    list_filter = ["kind", "channel"]
+    search_fields = ["=request_id", "reason"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(ExternalVoucher)
+class ExternalVoucherAdmin(ReadOnlyAdmin):
+    list_display = ["reference", "client", "balance", "amount", "created_at"]
+    list_select_related = ["client__user", "balance__wallet__subscription"]
+    search_fields = ["=reference"]
 
 
 @admin.register(ApiClient)

@@ -15,6 +15,7 @@ class Result:
     NOT_SUPPORTED = 40
     VOUCHER_BLOCKED = 41
     UNKNOWN_SEARCH_TERM = -17
+    INTERNAL_ERROR = 1
 
 
 class WalletError(Exception):
@@ -56,3 +57,20 @@ class VoucherBlocked(WalletError):
 class UnknownSearchTerm(WalletError):
     result = Result.UNKNOWN_SEARCH_TERM
     default_message = "Unknown search term."
+
+
+class Malformed(WalletError):
+    """The request itself is broken: not well-formed, wrong root element, unknown field."""
+
+    result = Result.MALFORMED
+    default_message = "The request body is not a well-formed request."
+
+
+class Unauthenticated(WalletError):
+    result = Result.UNAUTHENTICATED
+    default_message = "Authentication credentials were not provided or are not valid."
+
+
+class Forbidden(WalletError):
+    result = Result.FORBIDDEN
+    default_message = "You are not allowed to do this."

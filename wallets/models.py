@@ -203,6 +203,7 @@ class LedgerEntry(models.Model):
             models.CheckConstraint(condition=~Q(amount=0), name="ledger_amount_not_zero"),
         ]
         indexes = [models.Index(fields=["balance", "-created_at"], name="ledger_balance_time")]
+        permissions = [("reverse_ledgerentry", "Can reverse a top-up or card redemption")]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount:+} on {self.balance}"
@@ -226,3 +227,92 @@ class ApiClient(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.get_voucher_mode_display()})"
+
+
+class BalanceEventKind(models.TextChoices):
+    TOPUP = "topup", "Top-up"
+    REDEMPTION = "redemption", "Card redemption"
+    ADJUSTMENT = "adjustment", "Amount adjustment"
+    START_TIME = "start_time", "Start time changed"
+    END_TIME = "end_time", "End time changed"
+    REVERSAL = "reversal", "Reversal"
+
+
+class BalanceEvent(models.Model):
+    """Audit record of one change of a balance (amount or validity): who, when, what, why.
+
+    Append-only. A change that propagates to the aggregated balances above (rules S6, E8) records
+    one event per balance it changed.
+    """
+
+    balance = models.ForeignKey(Balance, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=12, choices=BalanceEventKind.choices)
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.SYSTEM)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    ledger_entry = models.ForeignKey(
+        LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
+    )
+    changes = models.JSONField(default=dict, blank=True)
+    reason = models.CharField(max_length=255, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["balance", "-created_at"], name="balanceevent_balance_time")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.balance} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ExternalVoucher(models.Model):
+    """An external voucher reference, single-use per API client (external voucher mode).
+
+    Written in the same transaction as the credit: the unique constraint makes a concurrent
+    second use wait for the first to commit and then fail, rolling its credit back.
+    """
+
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="vouchers")
+    reference = models.CharField(max_length=64)
+    balance = models.ForeignKey(Balance, on_delete=models.PROTECT, related_name="+")
+    amount = models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
+    ledger_entry = models.OneToOneField(
+        LedgerEntry, on_delete=models.PROTECT, related_name="external_voucher"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "reference"], name="external_voucher_unique_per_client"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({self.client})"
+
+
+class IdempotencyKey(models.Model):
+    """The outcome of a successful adjustment, kept under the caller's Idempotency-Key."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(
+        max_length=64, help_text="SHA-256 of the request (path and fields)."
+    )
+    ledger_entry = models.ForeignKey(
+        LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.user})"

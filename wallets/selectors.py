@@ -2,8 +2,10 @@ from decimal import Decimal
 
 from django.db.models import DecimalField, F, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from .models import Balance, BalanceInterval, LedgerEntry
+from .exceptions import BadData, NotFound, UnknownSearchTerm
+from .models import Balance, BalanceInterval, BalanceKind, LedgerEntry, Wallet
 
 
 def _ledger_total(field: str):
@@ -48,3 +50,94 @@ def subscriber_main_balance(subscriber) -> Balance | None:
         .order_by("wallet_id")
         .first()
     )
+
+
+# --- REST paths: {subscription|subscriber}/{ref}/wallet/{resourceId} ---------------------------
+
+SEARCH_TERMS = {
+    "subscription": {
+        "ExternalId": "wallet__subscription__external_id",
+        "AccessNumber": "wallet__subscription__access_numbers__number",
+    },
+    "subscriber": {
+        "AccessNumber": "wallet__subscription__subscriber__subscriptions__access_numbers__number",
+    },
+}
+OBJECT_ID = {
+    "subscription": "wallet__subscription_id",
+    "subscriber": "wallet__subscription__subscriber_id",
+}
+MAX_OBJECT_ID = 2**63 - 1
+MAX_RESOURCE_ID = 2**31 - 1
+
+
+def owner_filter(owner: str, ref: str) -> dict:
+    """`{ref}` → a Balance filter: bare ObjectId, `ExternalId+value` or `AccessNumber+value`."""
+    if "+" in ref:
+        term, value = ref.split("+", 1)
+        lookup = SEARCH_TERMS[owner].get(term)
+        if lookup is None:
+            raise UnknownSearchTerm(
+                f"Unknown search term {term[:40]!r}: use an ObjectId, "
+                + " or ".join(f"{name}+value" for name in SEARCH_TERMS[owner])
+                + "."
+            )
+        return {lookup: value}
+    if not ref.isascii() or not ref.isdigit() or int(ref) > MAX_OBJECT_ID:
+        raise NotFound(f"No {owner} has this ObjectId.")
+    return {OBJECT_ID[owner]: int(ref)}
+
+
+def _not_found(owner: str, where: dict, resource_id: int | None) -> NotFound:
+    wallet_where = {key.removeprefix("wallet__"): value for key, value in where.items()}
+    if resource_id is not None and Wallet.objects.filter(**wallet_where).exists():
+        return NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
+    return NotFound(f"No {owner} matches this reference.")
+
+
+def balance_by_ref(*, owner: str, ref: str, resource_id: int, for_api: bool = True) -> Balance:
+    """The balance `resourceId` of a subscription's (or subscriber's single) wallet."""
+    where = owner_filter(owner, ref)
+    if resource_id > MAX_RESOURCE_ID:
+        raise NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
+    queryset = Balance.objects.select_related(
+        "template", "wallet__subscription__subscriber"
+    ).filter(resource_id=resource_id, **where)
+    if owner == "subscriber":
+        queryset = queryset.distinct()  # the join through subscriptions can repeat a row
+    found = list(queryset[:2])
+    if not found:
+        raise _not_found(owner, where, resource_id)
+    if len(found) > 1:
+        raise BadData(
+            "The subscriber has several subscriptions with this balance: "
+            "address the subscription instead."
+        )
+    return found[0]
+
+
+def wallet_balances(*, owner: str, ref: str, resource_id: int | None = None) -> list[Balance]:
+    """A wallet's balances with their live interval as `.current`, for GET …/wallet."""
+    where = owner_filter(owner, ref)
+    queryset = Balance.objects.select_related("template").filter(**where).distinct()
+    if resource_id is not None:
+        if resource_id > MAX_RESOURCE_ID:
+            raise NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
+        queryset = queryset.filter(resource_id=resource_id)
+    balances = list(queryset.order_by("wallet_id", "resource_id"))
+    if not balances:
+        raise _not_found(owner, where, resource_id)
+    if len({balance.wallet_id for balance in balances}) > 1:
+        raise BadData("The subscriber has several subscriptions: address the subscription instead.")
+    now = timezone.now()
+    current = {
+        interval.balance_id: interval
+        for interval in BalanceInterval.objects.filter(
+            balance__in=[b.pk for b in balances if b.template.kind == BalanceKind.PERIODIC],
+            start_time__lte=now,
+            end_time__gt=now,
+        )
+    }
+    for balance in balances:
+        balance.current = current.get(balance.pk)
+    return balances

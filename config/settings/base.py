@@ -135,12 +135,25 @@ PIN_ENCRYPTION_KEYS = env_list("PIN_ENCRYPTION_KEYS")
 # Rule E5: MATRIXX "Should a manual balance adjustment allow the end time be set in the past".
 ALLOW_END_TIME_IN_PAST = env_bool("ALLOW_END_TIME_IN_PAST", False)
 
+# Throttle and failed-login counters must be shared by every app server process: keep them in
+# the database (`manage.py createcachetable`; the test runner creates the table itself).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "topup_cache",
+    }
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Per API client (user); the cache must be shared by every worker in production (CACHES).
+    "DEFAULT_THROTTLE_RATES": {"rsgateway": env("RSGATEWAY_THROTTLE_RATE", "3000/min")},
+    # Throttling identifies clients behind the same proxies as the lockout (TRUSTED_PROXY_COUNT).
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 
 LOGGING = {

@@ -38,4 +38,5 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 # SECURE_PROXY_SSL_HEADER above assumes one reverse proxy; the redemption lockout must then count
 # the client address it forwards, not the proxy's own (cards.lockout.client_ip).
 TRUSTED_PROXY_COUNT = int(env("TRUSTED_PROXY_COUNT", "1"))
+REST_FRAMEWORK = {**REST_FRAMEWORK, "NUM_PROXIES": TRUSTED_PROXY_COUNT}  # noqa: F405
 CONN_MAX_AGE = 60

@@ -1,0 +1,307 @@
+"""Sustained REST top-ups per second, product path against two baselines measured in the same run.
+
+    DATABASE_URL=postgres://topup:topup@127.0.0.1:5432/topup_bench .venv/bin/python bench/topup.py
+
+1. The product: PUT /rsgateway/data/v3/subscription/AccessNumber+…/wallet/12/topup, Token auth,
+   card mode, each request with a distinct card PIN, served by gunicorn.
+2. Baseline: bench/topup_minimal_app.py, a minimal DRF view that parses the same XML and redeems
+   in one SQL statement, served by gunicorn with the same settings and worker count.
+3. Baseline: pgbench running that statement alone (cards picked by id, as pgbench cannot HMAC).
+
+Both HTTP runs use the same client: `--clients` threads, one connection per request (gunicorn's
+sync workers close it). Prints requests/s, p50/p99 latency, errors, and the ratios; then runs
+check_ledger. The database is migrated and filled by the script (use a scratch database).
+"""
+
+import argparse
+import datetime as dt
+import http.client
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+os.environ["DEBUG"] = "0"
+
+BODY = (
+    "<MtxRequestSubscriberTopupBalance><Amount>1.00</Amount><Voucher>{pin}</Voucher>"
+    "</MtxRequestSubscriberTopupBalance>"
+)
+
+
+def setup_django():
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def prepare(subscriptions: int, cards: int):
+    """Subscriptions with main balances, an API client, and three sets of fresh cards."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from django.utils import timezone
+    from rest_framework.authtoken.models import Token
+
+    from cards.models import TopUpCard
+    from cards.services import card_batch_generate
+    from subscribers.models import AccessNumber, Subscriber, Subscription
+    from wallets.models import ApiClient, Balance, BalanceKind, BalanceTemplate, Wallet
+
+    template, _ = BalanceTemplate.objects.get_or_create(
+        name="Bench USD", defaults={"kind": BalanceKind.SIMPLE, "currency": "USD", "precision": 2}
+    )
+    numbers = []
+    for n in range(subscriptions):
+        number = f"7{n:09d}"
+        numbers.append(number)
+        if AccessNumber.objects.filter(number=number).exists():
+            continue
+        subscriber = Subscriber.objects.create(name=f"Bench {n}")
+        subscription = Subscription.objects.create(subscriber=subscriber, external_id=f"bench-{n}")
+        AccessNumber.objects.create(subscription=subscription, number=number)
+        wallet = Wallet.objects.create(subscription=subscription)
+        Balance.objects.create(
+            wallet=wallet,
+            resource_id=12,
+            template=template,
+            is_main=True,
+            start_time=timezone.now() - dt.timedelta(days=1),
+        )
+    user, _ = get_user_model().objects.get_or_create(username="bench-client")
+    user.user_permissions.add(Permission.objects.get(codename="topup_balance"))
+    ApiClient.objects.get_or_create(user=user)
+    token, _ = Token.objects.get_or_create(user=user)
+
+    def batch():
+        series = str(
+            int(
+                TopUpCard.objects.order_by("-series")
+                .values_list("series", flat=True)
+                .filter(series__regex=r"^9[0-9]{5}$")
+                .first()
+                or "900000"
+            )
+            + 1
+        )
+        return card_batch_generate(
+            series=series,
+            quantity=cards,
+            amount=Decimal("1.00"),
+            currency="USD",
+            pin_length=16,
+            reseller=None,
+            expires_at=timezone.now() + dt.timedelta(days=30),
+        )
+
+    product, minimal = batch().pins, batch().pins
+    pgbench_batch = batch().batch
+    first = TopUpCard.objects.filter(series=pgbench_batch.series).order_by("pk").first().pk
+    return numbers, token.key, product, minimal, (first, first + cards - 1)
+
+
+def serve(app: str, port: int, workers: int, settings: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings,
+        "DEBUG": "0",
+        "CONN_MAX_AGE": "60",
+        "RSGATEWAY_THROTTLE_RATE": "1000000/min",
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            app,
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--pythonpath",
+            f"{ROOT},{ROOT / 'bench'}",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
+    for _ in range(100):
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/")
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"gunicorn {app} did not start")
+
+
+def load(port: int, token: str, numbers: list[str], pin_list: list[str], clients: int) -> dict:
+    jobs = list(enumerate(pin_list))
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    headers = {"Content-Type": "application/xml", "Authorization": f"Token {token}"}
+
+    def worker():
+        while True:
+            with lock:
+                if not jobs:
+                    return
+                index, pin = jobs.pop()
+            number = numbers[index % len(numbers)]
+            path = f"/rsgateway/data/v3/subscription/AccessNumber+{number}/wallet/12/topup"
+            started = time.perf_counter()
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                connection.request("PUT", path, BODY.format(pin=pin), headers)
+                response = connection.getresponse()
+                content = response.read()
+                connection.close()
+                if response.status != 200:
+                    errors.append(f"{response.status} {content[:200]!r}")
+            except OSError as exc:
+                errors.append(repr(exc))
+            latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rps": len(pin_list) / elapsed,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "errors": errors,
+    }
+
+
+def pgbench(card_ids: tuple[int, int], numbers: list[str], clients: int, seconds: int) -> float:
+    from topup_minimal_app import REDEEM_SQL
+
+    url = urlparse(os.environ["DATABASE_URL"])
+    statement = re.sub(r"\s+", " ", REDEEM_SQL).strip()
+    statement = statement.replace("c.pin_digest = %(digest)s", "c.id = :cid")
+    statement = statement.replace("%(number)s", "'7' || lpad(:sub::text, 9, '0')")
+    statement = statement.replace("%(resource_id)s", "12").replace("%(amount)s", "1.00")
+    script = (
+        f"\\set cid random({card_ids[0]}, {card_ids[1]})\n"
+        f"\\set sub random(0, {len(numbers) - 1})\n{statement};\n"
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
+        handle.write(script)
+    env = {**os.environ, "PGPASSWORD": url.password or ""}
+    result = subprocess.run(
+        [
+            "pgbench",
+            "-n",
+            "-h",
+            url.hostname,
+            "-p",
+            str(url.port or 5432),
+            "-U",
+            url.username,
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(seconds),
+            "-f",
+            handle.name,
+            url.path.lstrip("/"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    os.unlink(handle.name)
+    match = re.search(r"tps = ([0-9.]+)", result.stdout)
+    return float(match.group(1)) if match else 0.0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--subscriptions", type=int, default=64)
+    parser.add_argument("--pgbench-seconds", type=int, default=10)
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        raise SystemExit("Set DATABASE_URL to a scratch PostgreSQL database.")
+    sys.path.insert(0, str(ROOT / "bench"))
+    setup_django()
+    numbers, token, product_pins, minimal_pins, pgbench_ids = prepare(
+        args.subscriptions, args.requests
+    )
+    from django.db import connections
+
+    connections.close_all()
+    half = len(minimal_pins) // 2
+    results = {}
+    runs = [
+        ("minimal", "topup_minimal_app:application", "topup_minimal_settings", minimal_pins[:half]),
+        ("product", "config.wsgi:application", "config.settings.local", product_pins),
+        ("minimal", "topup_minimal_app:application", "topup_minimal_settings", minimal_pins[half:]),
+    ]
+    for name, app, settings, pin_list in runs:
+        server = serve(app, 8765, args.workers, settings)
+        try:
+            load(8765, token, numbers, pin_list[:50], args.clients)  # warm up the workers
+            outcome = load(8765, token, numbers, pin_list[50:], args.clients)
+        finally:
+            server.terminate()
+            server.wait()
+        results.setdefault(name, []).append(outcome)
+    tps = pgbench(pgbench_ids, numbers, args.clients, args.pgbench_seconds)
+
+    def summary(name):
+        runs_ = results[name]
+        return (
+            statistics.mean(r["rps"] for r in runs_),
+            max(r["p99"] for r in runs_),
+            statistics.mean(r["p50"] for r in runs_),
+            sum(len(r["errors"]) for r in runs_),
+        )
+
+    product, minimal = summary("product"), summary("minimal")
+    print(f"{args.clients} clients, {args.workers} gunicorn workers, {args.requests} cards a run")
+    for name, (rps, p99, p50, errors) in (("product", product), ("minimal view", minimal)):
+        print(
+            f"  {name:13} {rps:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
+            f"   errors {errors}"
+        )
+    print(f"  {'pgbench':13} {tps:8.0f} TPS (the single statement alone)")
+    print(f"  product / minimal view = {product[0] / minimal[0]:.2f}  (target >= 0.70)")
+    print(f"  product / pgbench      = {product[0] / tps:.2f}" if tps else "")
+    for outcome in results["product"]:
+        for error in outcome["errors"][:5]:
+            print("  product error:", error)
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("check_ledger", stdout=out)
+    print(" ", out.getvalue().strip())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The one Result ↔ HTTP table (PRODUCT.md section 4) and the exception handler that uses it.
+
+Every failure of a /rsgateway/ request, DRF's own included, becomes an `MtxResponse` in the
+request's binding; nothing else (no HTML page, no DRF default JSON) leaves the API.
+"""
+
+import logging
+import math
+
+from django.http import Http404
+from django.utils import timezone
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from wallets.exceptions import Result, WalletError
+
+logger = logging.getLogger(__name__)
+
+HTTP_STATUS = {
+    Result.OK: 200,
+    Result.MALFORMED: 400,
+    Result.UNAUTHENTICATED: 401,
+    Result.FORBIDDEN: 403,
+    Result.NOT_FOUND: 404,
+    Result.ALREADY_REDEEMED: 409,
+    Result.BAD_DATA: 422,
+    Result.NOT_SUPPORTED: 422,
+    Result.VOUCHER_BLOCKED: 422,
+    Result.UNKNOWN_SEARCH_TERM: 422,
+    Result.INTERNAL_ERROR: 500,
+}
+ROUTE_ID = 1
+
+
+def mtx_response(
+    result: int = Result.OK,
+    text: str = "OK",
+    *,
+    status: int | None = None,
+    headers: dict | None = None,
+    name: str = "MtxResponse",
+    **extra,
+) -> Response:
+    data = {"$": name, "RouteId": ROUTE_ID, "Result": result, "ResultText": text, **extra}
+    return Response(data, status=status or HTTP_STATUS[result], headers=headers)
+
+
+def _retry_after(seconds) -> dict:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))} if seconds else {}
+
+
+def mtx_exception_handler(exc, context) -> Response:
+    if isinstance(exc, WalletError):
+        status = getattr(exc, "http_status", None) or HTTP_STATUS[exc.result]
+        headers = {}
+        locked_until = getattr(exc, "locked_until", None)
+        if locked_until is not None:
+            headers = _retry_after((locked_until - timezone.now()).total_seconds())
+        text = f"{exc.message} (rule {exc.rule})" if exc.rule else exc.message
+        return mtx_response(exc.result, text, status=status, headers=headers)
+    if isinstance(exc, Http404 | drf.NotFound):
+        return mtx_response(Result.NOT_FOUND, "Not found.")
+    if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
+        auth_header = getattr(exc, "auth_header", None)
+        headers = {"WWW-Authenticate": auth_header} if auth_header else None
+        return mtx_response(Result.UNAUTHENTICATED, str(exc.detail), headers=headers)
+    if isinstance(exc, drf.PermissionDenied):
+        return mtx_response(Result.FORBIDDEN, str(exc.detail))
+    if isinstance(exc, drf.Throttled):
+        return mtx_response(
+            Result.FORBIDDEN,
+            str(exc.detail),
+            status=429,
+            headers=_retry_after(exc.wait),
+        )
+    if isinstance(exc, drf.MethodNotAllowed):
+        allowed = context["view"].allowed_methods if context.get("view") else []
+        return mtx_response(
+            Result.MALFORMED,
+            str(exc.detail),
+            status=405,
+            headers={"Allow": ", ".join(allowed)},
+        )
+    if isinstance(exc, drf.APIException):
+        # UnsupportedMediaType (415), ParseError (400), NotAcceptable (406) and the like.
+        return mtx_response(Result.MALFORMED, str(exc.detail), status=exc.status_code)
+    logger.exception("Unexpected error in the REST API", exc_info=exc)
+    return mtx_response(Result.INTERNAL_ERROR, "Internal error.")

@@ -1,0 +1,133 @@
+"""Body parsers for the Mtx request format, XML and JSON bindings (PRODUCT.md section 4).
+
+One set of rules for both: at most `BODY_LIMIT` bytes (we read at most one byte more), no DTD,
+no entities, the exact root element the view expects, only that request's fields, each once, and
+every value kept as the exact text sent (a PIN keeps its leading zeros, an amount its decimals).
+"""
+
+import json
+from dataclasses import dataclass, field
+from xml.etree.ElementTree import ParseError
+
+from defusedxml import ElementTree
+from defusedxml.common import DefusedXmlException
+from rest_framework.parsers import BaseParser
+
+from wallets.exceptions import Malformed
+
+from .serializers import REQUEST_FIELDS
+
+BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class MtxMessage:
+    """A parsed request: its root element name and its fields as text."""
+
+    name: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def _expected(parser_context) -> tuple[str, frozenset[str]]:
+    view = (parser_context or {}).get("view")
+    name = getattr(view, "mtx_request", None)
+    if not name:
+        raise Malformed("This resource takes no request body.")
+    return name, REQUEST_FIELDS[name]
+
+
+def _read(stream, parser_context) -> bytes:
+    request = (parser_context or {}).get("request")
+    declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+    if declared and declared.isdigit() and int(declared) > BODY_LIMIT:
+        raise Malformed(f"The request body is larger than {BODY_LIMIT // 1024} KiB.")
+    data = stream.read(BODY_LIMIT + 1) if stream is not None else b""
+    if len(data) > BODY_LIMIT:
+        raise Malformed(f"The request body is larger than {BODY_LIMIT // 1024} KiB.")
+    if not data.strip():
+        raise Malformed("The request body is empty.")
+    return data
+
+
+def _check_field(name: str, allowed: frozenset[str], seen: dict[str, str]) -> None:
+    if name not in allowed:
+        raise Malformed(f"Unknown field {name[:40]!r}.")
+    if name in seen:
+        raise Malformed(f"Field {name!r} appears more than once.")
+
+
+class MtxXMLParser(BaseParser):
+    media_type = "application/xml"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> MtxMessage:
+        name, allowed = _expected(parser_context)
+        data = _read(stream, parser_context)
+        try:
+            root = ElementTree.fromstring(
+                data, forbid_dtd=True, forbid_entities=True, forbid_external=True
+            )
+        except DefusedXmlException:
+            raise Malformed("DTDs and entities are not allowed in a request.") from None
+        except (ParseError, ValueError):
+            raise Malformed("The request body is not well-formed XML.") from None
+        if root.tag != name:
+            raise Malformed(f"The root element must be {name}.")
+        if root.attrib or (root.text or "").strip():
+            raise Malformed(f"{name} takes only child elements.")
+        fields: dict[str, str] = {}
+        for child in root:
+            if not isinstance(child.tag, str):
+                continue  # a comment or processing instruction
+            _check_field(child.tag, allowed, fields)
+            if child.attrib or len(child):
+                raise Malformed(f"Field {child.tag!r} must hold text only.")
+            if (child.tail or "").strip():
+                raise Malformed("Text outside a field.")
+            fields[child.tag] = (child.text or "").strip()
+        return MtxMessage(name=name, fields=fields)
+
+
+class MtxTextXMLParser(MtxXMLParser):
+    media_type = "text/xml"
+
+
+def _no_duplicates(pairs):
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise Malformed(f"Field {key[:40]!r} appears more than once.")
+        result[key] = value
+    return result
+
+
+def _no_constants(text):
+    raise Malformed("NaN and Infinity are not numbers.")
+
+
+class MtxJSONParser(BaseParser):
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> MtxMessage:
+        name, allowed = _expected(parser_context)
+        data = _read(stream, parser_context)
+        try:
+            document = json.loads(
+                data.decode("utf-8"),
+                parse_float=str,
+                parse_int=str,
+                parse_constant=_no_constants,
+                object_pairs_hook=_no_duplicates,
+            )
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise Malformed("The request body is not well-formed JSON.") from None
+        if not isinstance(document, dict):
+            raise Malformed("The request body must be a JSON object.")
+        if document.pop("$", None) != name:
+            raise Malformed(f'The request must be {{"$": "{name}", ...}}.')
+        fields: dict[str, str] = {}
+        for key, value in document.items():
+            _check_field(key, allowed, fields)
+            if not isinstance(value, str):
+                raise Malformed(f"Field {key!r} must be a string or a number.")
+            fields[key] = value.strip()
+        return MtxMessage(name=name, fields=fields)

@@ -1,0 +1,246 @@
+"""The MATRIXX-style REST API: parse, select, call one service, render (PRODUCT.md section 4)."""
+
+import uuid
+
+from django.contrib.auth.models import Permission
+from django.core.cache import cache
+from django.db.models import Q
+from django.utils import timezone
+from rest_framework.authentication import BasicAuthentication, TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed, Throttled
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.throttling import UserRateThrottle
+from rest_framework.views import APIView
+
+from cards.lockout import client_ip
+from cards.services import card_topup
+from wallets.exceptions import Malformed, NotFound
+from wallets.models import Channel, VoucherMode
+from wallets.selectors import balance_by_ref, wallet_balances
+from wallets.services import balance_adjust, balance_topup_external, request_fingerprint
+
+from .errors import mtx_exception_handler, mtx_response
+from .parsers import MtxJSONParser, MtxMessage, MtxTextXMLParser, MtxXMLParser
+from .renderers import MtxJSONRenderer, MtxXMLRenderer
+from .serializers import ADJUST, TOPUP, AdjustRequest, TopupRequest, balance_record
+
+MAX_HEADER_VALUE = 64
+# Wrong credentials per client IP before the API stops checking them for a while (brute force).
+AUTH_FAILURE_LIMIT = 20
+AUTH_FAILURE_WINDOW = 15 * 60
+
+
+class ClientTokenAuthentication(TokenAuthentication):
+    """`Authorization: Token …`, loading the user's API client in the same query."""
+
+    def authenticate_credentials(self, key):
+        model = self.get_model()
+        try:
+            token = model.objects.select_related("user", "user__api_client").get(key=key)
+        except model.DoesNotExist:
+            raise AuthenticationFailed("Invalid token.") from None
+        if not token.user.is_active:
+            raise AuthenticationFailed("User inactive or deleted.")
+        return token.user, token
+
+
+class ClientRateThrottle(UserRateThrottle):
+    """Requests per API client (per user), rate `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`."""
+
+    scope = "rsgateway"
+
+
+class HasRequiredPermission(BasePermission):
+    message = "You do not have permission to do this."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if user.is_superuser:
+            return True
+        # One query for the user's and their groups' permissions (has_perm makes two).
+        codenames = [perm.split(".", 1)[1] for perm in view.required_permissions]
+        return Permission.objects.filter(
+            Q(user=user) | Q(group__user=user),
+            content_type__app_label="wallets",
+            codename__in=codenames,
+        ).exists()
+
+
+class MtxView(APIView):
+    """Base of every /rsgateway/ view: the binding (xml or json) comes from the URL."""
+
+    binding = "xml"
+    mtx_request: str | None = None
+    required_permissions: tuple[str, ...] = ()
+    authentication_classes = [ClientTokenAuthentication, BasicAuthentication]
+    permission_classes = [IsAuthenticated, HasRequiredPermission]
+    throttle_classes = [ClientRateThrottle]
+    metadata_class = None  # OPTIONS answers 405 like any other method we do not serve
+
+    @property
+    def allowed_methods(self):
+        return [m for m in super().allowed_methods if m != "OPTIONS"]
+
+    def get_parsers(self):
+        if self.binding == "json":
+            return [MtxJSONParser()]
+        return [MtxXMLParser(), MtxTextXMLParser()]
+
+    def get_renderers(self):
+        return [MtxJSONRenderer() if self.binding == "json" else MtxXMLRenderer()]
+
+    def perform_content_negotiation(self, request, force=False):
+        renderer = self.get_renderers()[0]
+        return renderer, renderer.media_type
+
+    def get_exception_handler(self):
+        return mtx_exception_handler
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if getattr(request, "request_id", None):
+            response["X-Request-Id"] = request.request_id
+        return response
+
+    def client_ip(self, request) -> str:
+        """The caller's address, counted the same way as the panel's lockout."""
+        return client_ip(request) or "unknown"
+
+    def _auth_failure_key(self, request) -> str:
+        return f"rsgateway-auth-failures:{self.client_ip(request)}"
+
+    def handle_exception(self, exc):
+        if isinstance(exc, AuthenticationFailed):
+            key = self._auth_failure_key(self.request)
+            if not cache.add(key, 1, AUTH_FAILURE_WINDOW):
+                try:
+                    cache.incr(key)
+                except ValueError:  # expired in between
+                    cache.add(key, 1, AUTH_FAILURE_WINDOW)
+        return super().handle_exception(exc)
+
+    def initial(self, request, *args, **kwargs):
+        if self.authentication_classes and (
+            cache.get(self._auth_failure_key(request), 0) >= AUTH_FAILURE_LIMIT
+        ):
+            raise Throttled(AUTH_FAILURE_WINDOW, "Too many wrong credentials from this address.")
+        supplied = request.META.get("HTTP_X_REQUEST_ID", "")
+        request.request_id = (
+            supplied
+            if supplied.isprintable() and 0 < len(supplied) <= MAX_HEADER_VALUE
+            else uuid.uuid4().hex
+        )
+        super().initial(request, *args, **kwargs)
+
+    def message(self, request) -> MtxMessage:
+        data = request.data
+        if not isinstance(data, MtxMessage):
+            raise Malformed(f"The request body must be a {self.mtx_request}.")
+        return data
+
+
+def _resource_id(value: str) -> int:
+    return int(value)
+
+
+class TopupView(MtxView):
+    """PUT …/wallet/{resourceId}/topup with MtxRequestSubscriberTopupBalance."""
+
+    mtx_request = TOPUP
+    required_permissions = ("wallets.topup_balance",)
+
+    def put(self, request, owner, ref, resource_id):
+        topup = TopupRequest.from_fields(self.message(request).fields)
+        balance = balance_by_ref(owner=owner, ref=ref, resource_id=_resource_id(resource_id))
+        client = getattr(request.user, "api_client", None)
+        if client is not None and client.voucher_mode == VoucherMode.EXTERNAL:
+            balance_topup_external(
+                client=client,
+                balance=balance,
+                amount=topup.amount,
+                voucher=topup.voucher,
+                end_time=topup.end_time,
+                start_time=topup.start_time,
+                actor=request.user,
+                channel=Channel.REST,
+                request_id=request.request_id,
+            )
+        else:
+            card_topup(
+                pin=topup.voucher,
+                balance=balance,
+                amount=topup.amount,
+                end_time=topup.end_time,
+                start_time=topup.start_time,
+                actor=request.user,
+                channel=Channel.REST,
+                ip_address=self.client_ip(request) or None,
+                request_id=request.request_id,
+            )
+        return mtx_response()
+
+
+class AdjustmentView(MtxView):
+    """PUT …/wallet/{resourceId}/adjustment with MtxRequestSubscriberAdjustBalance."""
+
+    mtx_request = ADJUST
+    required_permissions = ("wallets.adjust_balance",)
+
+    def put(self, request, owner, ref, resource_id):
+        message = self.message(request)
+        adjust = AdjustRequest.from_fields(message.fields)
+        balance = balance_by_ref(owner=owner, ref=ref, resource_id=_resource_id(resource_id))
+        key = request.META.get("HTTP_IDEMPOTENCY_KEY", "")
+        if key and not (key.isprintable() and len(key) <= 255):
+            raise Malformed("Idempotency-Key must be 1 to 255 printable characters.")
+        balance_adjust(
+            balance=balance,
+            adjust_type=adjust.adjust_type,
+            amount=adjust.amount,
+            reason=adjust.reason,
+            start_time=adjust.start_time,
+            end_time=adjust.end_time,
+            actor=request.user,
+            channel=Channel.REST,
+            request_id=request.request_id,
+            idempotency_key=key,
+            fingerprint=request_fingerprint(balance=balance.pk, **message.fields),
+        )
+        return mtx_response()
+
+
+class WalletView(MtxView):
+    """GET …/wallet or …/wallet/{resourceId}: the balances, so a partner can check a result."""
+
+    required_permissions = (
+        "wallets.view_balance",
+        "wallets.topup_balance",
+        "wallets.adjust_balance",
+    )
+
+    def get(self, request, owner, ref, resource_id=None):
+        balances = wallet_balances(
+            owner=owner,
+            ref=ref,
+            resource_id=None if resource_id is None else _resource_id(resource_id),
+        )
+        now = timezone.now()
+        return mtx_response(
+            name="MtxResponseWallet",
+            BalanceArray=[balance_record(balance, now) for balance in balances],
+        )
+
+
+class NotFoundView(MtxView):
+    """Any other path under /rsgateway/: 404 as an MtxResponse, before authentication."""
+
+    authentication_classes = []
+    permission_classes = []
+    throttle_classes = []
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        raise NotFound("No such resource.")
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        raise NotFound("No such resource.")
