@@ -1,6 +1,7 @@
 """Card batches: each generation's parameters, live figures and links to its cards."""
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -47,6 +48,18 @@ class CardBatchAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return batches_visible_to(request.user)
 
+    def has_view_permission(self, request, obj=None):
+        # Whoever may see or generate cards may see the batches they come from.
+        user = request.user
+        return (
+            super().has_view_permission(request, obj)
+            or user.has_perm("cards.view_topupcard")
+            or user.has_perm("cards.add_topupcard")
+        )
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
     def has_add_permission(self, request):
         return False  # batches are made by Generate Top-Up Cards
 
@@ -87,9 +100,7 @@ class CardBatchAdmin(admin.ModelAdmin):
     def download_view(self, request, pk):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        batch = get_object_or_404(self.get_queryset(request), pk=pk)
-        if not self.has_view_permission(request, batch):
-            from django.core.exceptions import PermissionDenied
-
+        if not self.has_view_permission(request):
             raise PermissionDenied
+        batch = get_object_or_404(self.get_queryset(request), pk=pk)
         return batch_download(self, request, batch)
