@@ -17,4 +17,4 @@ def operator(*codenames, username="operator", **kwargs):
 
 def snapshot(model):
     """Every row of a model as plain values: to assert that a failure changed nothing."""
-    return sorted(tuple(sorted(row.items())) for row in model.objects.values())
+    return [tuple(sorted(row.items())) for row in model.objects.order_by("pk").values()]

@@ -39,7 +39,15 @@ def test_the_form_opens_with_the_defaults(admin_client):
 
     html = response.content.decode()
     assert response.status_code == 200
-    for label in ["Amount", "Currency", "Quantity", "Series", "PIN Length", "Reseller", "Expiry Date"]:
+    for label in [
+        "Amount",
+        "Currency",
+        "Quantity",
+        "Series",
+        "PIN Length",
+        "Reseller",
+        "Expiry Date",
+    ]:
         assert f"{label}:" in html
     assert 'name="pin_length" value="12"' in html and 'name="quantity" value="1"' in html
     assert 'value="OK"' in html and 'value="Cancel"' in html and 'value="Apply"' in html
@@ -52,18 +60,24 @@ def test_ok_generates_the_batch_and_shows_it(admin_client, reseller):
     response = admin_client.post(URL, form(reseller=reseller.pk), follow=True)
 
     batch = CardBatch.objects.get()
-    assert response.redirect_chain[-1][0] == reverse("admin:cards_cardbatch_change", args=[batch.pk])
+    assert response.redirect_chain[-1][0] == reverse(
+        "admin:cards_cardbatch_change", args=[batch.pk]
+    )
     html = response.content.decode()
     assert "Generated 5 cards" in html and "4-000000001 … 4-000000005" in html
     assert "Download CSV with PINs (once)" in html
     cards = TopUpCard.objects.order_by("number")
     assert [c.serial for c in cards] == [f"4-{n:09d}" for n in range(1, 6)]
-    assert {(c.amount, c.currency, c.reseller_id) for c in cards} == {(Decimal("8.00"), "USD", reseller.pk)}
+    assert {(c.amount, c.currency, c.reseller_id) for c in cards} == {
+        (Decimal("8.00"), "USD", reseller.pk)
+    }
     assert CardEvent.objects.filter(kind=CardEventKind.GENERATED, batch=batch).count() == 1
 
 
 def test_apply_generates_and_keeps_the_form_open_with_the_same_parameters(admin_client):
-    response = admin_client.post(URL, form(_apply="Apply", _ok=None, series="7", quantity="2"), follow=True)
+    response = admin_client.post(
+        URL, form(_apply="Apply", _ok=None, series="7", quantity="2"), follow=True
+    )
 
     assert response.redirect_chain[-1][0].startswith(URL + "?like=")
     assert TopUpCard.objects.filter(series="7").count() == 2
@@ -74,7 +88,9 @@ def test_apply_generates_and_keeps_the_form_open_with_the_same_parameters(admin_
 def test_cancel_generates_nothing(admin_client):
     response = admin_client.post(URL, form(_cancel="Cancel", _ok=None))
 
-    assert response.status_code == 302 and response["Location"] == reverse("admin:cards_topupcard_changelist")
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "admin:cards_topupcard_changelist"
+    )
     assert not TopUpCard.objects.exists() and not CardBatch.objects.exists()
 
 
@@ -94,13 +110,19 @@ def test_cancel_generates_nothing(admin_client):
         ({"currency": "U5D"}, "currency", "three-letter code"),
         ({"pin_length": "4"}, "pin_length", "PIN length must be between 5 and 20 digits."),
         ({"pin_length": "21"}, "pin_length", "PIN length must be between 5 and 20 digits."),
-        ({"pin_length": "6", "quantity": "11"}, "pin_length", "6-digit PINs would become guessable"),
+        (
+            {"pin_length": "6", "quantity": "11"},
+            "pin_length",
+            "6-digit PINs would become guessable",
+        ),
         ({"expires_at": "2001-01-01 00:00:00"}, "expires_at", "Expiry date must be in the future."),
         ({"expires_at": "soon"}, "expires_at", "Enter a valid date/time."),
         ({"reseller": "99999"}, "reseller", "Select a valid choice."),
     ],
 )
-def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(admin_client, overrides, field, message):
+def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
+    admin_client, overrides, field, message
+):
     TopUpCardFactory(series="4", number=1)
     before = (TopUpCard.objects.count(), CardBatch.objects.count(), CardEvent.objects.count())
 
@@ -109,7 +131,11 @@ def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(admin_cli
     assert response.status_code == 200
     errors = response.context["form"].errors
     assert field in errors and message in " ".join(errors[field])
-    assert (TopUpCard.objects.count(), CardBatch.objects.count(), CardEvent.objects.count()) == before
+    assert (
+        TopUpCard.objects.count(),
+        CardBatch.objects.count(),
+        CardEvent.objects.count(),
+    ) == before
 
 
 def test_generation_needs_the_add_permission(client):
@@ -151,7 +177,9 @@ def test_the_batch_downloads_once_with_pins_for_those_who_may_see_them(admin_cli
         card = TopUpCard.objects.get(number=int(row[0].split("-")[1]))
         assert bytes(card.pin_digest) == pins.pin_digest(row[3])
     assert "no-store" in response["Cache-Control"]
-    assert CardEvent.objects.filter(kind=CardEventKind.EXPORTED, batch=batch, actor__username="admin").exists()
+    assert CardEvent.objects.filter(
+        kind=CardEventKind.EXPORTED, batch=batch, actor__username="admin"
+    ).exists()
     again = download(admin_client, batch)
     assert again.status_code == 302
     assert CardEvent.objects.filter(kind=CardEventKind.EXPORTED).count() == 1
@@ -185,7 +213,10 @@ def test_download_is_post_only(admin_client):
     admin_client.post(URL, form(quantity="1"))
     batch = CardBatch.objects.get()
 
-    assert admin_client.get(reverse("admin:cards_cardbatch_download", args=[batch.pk])).status_code == 405
+    assert (
+        admin_client.get(reverse("admin:cards_cardbatch_download", args=[batch.pk])).status_code
+        == 405
+    )
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -209,7 +240,9 @@ def test_generate_cards_command_uses_the_service_and_prints_one_line(reseller):
 
     lines = out.getvalue().strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("Generated 3 cards 12-000000001 … 12-000000003, 5.00 EUR, PIN length 10")
+    assert lines[0].startswith(
+        "Generated 3 cards 12-000000001 … 12-000000003, 5.00 EUR, PIN length 10"
+    )
     cards = TopUpCard.objects.filter(series="12")
     assert cards.count() == 3 and {c.reseller for c in cards} == {reseller}
     assert {c.pin_length for c in cards} == {10}

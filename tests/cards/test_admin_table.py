@@ -20,7 +20,9 @@ SEARCH = reverse("admin:cards_topupcard_search")
 
 
 def serials(response) -> list[str]:
-    return re.findall(r'field-serial_number"><a [^>]*>([0-9]+-[0-9]{9})<', response.content.decode())
+    return re.findall(
+        r'field-serial_number"><a [^>]*>([0-9]+-[0-9]{9})<', response.content.decode()
+    )
 
 
 def test_table_shows_the_jerasoft_columns_newest_first(admin_client, subscriber):
@@ -40,7 +42,15 @@ def test_table_shows_the_jerasoft_columns_newest_first(admin_client, subscriber)
 
     html = response.content.decode()
     assert response.status_code == 200
-    for header in ["Status", "Serial Number", "Amount", "PIN Code", "Reseller", "Activated", "Created on"]:
+    for header in [
+        "Status",
+        "Serial Number",
+        "Amount",
+        "PIN Code",
+        "Reseller",
+        "Activated",
+        "Created on",
+    ]:
         assert f">{header}<" in html or f">{header}</" in html
     assert serials(response) == ["3-004206576", "1-005568053"]
     assert "8.00 USD" in html and "15.00 USD" in html
@@ -119,7 +129,9 @@ def cards(subscriber):
     other = ResellerFactory(name="Reseller 2")
     client = SubscriberFactory(name="Ann Other", reseller=other)
     return {
-        "a": TopUpCardFactory(series="3", number=10, amount=Decimal("8.00"), reseller=subscriber.reseller),
+        "a": TopUpCardFactory(
+            series="3", number=10, amount=Decimal("8.00"), reseller=subscriber.reseller
+        ),
         "b": TopUpCardFactory(series="3", number=20, amount=Decimal("26.00"), reseller=other),
         "c": TopUpCardFactory(
             series="3",
@@ -139,7 +151,9 @@ def cards(subscriber):
             activated_by=client,
         ),
         "e": TopUpCardFactory(series="5", number=2, reseller=None, blocked=True),
-        "f": TopUpCardFactory(series="6", number=1, reseller=None, expires_at=now - dt.timedelta(days=1)),
+        "f": TopUpCardFactory(
+            series="6", number=1, reseller=None, expires_at=now - dt.timedelta(days=1)
+        ),
     }
 
 
@@ -167,12 +181,18 @@ def test_search_by_serial_range_and_series(admin_client, cards):
     [
         ({"serial_from": "3-x"}, "Enter a serial number such as 3-004206576"),
         ({"serial_from": "3-1", "serial_to": "5-1"}, "within one series"),
-        ({"serial_from": "3-30", "serial_to": "3-10"}, "Serial Number: the end comes before the start"),
+        (
+            {"serial_from": "3-30", "serial_to": "3-10"},
+            "Serial Number: the end comes before the start",
+        ),
         ({"amount_min": "20", "amount_max": "10"}, "Amount: the end comes before the start"),
         ({"amount_min": "ten"}, "Enter a number"),
         ({"expires_from": "2030-02-01", "expires_to": "2030-01-01"}, "Expiry Date: the end"),
         ({"expires_from": "yesterday"}, "Enter a valid date"),
-        ({"activated_from": "2030-02-01", "activated_to": "2030-01-01"}, "Activation Date: the end"),
+        (
+            {"activated_from": "2030-02-01", "activated_to": "2030-01-01"},
+            "Activation Date: the end",
+        ),
         ({"status": "lost"}, "Select a valid choice"),
         ({"reseller": "999999"}, "Select a valid choice"),
     ],
@@ -197,7 +217,9 @@ def test_search_by_status(admin_client, cards):
 def test_search_by_company_amount_expiry_client_activation(admin_client, cards, subscriber):
     today = timezone.localdate()
     assert found(admin_client, {"reseller": subscriber.reseller_id}) == s(cards["a"], cards["c"])
-    assert found(admin_client, {"amount_min": "11", "amount_max": "26"}) == s(cards["b"], cards["c"])
+    assert found(admin_client, {"amount_min": "11", "amount_max": "26"}) == s(
+        cards["b"], cards["c"]
+    )
     assert found(admin_client, {"amount_min": "26.00"}) == s(cards["b"], cards["d"])
     far = (today + dt.timedelta(days=300)).isoformat()
     assert found(admin_client, {"expires_from": far}) == s(cards["d"])
@@ -227,9 +249,9 @@ def test_search_form_posts_and_redirects_with_the_search_in_the_url(admin_client
     assert response.status_code == 302
     assert response["Location"].startswith(URL + "?")
     assert "serial_from=3" in response["Location"] and "status=new" in response["Location"]
-    assert found(admin_client, dict(p.split("=") for p in response["Location"].split("?")[1].split("&"))) == s(
-        cards["a"], cards["b"]
-    )
+    assert found(
+        admin_client, dict(p.split("=") for p in response["Location"].split("?")[1].split("&"))
+    ) == s(cards["a"], cards["b"])
 
 
 def test_reset_clears_the_search(admin_client, cards):
