@@ -86,6 +86,9 @@ def card_count(queryset: QuerySet, *, cap: int = COUNT_CAP) -> CardCount:
     Counts at most `cap` + 1 rows; beyond that, PostgreSQL's planner estimate (never below the
     cap) marked inexact. The unfiltered table is estimated from its statistics the same way.
     """
+    # Unordered, so PostgreSQL takes the cheapest way to the first cap + 1 rows: the filter's
+    # index (index-only for most fields), or, for a filter most rows match, a sequential scan
+    # that stops after about cap + 1 rows (bounded by the LIMIT: never the whole table).
     counted = queryset.order_by()[: cap + 1].count()
     if counted <= cap:
         return CardCount(counted, True)

@@ -126,7 +126,12 @@ def test_the_batch_page_shows_parameters_and_live_figures(admin_client, subscrib
     response = admin_client.get(reverse("admin:cards_cardbatch_change", args=[batch.pk]))
 
     figures = response.context["figures"]
-    assert (figures["new"], figures["activated"], figures["blocked"], figures["expired"]) == (1, 1, 1, 1)
+    assert (figures["new"], figures["activated"], figures["blocked"], figures["expired"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
     assert figures["deleted"] == 1 and figures["outstanding"] == Decimal("10.00")
     html = response.content.decode()
     assert "6-000000001 … 6-000000005" in html and "Reseller 1" in html
@@ -140,8 +145,18 @@ def test_batches_cannot_be_added_edited_or_deleted(admin_client):
     before = snapshot(type(batch))
 
     assert admin_client.get(reverse("admin:cards_cardbatch_add")).status_code == 403
-    assert admin_client.post(reverse("admin:cards_cardbatch_change", args=[batch.pk]), {"quantity": 9}).status_code == 403
-    assert admin_client.post(reverse("admin:cards_cardbatch_delete", args=[batch.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        admin_client.post(
+            reverse("admin:cards_cardbatch_change", args=[batch.pk]), {"quantity": 9}
+        ).status_code
+        == 403
+    )
+    assert (
+        admin_client.post(
+            reverse("admin:cards_cardbatch_delete", args=[batch.pk]), {"post": "yes"}
+        ).status_code
+        == 403
+    )
     assert snapshot(type(batch)) == before
 
 

@@ -48,7 +48,9 @@ def test_the_list_shows_only_my_cards_and_only_my_company(client, world):
 
 
 def test_searching_for_another_company_is_refused(client, world):
-    response = client.get(reverse("admin:cards_topupcard_changelist"), {"reseller": world["theirs"].pk})
+    response = client.get(
+        reverse("admin:cards_topupcard_changelist"), {"reseller": world["theirs"].pk}
+    )
 
     assert "Select a valid choice" in response.content.decode()
     assert list(response.context["cl"].result_list) == []
@@ -69,7 +71,8 @@ def test_other_cards_cannot_be_reached_by_url(client, world, name):
 
     change = client.get(reverse("admin:cards_topupcard_change", args=[card.pk]))
     post = client.post(
-        reverse("admin:cards_topupcard_change", args=[card.pk]), {"reseller": world["mine"].pk, "blocked": "on"}
+        reverse("admin:cards_topupcard_change", args=[card.pk]),
+        {"reseller": world["mine"].pk, "blocked": "on"},
     )
     delete = client.post(reverse("admin:cards_topupcard_delete", args=[card.pk]), {"post": "yes"})
     reveal = client.post(
@@ -87,20 +90,37 @@ def test_my_card_is_reachable(client, world):
     card = world["my_card"]
 
     assert client.get(reverse("admin:cards_topupcard_change", args=[card.pk])).status_code == 200
-    reveal = client.post(reverse("admin:cards_topupcard_reveal_pin", args=[card.pk]), HTTP_ACCEPT="application/json")
+    reveal = client.post(
+        reverse("admin:cards_topupcard_reveal_pin", args=[card.pk]), HTTP_ACCEPT="application/json"
+    )
     assert reveal.status_code == 200
 
 
 def test_mass_edit_and_delete_all_touch_only_my_cards(client, world):
     mass_edit = reverse("admin:cards_topupcard_mass_edit")
-    client.post(mass_edit, {"expires_action": "preserve", "reseller_action": "preserve", "block_action": "block", "_confirm": "1"})
-    assert set(TopUpCard.objects.filter(blocked=True).values_list("pk", flat=True)) == {world["my_card"].pk}
+    client.post(
+        mass_edit,
+        {
+            "expires_action": "preserve",
+            "reseller_action": "preserve",
+            "block_action": "block",
+            "_confirm": "1",
+        },
+    )
+    assert set(TopUpCard.objects.filter(blocked=True).values_list("pk", flat=True)) == {
+        world["my_card"].pk
+    }
 
     page = client.get(reverse("admin:cards_topupcard_delete_all"))
     assert page.context["count"] == 1
-    client.post(reverse("admin:cards_topupcard_delete_all"), {"expected_count": "1", "_confirm": "1"})
+    client.post(
+        reverse("admin:cards_topupcard_delete_all"), {"expected_count": "1", "_confirm": "1"}
+    )
 
-    assert set(TopUpCard.objects.values_list("pk", flat=True)) == {world["their_card"].pk, world["unowned"].pk}
+    assert set(TopUpCard.objects.values_list("pk", flat=True)) == {
+        world["their_card"].pk,
+        world["unowned"].pk,
+    }
 
 
 def test_mass_edit_cannot_hand_my_cards_to_another_company(client, world):
@@ -156,7 +176,9 @@ def test_generate_makes_cards_only_for_my_company(client, world):
     assert refused.context["form"].errors["reseller"] and missing.context["form"].errors["reseller"]
 
     client.post(url, {**data, "reseller": world["mine"].pk})
-    assert set(TopUpCard.objects.filter(series="9").values_list("reseller", flat=True)) == {world["mine"].pk}
+    assert set(TopUpCard.objects.filter(series="9").values_list("reseller", flat=True)) == {
+        world["mine"].pk
+    }
 
 
 def test_batches_and_events_of_other_resellers_are_hidden(client, world):
@@ -164,9 +186,13 @@ def test_batches_and_events_of_other_resellers_are_hidden(client, world):
     mine = CardEventFactory(card=world["my_card"])
 
     batch_list = client.get(reverse("admin:cards_cardbatch_changelist"))
-    their_batch = client.get(reverse("admin:cards_cardbatch_change", args=[world["their_batch"].pk]))
+    their_batch = client.get(
+        reverse("admin:cards_cardbatch_change", args=[world["their_batch"].pk])
+    )
     events = client.get(reverse("admin:cards_cardevent_changelist"))
-    download = client.post(reverse("admin:cards_cardbatch_download", args=[world["their_batch"].pk]))
+    download = client.post(
+        reverse("admin:cards_cardbatch_download", args=[world["their_batch"].pk])
+    )
 
     assert list(batch_list.context["cl"].result_list) == [world["my_batch"]]
     assert their_batch.status_code == 302

@@ -33,7 +33,7 @@ class Collect(logging.Handler):
 
 @pytest.fixture
 def every_log(settings):
-    """Every logger at DEBUG (incl. django.db.backends, which needs settings.DEBUG) into one list."""
+    """Every logger at DEBUG (django.db.backends needs settings.DEBUG) into one list."""
     settings.DEBUG = True
     handler = Collect()
     manager = logging.root.manager
@@ -107,7 +107,9 @@ def test_no_pin_in_logs_during_generation_search_reveal_and_redemption(
     mistyped = generated[1][:-1] + str((int(generated[1][-1]) + 1) % 10)
     client.post(reverse("admin:cards_topupcard_search"), {"pin": mistyped}, follow=True)
     card = TopUpCard.objects.get(pin_digest=pins.pin_digest(generated[2]))
-    client.post(reverse("admin:cards_topupcard_reveal_pin", args=[card.pk]), HTTP_ACCEPT="application/json")
+    client.post(
+        reverse("admin:cards_topupcard_reveal_pin", args=[card.pk]), HTTP_ACCEPT="application/json"
+    )
 
     # redemption: a success, then failures (already used, check digit, unknown)
     card_redeem(pin=typed, balance=main_balance, subscriber=subscriber)
