@@ -308,3 +308,17 @@ def test_list_pages_use_a_fixed_number_of_queries(admin_client, django_assert_ma
 
     with django_assert_max_num_queries(12):
         admin_client.get(URL, {"per_page": "50"})
+
+
+def test_paging_stops_at_the_browsable_depth(admin_client, monkeypatch):
+    from cards.admin import changelist
+
+    monkeypatch.setattr(changelist, "MAX_BROWSABLE_ROWS", 40)
+    TopUpCardFactory.create_batch(65, reseller=None)
+
+    last = admin_client.get(URL, {"p": "2"})
+    beyond = admin_client.get(URL, {"p": "3"})
+
+    assert "Page 2 of 2" in last.content.decode()
+    assert "narrow the list with Advanced Search" in last.content.decode()
+    assert beyond.status_code == 302 and "e=1" in beyond["Location"]
