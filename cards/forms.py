@@ -85,13 +85,18 @@ class MassEditForm(forms.Form):
         label="new expiration date",
         required=False,
         input_formats=DATETIME_FORMATS,
-        widget=forms.DateTimeInput(format="%Y-%m-%d %H:%M:%S"),
+        widget=forms.DateTimeInput(
+            format="%Y-%m-%d %H:%M:%S", attrs={"placeholder": "YYYY-MM-DD HH:MM"}
+        ),
     )
     reseller_action = forms.ChoiceField(
         label="Company", choices=[(PRESERVE, "preserve"), (SET, "set to")], initial=PRESERVE
     )
     reseller = forms.ModelChoiceField(
-        label="new company", queryset=Reseller.objects.none(), required=False
+        label="new company",
+        queryset=Reseller.objects.none(),
+        required=False,
+        empty_label="— choose —",
     )
     block_action = forms.ChoiceField(
         label="Block",

@@ -75,6 +75,10 @@ def take_download(request, batch: CardBatch) -> bool:
     return True
 
 
+def cards_text(count: int) -> str:
+    return f"{count:,} card" if count == 1 else f"{count:,} cards"
+
+
 def status_badge(card: TopUpCard) -> str:
     status = CardStatus(card.status)
     return format_html(
@@ -185,6 +189,7 @@ class TopUpCardAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {
+            "title": "Top-up Cards",
             **(extra_context or {}),
             "can_generate": self.has_add_permission(request),
             "can_mass_edit": self.has_change_permission(request),
@@ -225,7 +230,7 @@ class TopUpCardAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         card = self.get_object(request, object_id)
-        extra_context = dict(extra_context or {})
+        extra_context = {"show_save_and_add_another": False, **(extra_context or {})}
         if card is not None:
             extra_context["card_history"] = card_history(card)[:100]
             extra_context["can_reveal"] = (
@@ -485,11 +490,11 @@ class TopUpCardAdmin(admin.ModelAdmin):
         if result is not None:
             labels = {"expires_at": "expiration date", "reseller": "company", "blocked": "block"}
             parts += [
-                f"{labels[field]} changed on {count:,} cards"
+                f"{labels[field]} changed on {cards_text(count)}"
                 for field, count in result.changed.items()
             ]
         if marked:
-            parts.append(f"{deleted:,} cards deleted")
+            parts.append(f"{cards_text(deleted)} deleted")
         messages.success(request, "Mass Edit done: " + "; ".join(parts) + ".")
         return HttpResponseRedirect(self._changelist_url(query))
 
@@ -511,7 +516,7 @@ class TopUpCardAdmin(admin.ModelAdmin):
                 )
             else:
                 deleted = cards_mass_delete(cards=selection, actor=request.user)
-                messages.success(request, f"Deleted {deleted:,} cards.")
+                messages.success(request, f"Deleted {cards_text(deleted)}.")
                 return HttpResponseRedirect(self._changelist_url(query))
         return self._render(
             request,
