@@ -1,11 +1,12 @@
 """Generating a 1,000,000-card series through the service against a plain psycopg COPY.
 
-Baseline, measured in the same run: the least code that writes equivalent rows: for each card a
-random 12-digit PIN from the OS CSPRNG, its HMAC-SHA256 digest and AES-256-GCM encrypted copy
-under the configured keys, then one binary `COPY` into a table created `LIKE cards_topupcard
-INCLUDING ALL` (same columns, indexes, unique and check constraints) with the same foreign keys,
-in one transaction. The product: `card_batch_generate` (validation, series lock, PIN space
-check, Luhn check digits, unique PINs, binary COPY, batch and audit records).
+Baseline, measured in the same run: the least code that writes equivalent rows: for each card
+a random 12-digit PIN from the OS CSPRNG (kept unique with a set), its HMAC-SHA256 digest and
+AES-256-GCM encrypted copy under the configured keys, then one binary `COPY` into a table
+created `LIKE cards_topupcard INCLUDING ALL` (same columns, indexes, unique and check
+constraints) with the same foreign keys, in one transaction. The product:
+`card_batch_generate` (validation, series lock, PIN space check, Luhn check digits, unique
+PINs, binary COPY, batch and audit records).
 
 Each side runs in its own child process, so peak RSS is each one's own. Targets: time ratio
 <= 1.5 and the service's peak RSS <= 300 MB.
@@ -119,8 +120,12 @@ def run_baseline(n: int) -> dict:
                     ]
                 )
                 amount = Decimal("10.00")
+                seen: set[str] = set()
                 for number in range(1, n + 1):
                     pin = f"{secrets.randbelow(10**12):012d}"
+                    while pin in seen:  # the table's unique digest needs unique PINs
+                        pin = f"{secrets.randbelow(10**12):012d}"
+                    seen.add(pin)
                     clear = pin.encode()
                     nonce = os.urandom(12)
                     copy.write_row(
@@ -175,13 +180,14 @@ def child(phase: str, n: int) -> None:
 
 
 def spawn(phase: str, n: int) -> dict:
-    output = subprocess.run(
+    done = subprocess.run(
         [sys.executable, __file__, "--phase", phase, "--cards", str(n)],
-        check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    )
+    if done.returncode:
+        sys.exit(f"{phase} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
