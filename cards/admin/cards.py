@@ -133,7 +133,7 @@ class TopUpCardAdmin(admin.ModelAdmin):
 
         @admin.display(description="PIN Code")
         def pin_code(card):
-            if not can_reveal or card.activated_at is not None:
+            if not can_reveal:
                 return card.masked_pin
             return format_html(
                 '<span class="card-pin" data-reveal-url="{}">{}</span> '
@@ -233,9 +233,7 @@ class TopUpCardAdmin(admin.ModelAdmin):
         extra_context = {"show_save_and_add_another": False, **(extra_context or {})}
         if card is not None:
             extra_context["card_history"] = card_history(card)[:100]
-            extra_context["can_reveal"] = (
-                request.user.has_perm("cards.view_pin") and card.activated_at is None
-            )
+            extra_context["can_reveal"] = request.user.has_perm("cards.view_pin")
         return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):

@@ -351,3 +351,23 @@ def test_expiry_change_via_mass_edit_is_recorded_with_old_and_new_value(admin_cl
     assert event.changes["new"].startswith("2031-06-30T12:00:00")
     assert str(event.changes["old"])[:10] == old.strftime("%Y-%m-%d")
     assert timezone.now() - event.created_at < dt.timedelta(minutes=1)
+
+
+def test_an_empty_selection_says_so(admin_client, selection):
+    page = admin_client.get(url(MASS_EDIT, serial_from="7"))
+    delete = admin_client.get(url(DELETE_ALL, serial_from="7"))
+
+    assert "No cards match the search." in page.content.decode()
+    assert "No card of the current search can be deleted." in delete.content.decode()
+    assert 'name="_confirm"' not in delete.content.decode()
+
+
+def test_mass_edit_carries_the_search_to_its_links_and_back(admin_client, selection):
+    html = admin_client.get(url(MASS_EDIT, serial_from="3", status="new")).content.decode()
+    listing = admin_client.get(
+        reverse("admin:cards_topupcard_changelist"), {"serial_from": "3", "status": "new"}
+    ).content.decode()
+
+    assert "mass-edit/?serial_from=3&amp;status=new" in listing
+    assert "mass-edit/delete/?serial_from=3&amp;status=new" in html
+    assert 'action="/admin/cards/topupcard/mass-edit/?serial_from=3&amp;status=new"' in html

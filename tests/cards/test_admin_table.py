@@ -322,3 +322,17 @@ def test_paging_stops_at_the_browsable_depth(admin_client, monkeypatch):
     assert "Page 2 of 2" in last.content.decode()
     assert "narrow the list with Advanced Search" in last.content.decode()
     assert beyond.status_code == 302 and "e=1" in beyond["Location"]
+
+
+def test_a_client_name_matching_too_many_clients_asks_for_more(admin_client, monkeypatch):
+    from cards import filters
+
+    monkeypatch.setattr(filters, "MAX_CLIENT_MATCHES", 1)
+    SubscriberFactory(name="Ann One")
+    SubscriberFactory(name="Ann Two")
+    TopUpCardFactory()
+
+    response = admin_client.get(URL, {"client": "Ann"})
+
+    assert "More than 1 clients match: type more of the name." in response.content.decode()
+    assert serials(response) == []
