@@ -388,6 +388,7 @@ class TopUpCardAdmin(admin.ModelAdmin):
         if selection is None:
             return HttpResponseRedirect(self._changelist_url(query))
         scoped = staff_reseller(request.user)
+        can_delete = self.has_delete_permission(request)
 
         def deletable(pks):
             return selection.filter(pk__in=pks, activated_at__isnull=True).values_list(
@@ -397,6 +398,8 @@ class TopUpCardAdmin(admin.ModelAdmin):
         preview = None
         if request.method == "POST":
             form = MassEditForm(request.POST, scoped=scoped, deletable=deletable)
+            if form.is_valid() and form.cleaned_data["delete"] and not can_delete:
+                form.add_error("delete", "You are not allowed to delete cards.")
             if form.is_valid():
                 marked = form.cleaned_data["delete"]
                 if "_confirm" in request.POST:
@@ -435,6 +438,7 @@ class TopUpCardAdmin(admin.ModelAdmin):
                 "rows": rows,
                 "query": query,
                 "search_params": search_params(request.GET),
+                "can_delete": can_delete,
             },
         )
 
@@ -530,7 +534,9 @@ class TopUpCardAdmin(admin.ModelAdmin):
     def reveal_pin_view(self, request, pk):
         if request.method != "POST":
             raise Http404
-        if not request.user.has_perm("cards.view_pin"):
+        if not (
+            request.user.has_perm("cards.view_pin") and self.has_view_or_change_permission(request)
+        ):
             raise PermissionDenied
         card = get_object_or_404(self.get_queryset(request), pk=pk)
         try:

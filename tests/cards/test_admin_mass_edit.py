@@ -371,3 +371,18 @@ def test_mass_edit_carries_the_search_to_its_links_and_back(admin_client, select
     assert "mass-edit/?serial_from=3&amp;status=new" in listing
     assert "mass-edit/delete/?serial_from=3&amp;status=new" in html
     assert 'action="/admin/cards/topupcard/mass-edit/?serial_from=3&amp;status=new"' in html
+
+
+def test_delete_marks_need_the_delete_permission(client, selection):
+    client.force_login(operator("view_topupcard", "change_topupcard", username="editor"))
+    before = snapshot(TopUpCard), snapshot(CardEvent)
+
+    page = client.get(url(MASS_EDIT, serial_from="3")).content.decode()
+    response = client.post(
+        url(MASS_EDIT, serial_from="3"),
+        {**edit(), "delete": [selection["new"][0].pk], "_confirm": "1"},
+    )
+
+    assert 'name="delete"' not in page and "Delete all" not in page
+    assert "You are not allowed to delete cards." in response.content.decode()
+    assert (snapshot(TopUpCard), snapshot(CardEvent)) == before

@@ -187,3 +187,12 @@ def test_staff_with_only_event_view_permission_reads_events(client):
     client.force_login(user)
 
     assert client.get(reverse("admin:cards_cardevent_changelist")).status_code == 200
+
+
+def test_view_pin_alone_does_not_open_cards(client):
+    card = TopUpCardFactory()
+    client.force_login(operator("view_pin", username="pins-only"))
+
+    response = client.post(reveal_url(card), HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 403 and not CardEvent.objects.exists()
