@@ -1,6 +1,8 @@
 """The operator's Top-up Cards section in the Django admin.
 
-- `cards.py`: the JeraSoft table, Advanced Search, Generate, Mass Edit, Delete all, PIN reveal.
+- `cards.py`: the JeraSoft table and a card's page (history, audited edits and deletes).
+- `views.py`: Generate, the Advanced Search POST (keeps PINs out of URLs), Mass Edit with
+  preview, Delete all, PIN reveal, the one-time batch download.
 - `changelist.py`: the changelist that searches through `CardFilter` and never counts a whole
   table.
 - `batches.py`, `events.py`: batch pages with live figures, the read-only audit trail.

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from cards.models import CardBatch
 from cards.selectors import batch_figures, batches_visible_to
 
-from .cards import batch_download, download_offered
+from .views import batch_download, download_offered
 
 
 @admin.register(CardBatch)

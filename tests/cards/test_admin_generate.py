@@ -287,3 +287,10 @@ def test_progress_bar_is_drawn_only_on_a_terminal():
 
     assert "[#####.....] 5/10" in tty.getvalue() and "[##########] 10/10\n" in tty.getvalue()
     assert pipe.getvalue() == ""
+
+
+@pytest.mark.parametrize("like", ["abc", "999999", ""])
+def test_a_bad_like_parameter_just_opens_an_empty_form(admin_client, like):
+    response = admin_client.get(URL, {"like": like})
+
+    assert response.status_code == 200 and response.context["form"].initial.get("series") is None
