@@ -291,6 +291,10 @@ def card_batch_generate(
         pin_length=pin_length,
         expires_at=expires_at,
     )
+    try:
+        _scope_check(actor=actor, reseller=reseller)
+    except CardPermissionDenied as error:
+        raise GenerationError(error.message, field="reseller") from None
     first_number = _lock_series(series)
     if first_number + quantity - 1 > MAX_CARD_NUMBER:
         raise GenerationError(

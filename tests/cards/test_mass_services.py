@@ -162,3 +162,29 @@ def test_two_operators_generating_into_one_series_at_once_get_contiguous_distinc
     for batch in CardBatch.objects.all():
         got = sorted(batch.cards.values_list("number", flat=True))
         assert got == list(range(batch.first_number, batch.first_number + 300))
+
+
+@pytest.mark.django_db
+def test_a_scoped_actor_generates_only_for_their_reseller():
+    mine, theirs = ResellerFactory(name="Mine"), ResellerFactory(name="Theirs")
+    user = operator(username="scoped")
+    StaffReseller.objects.create(user=user, reseller=mine)
+    params = {
+        "series": "3",
+        "quantity": 2,
+        "amount": "5",
+        "currency": "USD",
+        "pin_length": 12,
+        "expires_at": timezone.now() + dt.timedelta(days=3),
+        "actor": user,
+    }
+
+    from cards.exceptions import GenerationError
+
+    for reseller in (theirs, None):
+        with pytest.raises(GenerationError) as error:
+            card_batch_generate(reseller=reseller, **params)
+        assert error.value.field == "reseller"
+    assert not TopUpCard.objects.exists() and not CardBatch.objects.exists()
+    card_batch_generate(reseller=mine, **params)
+    assert TopUpCard.objects.filter(reseller=mine).count() == 2
