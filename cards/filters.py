@@ -239,11 +239,9 @@ class CardFilter(django_filters.FilterSet):
     def filter_day_to(self, queryset, name, value):
         return queryset.filter(**{f"{name}__lt": _day_after(value)})
 
-    # --- validation ----------------------------------------------------------------------------
-
     @property
     def is_active(self) -> bool:
-        """Whether any field narrows the search (an unfiltered list may use estimates)."""
+        """Whether any field narrows the search (the panel then opens and says "active")."""
         return any(self.data.get(name) not in (None, "") for name in self.filters)
 
 
