@@ -73,6 +73,18 @@ class GenerationError(BadData):
         super().__init__(message)
 
 
+class CardEditError(BadData):
+    """A Mass Edit, delete or PIN reveal that cannot be carried out; `field` names the field."""
+
+    def __init__(self, message: str, *, field: str = ""):
+        self.field = field
+        super().__init__(message)
+
+
+class CardPermissionDenied(CardEditError):
+    result = Result.FORBIDDEN
+
+
 class RedemptionLocked(CardError):
     """Too many failed redemptions (PRODUCT.md 3): refused without looking the code up.
 

@@ -180,8 +180,11 @@ class TopUpCard(models.Model):
                 condition=Q(activated_at__isnull=True),
                 name="card_open_expiry",
             ),
+            # Exactly the "blocked" status, so its list and capped count are index-only.
             models.Index(
-                fields=["-created_at", "-id"], condition=Q(blocked=True), name="card_blocked"
+                fields=["-created_at", "-id"],
+                condition=Q(blocked=True, activated_at__isnull=True),
+                name="card_blocked",
             ),
         ]
 

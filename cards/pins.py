@@ -18,17 +18,20 @@ from django.core.exceptions import ImproperlyConfigured
 _SEPARATORS = re.compile(r"[\s\-]+")
 _NONCE_BYTES = 12
 
-# Doubling table for the Luhn algorithm: digit -> 2*digit with the digits summed.
-_LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+# Luhn doubling of one digit, with the digits of the result summed: 7 -> 14 -> 5.
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
 
 
 def luhn_check_digit(payload: str) -> str:
-    """The digit to append to `payload` so that the whole string passes the Luhn check."""
-    total = 0
-    for position, char in enumerate(reversed(payload)):
-        digit = ord(char) - 48
-        total += _LUHN_DOUBLE[digit] if position % 2 == 0 else digit
-    return str((10 - total % 10) % 10)
+    """The digit to append to `payload` so that the whole string passes the Luhn check.
+
+    Every second digit from the right of the payload is doubled; summing ASCII codes in C
+    (bytes) instead of a Python loop keeps a million PINs cheap.
+    """
+    reverse = payload[::-1]
+    doubled = reverse[0::2].translate(_LUHN_DOUBLED)
+    total = sum(doubled.encode()) + sum(reverse[1::2].encode()) - 48 * len(payload)
+    return str(-total % 10)
 
 
 def luhn_valid(pin: str) -> bool:
@@ -100,6 +103,19 @@ def encrypt_pin(pin: str) -> bytes:
     key_id, aead = _encryption_keys(tuple(settings.PIN_ENCRYPTION_KEYS))[0]
     nonce = os.urandom(_NONCE_BYTES)
     return bytes((len(key_id),)) + key_id + nonce + aead.encrypt(nonce, pin.encode(), key_id)
+
+
+def pin_encrypter():
+    """`encrypt_pin` with the current key looked up once: for encrypting many PINs."""
+    key_id, aead = _encryption_keys(tuple(settings.PIN_ENCRYPTION_KEYS))[0]
+    prefix = bytes((len(key_id),)) + key_id
+    urandom = os.urandom
+
+    def encrypt(pin: str) -> bytes:
+        nonce = urandom(_NONCE_BYTES)
+        return prefix + nonce + aead.encrypt(nonce, pin.encode(), key_id)
+
+    return encrypt
 
 
 def encryption_key_id(blob: bytes) -> str:

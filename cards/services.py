@@ -1,14 +1,25 @@
 """Writes to cards: batch generation and redemption."""
 
 import datetime as dt
+import hmac
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
+from django.db.models import (
+    BigIntegerField,
+    CharField,
+    DateTimeField,
+    F,
+    Max,
+    QuerySet,
+    Value,
+)
+from django.db.models.functions import Cast, Concat, JSONObject, LPad
 from django.utils import timezone
 
 from subscribers.models import Reseller, Subscriber
@@ -22,9 +33,11 @@ from .exceptions import (
     CardBlocked,
     CardCodeInvalid,
     CardCurrencyMismatch,
+    CardEditError,
     CardError,
     CardExpired,
     CardNotFound,
+    CardPermissionDenied,
     CardWrongReseller,
     GenerationError,
     RedemptionLocked,
@@ -33,11 +46,13 @@ from .models import (
     MAX_CARD_NUMBER,
     PIN_MAX_LENGTH,
     PIN_MIN_LENGTH,
+    SERIAL_NUMBER_DIGITS,
     CardBatch,
     CardEvent,
     CardEventKind,
     CardSeries,
     TopUpCard,
+    format_serial,
 )
 
 logger = logging.getLogger(__name__)
@@ -198,23 +213,30 @@ _COPY_TYPES = (
 
 
 def _card_rows(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> Iterable[tuple]:
+    # The per-row work is the cost of a million-card batch: keys are looked up once and the
+    # constant columns bound to locals.
     digest_key = pins.digest_keys()[0]
+    encrypt = pins.pin_encrypter()
+    digest = hmac.digest
+    series, first, amount, currency = batch.series, batch.first_number, batch.amount, batch.currency
+    length, reseller, expires = batch.pin_length, batch.reseller_id, batch.expires_at
+    batch_id, created = batch.pk, batch.created_at
     total = len(pin_list)
     for offset, pin in enumerate(pin_list):
         yield (
-            batch.series,
-            batch.first_number + offset,
-            batch.amount,
-            batch.currency,
-            pins.pin_digest(pin, digest_key),
-            pins.encrypt_pin(pin),
-            batch.pin_length,
+            series,
+            first + offset,
+            amount,
+            currency,
+            digest(digest_key, pin.encode(), "sha256"),
+            encrypt(pin),
+            length,
             pin[-4:],
-            batch.reseller_id,
-            batch.expires_at,
+            reseller,
+            expires,
             False,
-            batch.pk,
-            batch.created_at,
+            batch_id,
+            created,
         )
         if progress and (offset + 1) % _CHUNK == 0:
             progress(offset + 1, total)
@@ -270,6 +292,10 @@ def card_batch_generate(
         pin_length=pin_length,
         expires_at=expires_at,
     )
+    try:
+        _scope_check(actor=actor, reseller=reseller)
+    except CardPermissionDenied as error:
+        raise GenerationError(error.message, field="reseller") from None
     first_number = _lock_series(series)
     if first_number + quantity - 1 > MAX_CARD_NUMBER:
         raise GenerationError(
@@ -322,6 +348,240 @@ def card_batch_generate(
         },
     )
     return GenerationResult(batch=batch, pins=pin_list)
+
+
+# --- operator edits: Mass Edit, Delete all, PIN reveal, one-time batch download -------------
+
+PRESERVE: Any = object()
+"""Mass Edit's "preserve": leave the field as each card has it."""
+
+
+@dataclass(frozen=True)
+class MassUpdateResult:
+    selected: int
+    """Cards the search selected that may change (not activated), locked for the update."""
+    changed: dict[str, int]
+    """Per field (expires_at, reseller, blocked): how many cards it actually changed."""
+
+
+def _scope_check(*, actor, reseller) -> None:
+    from .selectors import staff_reseller
+
+    scoped = staff_reseller(actor)
+    if scoped is not None and (reseller is None or reseller.pk != scoped.pk):
+        raise CardPermissionDenied(f"You may only assign cards to {scoped.name}.", field="reseller")
+
+
+def _editable(cards: QuerySet) -> QuerySet:
+    """The selected cards that may change: never an activated one (they are history)."""
+    return cards.filter(activated_at__isnull=True).select_related(None).order_by()
+
+
+def _lock_cards(cards: QuerySet) -> int:
+    """Lock the selected rows in primary-key order (deadlock-free) without loading them."""
+    if connection.vendor != "postgresql":
+        return cards.count()  # SQLite locks the whole database for the write transaction
+    sql, params = cards.order_by("pk").values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM ({sql} FOR UPDATE) AS locked", params)  # noqa: S608
+        return cursor.fetchone()[0]
+
+
+def _serial_expression():
+    return Concat(
+        F("series"),
+        Value("-"),
+        LPad(Cast("number", CharField()), SERIAL_NUMBER_DIGITS, Value("0")),
+        output_field=CharField(),
+    )
+
+
+def _insert_events(cards: QuerySet, *, kind: str, actor, card: bool, changes) -> int:
+    """INSERT … SELECT one CardEvent per selected card: set-based, no rows through Python."""
+    rows = cards.annotate(
+        ev_kind=Value(kind, output_field=CharField()),
+        ev_card=F("pk") if card else Value(None, output_field=BigIntegerField()),
+        ev_serial=_serial_expression(),
+        ev_batch=F("batch_id"),
+        ev_actor=Value(getattr(actor, "pk", None), output_field=BigIntegerField()),
+        ev_channel=Value(Channel.ADMIN, output_field=CharField()),
+        ev_changes=changes,
+        ev_created=Value(timezone.now(), output_field=DateTimeField()),
+    ).values_list(
+        "ev_kind",
+        "ev_card",
+        "ev_serial",
+        "ev_batch",
+        "ev_actor",
+        "ev_channel",
+        "ev_changes",
+        "ev_created",
+    )
+    sql, params = rows.query.sql_with_params()
+    table = CardEvent._meta.db_table
+    columns = "kind, card_id, serial, batch_id, actor_id, channel, changes, created_at"
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} ({columns}) {sql}", params)  # noqa: S608
+        return cursor.rowcount
+
+
+def _json_value(value) -> Value:
+    return Value(value, output_field=CharField()) if value is not None else Value(None)
+
+
+@transaction.atomic
+def cards_mass_update(
+    *,
+    cards: QuerySet,
+    expires_at: dt.datetime | Any = PRESERVE,
+    reseller: Reseller | None | Any = PRESERVE,
+    blocked: bool | Any = PRESERVE,
+    actor,
+) -> MassUpdateResult:
+    """Apply Mass Edit to every card `cards` selects (not only a page), in set-based queries.
+
+    Activated cards are never changed. Each changed field of each card is audited as a
+    CardEvent (edited with old and new value; blocked / unblocked), in the same transaction.
+    """
+    if expires_at is not PRESERVE and (
+        not isinstance(expires_at, dt.datetime) or timezone.is_naive(expires_at)
+    ):
+        raise CardEditError("Expiration Date must be a date and time.", field="expires_at")
+    if reseller is not PRESERVE:
+        if reseller is not None and not isinstance(reseller, Reseller):
+            raise CardEditError("Company must be a reseller.", field="reseller")
+        _scope_check(actor=actor, reseller=reseller)
+    if blocked is not PRESERVE and not isinstance(blocked, bool):
+        raise CardEditError("Block must be block, unblock or preserve.", field="blocked")
+    target = _editable(cards)
+    selected = _lock_cards(target)
+    changed: dict[str, int] = {}
+    if expires_at is not PRESERVE:
+        touched = target.exclude(expires_at=expires_at)
+        _insert_events(
+            touched,
+            kind=CardEventKind.EDITED,
+            actor=actor,
+            card=True,
+            changes=JSONObject(
+                field=Value("expires_at"),
+                old=F("expires_at"),
+                new=_json_value(expires_at.isoformat()),
+            ),
+        )
+        changed["expires_at"] = touched.update(expires_at=expires_at)
+    if reseller is not PRESERVE:
+        touched = target.exclude(reseller=reseller) if reseller else target.exclude(reseller=None)
+        _insert_events(
+            touched,
+            kind=CardEventKind.EDITED,
+            actor=actor,
+            card=True,
+            changes=JSONObject(
+                field=Value("reseller"),
+                old=F("reseller_id"),
+                new=Value(reseller.pk if reseller else None, output_field=BigIntegerField()),
+                new_name=_json_value(reseller.name if reseller else None),
+            ),
+        )
+        changed["reseller"] = touched.update(reseller=reseller)
+    if blocked is not PRESERVE:
+        touched = target.filter(blocked=not blocked)
+        _insert_events(
+            touched,
+            kind=CardEventKind.BLOCKED if blocked else CardEventKind.UNBLOCKED,
+            actor=actor,
+            card=True,
+            changes=JSONObject(field=Value("blocked"), old=Value(not blocked), new=Value(blocked)),
+        )
+        changed["blocked"] = touched.update(blocked=blocked)
+    return MassUpdateResult(selected=selected, changed=changed)
+
+
+@transaction.atomic
+def cards_mass_delete(*, cards: QuerySet, actor) -> int:
+    """Delete every card `cards` selects except activated ones; returns how many went.
+
+    Each deletion is audited with the serial, amount and owner, so the history outlives the
+    card; the card's earlier events keep their serial and lose only the link.
+    """
+    target = _editable(cards)
+    if not _lock_cards(target):
+        return 0
+    _insert_events(
+        target,
+        kind=CardEventKind.DELETED,
+        actor=actor,
+        card=False,
+        changes=JSONObject(
+            amount=Cast("amount", CharField()),
+            currency=F("currency"),
+            reseller=F("reseller_id"),
+            expires_at=F("expires_at"),
+        ),
+    )
+    CardEvent.objects.filter(card__in=target.values("pk")).update(card=None)
+    # One DELETE … WHERE: no per-row collection (nothing but the events points at a card that
+    # was never activated, and those were just unlinked).
+    return target._raw_delete(target.db)
+
+
+def card_pin_reveal(*, card: TopUpCard, actor, ip_address: str | None = None) -> str:
+    """The card's PIN for a permitted operator; every reveal is an audit event."""
+    from .selectors import staff_reseller
+
+    if actor is None or not actor.has_perm("cards.view_pin"):
+        raise CardPermissionDenied("You are not allowed to see PINs.")
+    scoped = staff_reseller(actor)
+    if scoped is not None and card.reseller_id != scoped.pk:
+        raise CardPermissionDenied("You are not allowed to see this card.")
+    pin = pins.decrypt_pin(card.pin_encrypted)
+    CardEvent.objects.create(
+        kind=CardEventKind.PIN_REVEALED,
+        card=card,
+        serial=card.serial,
+        batch_id=card.batch_id,
+        actor=actor,
+        channel=Channel.ADMIN,
+        ip_address=ip_address,
+    )
+    return pin
+
+
+def card_batch_pins(*, batch: CardBatch, actor, ip_address: str | None = None) -> Iterator[tuple]:
+    """(serial, amount, currency, PIN, expires_at) of a batch's cards, for its one-time download.
+
+    Audited as an export when called; rows are decrypted lazily, in serial order, so a
+    million-card batch streams in constant memory.
+    """
+    if actor is None or not actor.has_perm("cards.view_pin"):
+        raise CardPermissionDenied("You are not allowed to see PINs.")
+    CardEvent.objects.create(
+        kind=CardEventKind.EXPORTED,
+        batch=batch,
+        serial=batch.first_serial,
+        actor=actor,
+        channel=Channel.ADMIN,
+        ip_address=ip_address,
+        changes={"what": "batch download with PINs", "quantity": batch.quantity},
+    )
+    rows = (
+        TopUpCard.objects.filter(batch=batch)
+        .order_by("number")
+        .values_list("series", "number", "amount", "currency", "pin_encrypted", "expires_at")
+    )
+
+    def stream():
+        for series, number, amount, currency, encrypted, expires in rows.iterator(2_000):
+            yield (
+                format_serial(series, number),
+                amount,
+                currency,
+                pins.decrypt_pin(encrypted),
+                expires,
+            )
+
+    return stream()
 
 
 def card_find_by_pin(pin: str, *, for_update: bool = False) -> TopUpCard | None:

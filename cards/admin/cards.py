@@ -1,0 +1,173 @@
+"""Top-up Cards: the JeraSoft table and a card's page. The other screens are in views.py."""
+
+from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from cards.models import TopUpCard
+from cards.selectors import card_history, cards_visible_to, staff_reseller
+from cards.services import cards_mass_delete, cards_mass_update
+
+from .changelist import CappedCountPaginator, CardChangeList
+from .views import DATETIME, CardScreens, activated_text, status_badge
+
+
+@admin.register(TopUpCard)
+class TopUpCardAdmin(CardScreens, admin.ModelAdmin):
+    list_display_links = ["serial_number"]
+    list_select_related = ["reseller", "activated_by"]
+    list_per_page = 20
+    list_max_show_all = 0  # no "show all" on a million-row table
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    sortable_by: list[str] = []  # every column sort would be a full-table sort
+    paginator = CappedCountPaginator
+    empty_value_display = "—"
+    fields = [
+        "serial_number",
+        "status_label",
+        "amount_display",
+        "pin_code",
+        "reseller",
+        "expires_at",
+        "blocked",
+        "activated",
+        "batch",
+        "created_at",
+    ]
+    change_list_template = "admin/cards/topupcard/change_list.html"
+    change_form_template = "admin/cards/topupcard/change_form.html"
+
+    class Media:
+        css = {"all": ["cards/admin.css"]}
+        js = ["cards/admin.js"]
+
+    # --- the table ---------------------------------------------------------------------------
+
+    def get_list_display(self, request):
+        can_reveal = request.user.has_perm("cards.view_pin")
+
+        @admin.display(description="PIN Code")
+        def pin_code(card):
+            if not can_reveal:
+                return card.masked_pin
+            return format_html(
+                '<span class="card-pin" data-reveal-url="{}">{}</span> '
+                '<button type="button" class="card-pin__reveal button">Reveal</button>',
+                reverse("admin:cards_topupcard_reveal_pin", args=[card.pk]),
+                card.masked_pin,
+            )
+
+        return [
+            "status_label",
+            "serial_number",
+            "amount_display",
+            pin_code,
+            "reseller",
+            "activated",
+            "created_on",
+        ]
+
+    @admin.display(description="Status")
+    def status_label(self, card):
+        return status_badge(card)
+
+    @admin.display(description="Serial Number")
+    def serial_number(self, card):
+        return card.serial
+
+    @admin.display(description="Amount")
+    def amount_display(self, card):
+        return f"{card.amount} {card.currency}"
+
+    @admin.display(description="PIN Code")
+    def pin_code(self, card):
+        return card.masked_pin
+
+    @admin.display(description="Activated")
+    def activated(self, card):
+        return activated_text(card)
+
+    @admin.display(description="Created on")
+    def created_on(self, card):
+        return f"{timezone.localtime(card.created_at):{DATETIME}}"
+
+    def get_queryset(self, request):
+        return cards_visible_to(request.user).order_by("-created_at", "-id")
+
+    def get_changelist(self, request, **kwargs):
+        return CardChangeList
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # Delete all goes through the audited service
+        return actions
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            "title": "Top-up Cards",
+            **(extra_context or {}),
+            "can_generate": self.has_add_permission(request),
+            "can_mass_edit": self.has_change_permission(request),
+        }
+        return super().changelist_view(request, extra_context)
+
+    # --- one card's page: history, reveal, edits through the service ------------------------
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = [
+            "serial_number",
+            "status_label",
+            "amount_display",
+            "pin_code",
+            "activated",
+            "batch",
+            "created_at",
+        ]
+        if obj is not None and obj.activated_at is not None:
+            readonly += ["reseller", "expires_at", "blocked"]
+        return readonly
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "reseller":
+            scoped = staff_reseller(request.user)
+            if scoped is not None:
+                kwargs["queryset"] = type(scoped).objects.filter(pk=scoped.pk)
+                kwargs["required"] = True
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.activated_at is not None:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return HttpResponseRedirect(reverse("admin:cards_topupcard_generate"))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        card = self.get_object(request, object_id)
+        extra_context = {"show_save_and_add_another": False, **(extra_context or {})}
+        if card is not None:
+            extra_context["card_history"] = card_history(card)[:100]
+            extra_context["can_reveal"] = request.user.has_perm("cards.view_pin")
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        """Edits of one card go through the Mass Edit service: audited per field."""
+        changes = {
+            name: form.cleaned_data[name]
+            for name in ("expires_at", "reseller", "blocked")
+            if name in form.changed_data
+        }
+        if changes:
+            cards_mass_update(
+                cards=TopUpCard.objects.filter(pk=obj.pk), actor=request.user, **changes
+            )
+
+    def delete_model(self, request, obj):
+        cards_mass_delete(cards=TopUpCard.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        cards_mass_delete(cards=queryset, actor=request.user)

@@ -1,0 +1,435 @@
+"""The custom screens of Top-up Cards: Generate, Advanced Search (POST), Mass Edit, Delete all,
+PIN reveal, and the one-time batch download.
+
+Each view follows Django's UserAdmin recipe: an explicit permission check, a form that only
+validates, one service call, a message and a redirect.
+"""
+
+import csv
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import Http404, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import localize
+from django.utils.html import format_html
+
+from cards.exceptions import CardEditError, GenerationError
+from cards.filters import pin_search_error, remember_pin_search
+from cards.forms import GenerateCardsForm, MassEditForm
+from cards.models import CardBatch, CardStatus, TopUpCard
+from cards.pins import format_pin
+from cards.selectors import InvalidCardSearch, batches_visible_to, card_list, staff_reseller
+from cards.services import (
+    card_batch_generate,
+    card_batch_pins,
+    card_pin_reveal,
+    cards_mass_delete,
+    cards_mass_update,
+)
+
+from .changelist import CappedCountPaginator, page_size, search_params, search_query_string
+
+DOWNLOADS_SESSION_KEY = "cards_batch_downloads"
+DATETIME = "%m/%d/%Y %H:%M:%S %z"
+
+
+def client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def offer_download(request, batch: CardBatch) -> None:
+    """Allow this session one download of the batch (PINs are decrypted only then)."""
+    allowed = list(request.session.get(DOWNLOADS_SESSION_KEY, []))
+    allowed.append(batch.pk)
+    request.session[DOWNLOADS_SESSION_KEY] = allowed[-20:]
+
+
+def download_offered(request, batch: CardBatch) -> bool:
+    return batch.pk in request.session.get(DOWNLOADS_SESSION_KEY, [])
+
+
+def take_download(request, batch: CardBatch) -> bool:
+    allowed = list(request.session.get(DOWNLOADS_SESSION_KEY, []))
+    if batch.pk not in allowed:
+        return False
+    allowed.remove(batch.pk)
+    request.session[DOWNLOADS_SESSION_KEY] = allowed
+    return True
+
+
+def cards_text(count: int) -> str:
+    return f"{count:,} card" if count == 1 else f"{count:,} cards"
+
+
+def status_badge(card: TopUpCard) -> str:
+    status = CardStatus(card.status)
+    return format_html(
+        '<span class="card-status card-status--{}"><span class="card-status__icon" '
+        'aria-hidden="true"></span>{}</span>',
+        status.value,
+        status.label,
+    )
+
+
+def activated_text(card: TopUpCard) -> str:
+    if card.activated_at is None:
+        return "—"
+    client = card.activated_by.name if card.activated_by else ""
+    return f"{client} {timezone.localtime(card.activated_at):%m/%d/%Y %H:%M}".strip()
+
+
+class CardScreens:
+    """Mixed into TopUpCardAdmin: its extra URLs and views."""
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("generate/", view(self.generate_view), name="cards_topupcard_generate"),
+            path("search/", view(self.search_view), name="cards_topupcard_search"),
+            path("mass-edit/", view(self.mass_edit_view), name="cards_topupcard_mass_edit"),
+            path(
+                "mass-edit/delete/",
+                view(self.delete_all_view),
+                name="cards_topupcard_delete_all",
+            ),
+            path(
+                "<int:pk>/reveal-pin/",
+                view(self.reveal_pin_view),
+                name="cards_topupcard_reveal_pin",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _render(self, request, template, context):
+        return TemplateResponse(
+            request,
+            f"admin/cards/topupcard/{template}",
+            {**self.admin_site.each_context(request), "opts": self.opts, **context},
+        )
+
+    def _changelist_url(self, query: str = "") -> str:
+        return reverse("admin:cards_topupcard_changelist") + query
+
+    def generate_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        scoped = staff_reseller(request.user)
+        if request.method == "POST" and "_cancel" in request.POST:
+            return HttpResponseRedirect(self._changelist_url())
+        if request.method == "POST":
+            form = GenerateCardsForm(request.POST, scoped=scoped)
+            if form.is_valid():
+                data = form.cleaned_data
+                try:
+                    result = card_batch_generate(
+                        series=data["series"].strip(),
+                        quantity=data["quantity"],
+                        amount=data["amount"],
+                        currency=data["currency"],
+                        pin_length=data["pin_length"],
+                        reseller=data["reseller"],
+                        expires_at=data["expires_at"],
+                        actor=request.user,
+                    )
+                except GenerationError as error:
+                    field = error.field if error.field in form.fields else None
+                    form.add_error(field, error.message)
+                else:
+                    batch = result.batch
+                    offer_download(request, batch)
+                    batch_url = reverse("admin:cards_cardbatch_change", args=[batch.pk])
+                    messages.success(
+                        request,
+                        format_html(
+                            'Generated {} cards: <a href="{}">{} … {}</a>.',
+                            f"{batch.quantity:,}",
+                            batch_url,
+                            batch.first_serial,
+                            batch.last_serial,
+                        ),
+                    )
+                    if "_apply" in request.POST:
+                        url = reverse("admin:cards_topupcard_generate")
+                        return HttpResponseRedirect(f"{url}?{urlencode({'like': batch.pk})}")
+                    return HttpResponseRedirect(batch_url)
+        else:
+            initial = {}
+            like = request.GET.get("like", "")
+            batch = (
+                batches_visible_to(request.user).filter(pk=int(like)).first()
+                if like.isdigit()
+                else None
+            )
+            if batch is not None:
+                initial = {
+                    "amount": batch.amount,
+                    "currency": batch.currency,
+                    "quantity": batch.quantity,
+                    "series": batch.series,
+                    "pin_length": batch.pin_length,
+                    "reseller": batch.reseller_id,
+                    "expires_at": batch.expires_at,
+                }
+            form = GenerateCardsForm(initial=initial, scoped=scoped)
+        return self._render(
+            request, "generate.html", {"title": "Generate Top-Up Cards", "form": form}
+        )
+
+    def search_view(self, request):
+        """The Advanced Search form posts here, so a PIN never reaches a URL."""
+        if request.method != "POST":
+            return HttpResponseRedirect(self._changelist_url())
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        if "_reset" in request.POST:
+            return HttpResponseRedirect(self._changelist_url())
+        params = search_params(request.POST)
+        params.pop("pin_ref", None)
+        typed = request.POST.get("pin", "").strip()
+        if typed:
+            error = pin_search_error(typed)
+            if error:
+                messages.error(request, f"PIN Code: {error}")
+            else:
+                params["pin_ref"] = remember_pin_search(request.session, typed)
+        elif request.POST.get("keep_pin_ref"):
+            params["pin_ref"] = request.POST["keep_pin_ref"]
+        size = request.POST.get("per_page")
+        if size:
+            params["per_page"] = size
+        return HttpResponseRedirect(self._changelist_url("?" + urlencode(params) if params else ""))
+
+    def _selection(self, request):
+        """The cards of the current search (carried in the query string), or None if invalid."""
+        try:
+            return card_list(
+                filters=search_params(request.GET), user=request.user, session=request.session
+            )
+        except InvalidCardSearch as error:
+            messages.error(request, f"The search is not valid: {error}")
+            return None
+
+    def mass_edit_view(self, request):
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        selection = self._selection(request)
+        query = search_query_string(request.GET)
+        if selection is None:
+            return HttpResponseRedirect(self._changelist_url(query))
+        scoped = staff_reseller(request.user)
+        can_delete = self.has_delete_permission(request)
+
+        def deletable(pks):
+            return selection.filter(pk__in=pks, activated_at__isnull=True).values_list(
+                "pk", flat=True
+            )
+
+        preview = None
+        if request.method == "POST":
+            form = MassEditForm(request.POST, scoped=scoped, deletable=deletable)
+            if form.is_valid() and form.cleaned_data["delete"] and not can_delete:
+                form.add_error("delete", "You are not allowed to delete cards.")
+            if form.is_valid():
+                marked = form.cleaned_data["delete"]
+                if "_confirm" in request.POST:
+                    return self._apply_mass_edit(request, selection, form, marked, query)
+                preview = self._mass_edit_preview(selection, form.changes(), marked)
+        else:
+            form = MassEditForm(scoped=scoped, deletable=deletable)
+        paginator = CappedCountPaginator(
+            selection.select_related("reseller", "activated_by"), page_size(request)
+        )
+        try:
+            page_number = int(request.GET.get("p", 1))
+        except ValueError:
+            page_number = 1
+        page = paginator.get_page(page_number)
+        marked = set(getattr(form, "cleaned_data", {}).get("delete") or [])
+        rows = [
+            {
+                "card": card,
+                "status": status_badge(card),
+                "activated": activated_text(card),
+                "created_on": f"{timezone.localtime(card.created_at):{DATETIME}}",
+                "marked": card.pk in marked,
+            }
+            for card in page.object_list
+        ]
+        return self._render(
+            request,
+            "mass_edit.html",
+            {
+                "title": "Mass Edit",
+                "form": form,
+                "preview": preview,
+                "page": page,
+                "paginator": paginator,
+                "rows": rows,
+                "query": query,
+                "search_params": search_params(request.GET),
+                "can_delete": can_delete,
+            },
+        )
+
+    def _mass_edit_preview(self, selection, changes, marked) -> dict:
+        editable = selection.filter(activated_at__isnull=True).order_by()
+        lines = []
+        if "expires_at" in changes:
+            new = changes["expires_at"]
+            lines.append(
+                (
+                    f"Expiration Date set to {localize(timezone.localtime(new))}",
+                    editable.exclude(expires_at=new).count(),
+                )
+            )
+        if "reseller" in changes:
+            new = changes["reseller"]
+            lines.append((f"Company set to {new}", editable.exclude(reseller=new).count()))
+        if "blocked" in changes:
+            blocked = changes["blocked"]
+            lines.append(
+                (
+                    "Block" if blocked else "Unblock",
+                    editable.filter(blocked=not blocked).count(),
+                )
+            )
+        if marked:
+            lines.append(("Delete the marked cards", len(marked)))
+        return {
+            "lines": lines,
+            "activated": selection.filter(activated_at__isnull=False).order_by().count(),
+        }
+
+    def _apply_mass_edit(self, request, selection, form, marked, query):
+        changes = form.changes()
+        try:
+            with transaction.atomic():
+                result = (
+                    cards_mass_update(cards=selection, actor=request.user, **changes)
+                    if changes
+                    else None
+                )
+                deleted = (
+                    cards_mass_delete(cards=selection.filter(pk__in=marked), actor=request.user)
+                    if marked
+                    else 0
+                )
+        except CardEditError as error:
+            messages.error(request, error.message)
+            return HttpResponseRedirect(reverse("admin:cards_topupcard_mass_edit") + query)
+        parts = []
+        if result is not None:
+            labels = {"expires_at": "expiration date", "reseller": "company", "blocked": "block"}
+            parts += [
+                f"{labels[field]} changed on {cards_text(count)}"
+                for field, count in result.changed.items()
+            ]
+        if marked:
+            parts.append(f"{cards_text(deleted)} deleted")
+        messages.success(request, "Mass Edit done: " + "; ".join(parts) + ".")
+        return HttpResponseRedirect(self._changelist_url(query))
+
+    def delete_all_view(self, request):
+        if not self.has_delete_permission(request):
+            raise PermissionDenied
+        selection = self._selection(request)
+        query = search_query_string(request.GET)
+        if selection is None:
+            return HttpResponseRedirect(self._changelist_url(query))
+        deletable = selection.filter(activated_at__isnull=True).order_by()
+        count = deletable.count()
+        if request.method == "POST" and "_confirm" in request.POST:
+            if str(count) != request.POST.get("expected_count"):
+                messages.warning(
+                    request,
+                    f"The selection changed since you looked: it now holds {count:,} cards "
+                    "that can be deleted. Confirm again.",
+                )
+            else:
+                deleted = cards_mass_delete(cards=selection, actor=request.user)
+                messages.success(request, f"Deleted {cards_text(deleted)}.")
+                return HttpResponseRedirect(self._changelist_url(query))
+        return self._render(
+            request,
+            "delete_all.html",
+            {
+                "title": "Delete all selected cards?",
+                "count": count,
+                "kept": selection.filter(activated_at__isnull=False).order_by().count(),
+                "query": query,
+            },
+        )
+
+    def reveal_pin_view(self, request, pk):
+        if request.method != "POST":
+            raise Http404
+        if not (
+            request.user.has_perm("cards.view_pin") and self.has_view_or_change_permission(request)
+        ):
+            raise PermissionDenied
+        card = get_object_or_404(self.get_queryset(request), pk=pk)
+        try:
+            pin = card_pin_reveal(card=card, actor=request.user, ip_address=client_ip(request))
+        except CardEditError as error:
+            raise PermissionDenied(error.message) from None
+        if request.headers.get("Accept", "").startswith("application/json"):
+            response = JsonResponse({"serial": card.serial, "pin": format_pin(pin)})
+        else:
+            response = self._render(
+                request,
+                "reveal_pin.html",
+                {"title": f"PIN of card {card.serial}", "card": card, "pin": format_pin(pin)},
+            )
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+def batch_download(model_admin, request, batch: CardBatch):
+    """The one-time CSV of a freshly generated batch, with PINs for those who may see them."""
+    if not take_download(request, batch):
+        messages.error(
+            request, "This batch has already been downloaded (a download is offered once)."
+        )
+        return HttpResponseRedirect(reverse("admin:cards_cardbatch_change", args=[batch.pk]))
+    with_pins = request.user.has_perm("cards.view_pin")
+
+    class Echo:
+        def write(self, value):
+            return value
+
+    writer = csv.writer(Echo())
+    if with_pins:
+        rows = card_batch_pins(batch=batch, actor=request.user, ip_address=client_ip(request))
+        body = (
+            writer.writerow([serial, amount, currency, pin, expires.isoformat()])
+            for serial, amount, currency, pin, expires in rows
+        )
+    else:
+        cards = TopUpCard.objects.filter(batch=batch).order_by("number")
+        body = (
+            writer.writerow(
+                [
+                    card.serial,
+                    card.amount,
+                    card.currency,
+                    card.masked_pin,
+                    card.expires_at.isoformat(),
+                ]
+            )
+            for card in cards.iterator(2_000)
+        )
+    header = writer.writerow(["Serial Number", "Amount", "Currency", "PIN Code", "Expiry Date"])
+    response = StreamingHttpResponse(
+        (line for part in ([header], body) for line in part), content_type="text/csv"
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="cards-{batch.first_serial}-{batch.last_serial}.csv"'
+    )
+    response["Cache-Control"] = "no-store"
+    return response

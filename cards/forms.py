@@ -1,0 +1,153 @@
+"""Operator forms of the top-up cards section. They only parse and validate input: the
+services (`cards.services`) hold the rules and do the writes."""
+
+import datetime as dt
+
+from django import forms
+from django.utils import timezone
+
+from subscribers.models import Reseller
+
+from .models import PIN_DEFAULT_LENGTH
+
+DATETIME_FORMATS = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"]
+
+
+def default_expiry() -> dt.datetime:
+    """One month ahead, at midnight (the JeraSoft form's default)."""
+    today = timezone.localdate()
+    month, year = (today.month % 12) + 1, today.year + (today.month // 12)
+    day = min(today.day, 28)
+    return timezone.make_aware(dt.datetime(year, month, day))
+
+
+def resellers_for(scoped: Reseller | None):
+    return Reseller.objects.filter(pk=scoped.pk) if scoped else Reseller.objects.order_by("name")
+
+
+class GenerateCardsForm(forms.Form):
+    """Generate Top-Up Cards. Rules (ranges, PIN space, series digits) are the service's."""
+
+    amount = forms.DecimalField(label="Amount", initial="0", max_digits=20, decimal_places=6)
+    currency = forms.CharField(label="Currency", initial="USD", max_length=3, min_length=3)
+    quantity = forms.IntegerField(label="Quantity", initial=1)
+    series = forms.CharField(label="Series", max_length=20)
+    pin_length = forms.IntegerField(
+        label="PIN Length", initial=PIN_DEFAULT_LENGTH, help_text="digits (at least 5)"
+    )
+    reseller = forms.ModelChoiceField(
+        label="Reseller", queryset=Reseller.objects.none(), required=False, empty_label="— none —"
+    )
+    expires_at = forms.DateTimeField(
+        label="Expiry Date",
+        input_formats=DATETIME_FORMATS,
+        widget=forms.DateTimeInput(format="%Y-%m-%d %H:%M:%S"),
+    )
+
+    def __init__(self, *args, scoped: Reseller | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        reseller = self.fields["reseller"]
+        reseller.queryset = resellers_for(scoped)
+        if scoped is not None:
+            reseller.required = True
+            reseller.empty_label = None
+            reseller.initial = scoped.pk
+        if not self.is_bound:
+            self.initial.setdefault("expires_at", default_expiry())
+
+
+class PrimaryKeysField(forms.Field):
+    """Card ids from the per-row delete marks (checkboxes named `delete`)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value):
+        if not value:
+            return []
+        try:
+            return sorted({int(item) for item in value})
+        except (TypeError, ValueError):
+            raise forms.ValidationError("The delete marks are not valid.") from None
+
+
+class MassEditForm(forms.Form):
+    """Mass Edit: each field is preserved unless the operator says "set to"."""
+
+    PRESERVE, SET = "preserve", "set"
+    BLOCK, UNBLOCK = "block", "unblock"
+
+    expires_action = forms.ChoiceField(
+        label="Expiration Date",
+        choices=[(PRESERVE, "preserve"), (SET, "set to")],
+        initial=PRESERVE,
+    )
+    expires_at = forms.DateTimeField(
+        label="new expiration date",
+        required=False,
+        input_formats=DATETIME_FORMATS,
+        widget=forms.DateTimeInput(
+            format="%Y-%m-%d %H:%M:%S", attrs={"placeholder": "YYYY-MM-DD HH:MM"}
+        ),
+    )
+    reseller_action = forms.ChoiceField(
+        label="Company", choices=[(PRESERVE, "preserve"), (SET, "set to")], initial=PRESERVE
+    )
+    reseller = forms.ModelChoiceField(
+        label="new company",
+        queryset=Reseller.objects.none(),
+        required=False,
+        empty_label="— choose —",
+    )
+    block_action = forms.ChoiceField(
+        label="Block",
+        choices=[(PRESERVE, "preserve"), (BLOCK, "block"), (UNBLOCK, "unblock")],
+        initial=PRESERVE,
+    )
+    delete = PrimaryKeysField(label="delete", required=False)
+
+    def __init__(self, *args, scoped: Reseller | None = None, deletable=None, **kwargs):
+        """`deletable`: the primary keys that may carry a delete mark (the selection's cards
+        that are not activated)."""
+        super().__init__(*args, **kwargs)
+        self.fields["reseller"].queryset = resellers_for(scoped)
+        self._deletable = deletable
+
+    def clean_delete(self):
+        marked = self.cleaned_data.get("delete") or []
+        if marked and self._deletable is not None:
+            allowed = set(self._deletable(marked))
+            refused = [pk for pk in marked if pk not in allowed]
+            if refused:
+                raise forms.ValidationError(
+                    "Some cards marked for deletion are activated or not in the selection."
+                )
+        return marked
+
+    def clean(self):
+        data = super().clean()
+        if data.get("expires_action") == self.SET and not data.get("expires_at"):
+            self.add_error("expires_at", "Choose the new expiration date.")
+        if data.get("reseller_action") == self.SET and not data.get("reseller"):
+            self.add_error("reseller", "Choose the company to set.")
+        nothing = (
+            data.get("expires_action") == self.PRESERVE
+            and data.get("reseller_action") == self.PRESERVE
+            and data.get("block_action") == self.PRESERVE
+            and not data.get("delete")
+        )
+        if nothing and not self.errors:
+            raise forms.ValidationError(
+                "Nothing to do: set a field, block or unblock, or mark cards for deletion."
+            )
+        return data
+
+    def changes(self) -> dict:
+        """Keyword arguments for `cards_mass_update` (only the fields set)."""
+        data, changes = self.cleaned_data, {}
+        if data["expires_action"] == self.SET:
+            changes["expires_at"] = data["expires_at"]
+        if data["reseller_action"] == self.SET:
+            changes["reseller"] = data["reseller"]
+        if data["block_action"] != self.PRESERVE:
+            changes["blocked"] = data["block_action"] == self.BLOCK
+        return changes

@@ -1,0 +1,142 @@
+"""Reads of cards. The admin, Mass Edit, Delete all and the export all select cards here.
+
+The public API for "the current search":
+
+    card_list(*, filters, user, session=None) -> QuerySet[TopUpCard]
+
+`filters` are the Advanced Search parameters exactly as in the changelist URL (a QueryDict or a
+dict; names in `cards.filters.SEARCH_FIELDS`); `user` scopes the cards (a staff user linked to a
+reseller sees only that reseller's cards; None means the system, e.g. a management command);
+`session` resolves `pin_ref`, the PIN search kept out of URLs. Invalid filters raise
+`InvalidCardSearch` (never a silently broader selection). The queryset is newest first.
+"""
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connections
+from django.db.models import Count, Q, QuerySet, Sum
+from django.utils import timezone
+
+from subscribers.models import Reseller, StaffReseller
+
+from .filters import CardFilter
+from .models import CardBatch, CardEvent, CardEventKind, CardStatus, TopUpCard
+
+# Counting stops here: past it the changelist shows the planner's estimate ("about N").
+COUNT_CAP = 10_000
+
+
+class InvalidCardSearch(ValueError):
+    """The Advanced Search parameters do not validate; `errors` maps field → messages."""
+
+    def __init__(self, errors):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+
+
+def staff_reseller(user) -> Reseller | None:
+    """The reseller a staff user is scoped to, or None for operators who see every card."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    if not hasattr(user, "_cards_staff_reseller"):
+        link = StaffReseller.objects.select_related("reseller").filter(user=user).first()
+        user._cards_staff_reseller = link.reseller if link else None
+    return user._cards_staff_reseller
+
+
+def cards_visible_to(user) -> QuerySet:
+    scoped = staff_reseller(user)
+    cards = TopUpCard.objects.all()
+    return cards.filter(reseller=scoped) if scoped is not None else cards
+
+
+def card_search(*, filters, user, session=None, queryset: QuerySet | None = None) -> CardFilter:
+    """The bound Advanced Search over the cards `user` may see (for forms and errors)."""
+
+    class _Request:  # CardFilter reads the user (reseller choices) and session (pin_ref)
+        pass
+
+    request = _Request()
+    request.user = user
+    request.session = session if session is not None else {}
+    if queryset is None:
+        queryset = cards_visible_to(user)
+    return CardFilter(data=filters or {}, queryset=queryset, request=request)
+
+
+def card_list(*, filters=None, user, session=None) -> QuerySet:
+    """The cards the current Advanced Search selects, newest first. See the module docstring."""
+    search = card_search(filters=filters, user=user, session=session)
+    if not search.is_valid():
+        raise InvalidCardSearch(search.form.errors)
+    return search.qs.order_by("-created_at", "-id")
+
+
+@dataclass(frozen=True)
+class CardCount:
+    value: int
+    exact: bool
+
+
+def card_count(queryset: QuerySet, *, cap: int = COUNT_CAP) -> CardCount:
+    """How many rows `queryset` has, without counting a whole large table.
+
+    Counts at most `cap` + 1 rows; beyond that, PostgreSQL's planner estimate (never below the
+    cap) marked inexact. The unfiltered table is estimated from its statistics the same way.
+    """
+    # Unordered, so PostgreSQL takes the cheapest way to the first cap + 1 rows: the filter's
+    # index (index-only for most fields), or, for a filter most rows match, a sequential scan
+    # that stops after about cap + 1 rows (bounded by the LIMIT: never the whole table).
+    counted = queryset.order_by()[: cap + 1].count()
+    if counted <= cap:
+        return CardCount(counted, True)
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql":
+        return CardCount(queryset.order_by().count(), True)
+    plan = json.loads(queryset.order_by().explain(format="json"))
+    estimate = int(plan[0]["Plan"]["Plan Rows"])
+    return CardCount(max(estimate, cap + 1), False)
+
+
+def card_history(card: TopUpCard) -> QuerySet:
+    """A card's audit trail: its own events and its batch's generation, newest first."""
+    condition = Q(card=card)
+    if card.batch_id:
+        condition |= Q(batch_id=card.batch_id, kind=CardEventKind.GENERATED)
+    return CardEvent.objects.filter(condition).select_related("actor", "subscriber")
+
+
+def events_visible_to(user) -> QuerySet:
+    events = CardEvent.objects.all()
+    scoped = staff_reseller(user)
+    if scoped is None:
+        return events
+    return events.filter(Q(card__reseller=scoped) | Q(batch__reseller=scoped))
+
+
+def batches_visible_to(user) -> QuerySet:
+    batches = CardBatch.objects.all()
+    scoped = staff_reseller(user)
+    return batches.filter(reseller=scoped) if scoped is not None else batches
+
+
+def batch_figures(batch: CardBatch) -> dict:
+    """Live figures of a batch's remaining cards: how many of each status, value outstanding."""
+    now = timezone.now()
+    cards = TopUpCard.objects.filter(batch=batch).order_by()
+    conditions = {
+        CardStatus.NEW: Q(activated_at__isnull=True, blocked=False, expires_at__gt=now),
+        CardStatus.ACTIVATED: Q(activated_at__isnull=False),
+        CardStatus.EXPIRED: Q(activated_at__isnull=True, blocked=False, expires_at__lte=now),
+        CardStatus.BLOCKED: Q(activated_at__isnull=True, blocked=True),
+    }
+    figures = cards.aggregate(
+        total=Count("id"),
+        outstanding=Sum("amount", filter=conditions[CardStatus.NEW]),
+        **{str(status): Count("id", filter=q) for status, q in conditions.items()},
+    )
+    figures["outstanding"] = figures["outstanding"] or Decimal("0.00")
+    figures["deleted"] = batch.quantity - figures["total"]
+    return figures
