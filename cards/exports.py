@@ -116,35 +116,51 @@ def _pg_lines(queryset, *, with_pins: bool, at) -> Iterator[bytes]:
         return
     with connection.cursor() as cursor, connection.wrap_database_errors:
         with cursor.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
-            for block in copy:
+            for block in copy:  # libpq hands over one row at a time
                 yield bytes(block)
 
 
 def _pg_rows(queryset, *, with_pins: bool, at, progress: Progress | None) -> Iterator[bytes]:
-    """Blocks of CSV lines, whole lines only; PINs decrypted in place when allowed."""
+    """Blocks of whole CSV lines (about 256 KB each); PINs decrypted in place when allowed."""
+    decrypt = pins.decryptor() if with_pins else None
+    pending: list[bytes] = []
+    pending_size = 0
     remainder = b""
     rows = 0
-    for block in _pg_lines(queryset, with_pins=with_pins, at=at):
-        data = remainder + block
+
+    def flush() -> bytes:
+        nonlocal remainder, rows
+        data = remainder + b"".join(pending)
+        pending.clear()
         cut = data.rfind(b"\n") + 1
         remainder = data[cut:]
-        lines = data[:cut].split(b"\n")
-        lines.pop()  # after the last newline
-        rows += len(lines)
-        if with_pins:
-            out = []
-            for line in lines:
-                pin_hex, serial, amount, currency, rest = line.split(b",", 4)
-                pin = pins.decrypt_pin(bytes.fromhex(pin_hex.decode()))
-                out.append(b",".join((serial, amount, currency, pin.encode(), rest)))
-            out.append(b"")
-            yield b"\n".join(out)
-        else:
-            yield data[:cut]
-        if progress:
-            progress(rows)
+        if decrypt is None:
+            rows += data.count(b"\n", 0, cut)
+            return data[:cut]
+        out = []
+        for line in data[:cut].split(b"\n")[:-1]:
+            pin_hex, serial, amount, currency, rest = line.split(b",", 4)
+            pin = decrypt(bytes.fromhex(pin_hex.decode())).encode()
+            out.append(b",".join((serial, amount, currency, pin, rest)))
+        rows += len(out)
+        out.append(b"")
+        return b"\n".join(out)
+
+    for block in _pg_lines(queryset, with_pins=with_pins, at=at):
+        pending.append(block)
+        pending_size += len(block)
+        if pending_size >= _FLUSH_BYTES:
+            pending_size = 0
+            yield flush()
+            if progress:
+                progress(rows)
+    tail = flush()
+    if tail:
+        yield tail
     if remainder:
         raise RuntimeError("The database ended the export in the middle of a row.")
+    if progress:
+        progress(rows)
 
 
 # --- Any other database: csv.writer over a chunked iterator ---------------------------------

@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "import_export",
+    "django_tasks",
+    "django_tasks_db",
     "subscribers",
     "wallets",
     "cards",
@@ -79,7 +81,7 @@ TEMPLATES = [
 # DATABASE_URL.
 DATABASES = {
     "default": dj_database_url.parse(
-        env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        env("DATABASE_URL", "") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=int(env("CONN_MAX_AGE", "0")),
     )
 }
@@ -112,6 +114,15 @@ PIN_ENCRYPTION_KEYS = env_list("PIN_ENCRYPTION_KEYS")
 
 # Rule E5: MATRIXX "Should a manual balance adjustment allow the end time be set in the past".
 ALLOW_END_TIME_IN_PAST = env_bool("ALLOW_END_TIME_IN_PAST", False)
+
+# Background work (large card batches) runs on Django's tasks framework through the
+# django-tasks backport and its database backend: no extra broker to run, and the queue lives
+# in PostgreSQL with everything else. Start a worker with `manage.py db_worker`.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Batches up to this many cards are generated during the request; larger ones in the background.
+GENERATION_SYNC_LIMIT = int(env("GENERATION_SYNC_LIMIT", "20000"))
+# A running job whose progress has not moved for this long is shown as interrupted.
+GENERATION_JOB_STALE_SECONDS = int(env("GENERATION_JOB_STALE_SECONDS", "120"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
