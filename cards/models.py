@@ -274,6 +274,7 @@ class CardEventKind(models.TextChoices):
     REDEEM_FAILED = "redeem_failed", "Failed redemption"
     PIN_REVEALED = "pin_revealed", "PIN revealed"
     EXPORTED = "exported", "Exported"
+    IMPORTED = "imported", "Imported"
     REVERSED = "reversed", "Reversed"
 
 
