@@ -2,6 +2,8 @@ from django.contrib import admin
 
 from cards.models import CardBatch, CardEvent, TopUpCard
 
+from . import jobs  # noqa: F401  (registers GenerationJobAdmin)
+
 
 @admin.register(TopUpCard)
 class TopUpCardAdmin(admin.ModelAdmin):

@@ -133,3 +133,42 @@ def test_worker_killed_mid_batch_leaves_no_card_and_progress_was_visible():
 def _database_url() -> str:
     s = connection.settings_dict
     return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.mark.django_db
+def test_job_page_and_its_progress_endpoint(admin_client):
+    from django.urls import reverse
+
+    job = GenerationJob.objects.create(
+        params={"series": "8"},
+        total=200,
+        done=50,
+        status=GenerationJobStatus.RUNNING,
+        heartbeat_at=timezone.now(),
+    )
+
+    page = admin_client.get(reverse("admin:cards_generationjob_change", args=[job.pk]))
+    state = admin_client.get(reverse("admin:cards_generationjob_progress", args=[job.pk])).json()
+
+    assert page.status_code == 200
+    assert b'value="25"' in page.content and b"50 of 200 cards written" in page.content
+    assert state["percent"] == 25 and state["finished"] is False
+    job.status, job.error = GenerationJobStatus.FAILED, "Series 8 has room for only 3 more cards."
+    job.save()
+    state = admin_client.get(reverse("admin:cards_generationjob_progress", args=[job.pk])).json()
+    assert state["finished"] and "room for only 3" in state["label"]
+    assert "No card was created" in state["label"]
+
+
+@pytest.mark.django_db
+def test_progress_endpoint_needs_the_view_permission(client):
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    job = GenerationJob.objects.create(params={"series": "8"}, total=10)
+    client.force_login(UserFactory(username="clerk", is_staff=True))
+
+    response = client.get(reverse("admin:cards_generationjob_progress", args=[job.pk]))
+
+    assert response.status_code == 403
