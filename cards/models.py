@@ -1,3 +1,5 @@
+import datetime as dt
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, Q, Value, When
@@ -108,6 +110,60 @@ class CardBatch(models.Model):
     @property
     def last_serial(self) -> str:
         return format_serial(self.series, self.first_number + self.quantity - 1)
+
+
+class GenerationJobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Done"
+    FAILED = "failed", "Failed"
+
+
+class GenerationJob(models.Model):
+    """A batch generated in the background by the task worker, with its progress.
+
+    The cards are written in one transaction: a worker killed mid-way leaves no card, and the job
+    shows as interrupted once its heartbeat is older than GENERATION_JOB_STALE_SECONDS.
+    """
+
+    status = models.CharField(
+        max_length=10, choices=GenerationJobStatus.choices, default=GenerationJobStatus.QUEUED
+    )
+    params = models.JSONField(help_text="The generation request, as the operator made it.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField()
+    batch = models.OneToOneField(
+        "CardBatch", on_delete=models.SET_NULL, null=True, blank=True, related_name="job"
+    )
+    error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Generation of {self.total:,} cards in series {self.params.get('series')}"
+
+    @property
+    def is_interrupted(self) -> bool:
+        if self.status != GenerationJobStatus.RUNNING:
+            return False
+        beat = self.heartbeat_at or self.started_at or self.created_at
+        stale = dt.timedelta(seconds=settings.GENERATION_JOB_STALE_SECONDS)
+        return timezone.now() - beat > stale
+
+    @property
+    def percent(self) -> int:
+        if self.status == GenerationJobStatus.SUCCEEDED:
+            return 100
+        return int(100 * self.done / self.total) if self.total else 0
 
 
 class TopUpCard(models.Model):
@@ -221,6 +277,7 @@ class CardEventKind(models.TextChoices):
     REDEEM_FAILED = "redeem_failed", "Failed redemption"
     PIN_REVEALED = "pin_revealed", "PIN revealed"
     EXPORTED = "exported", "Exported"
+    IMPORTED = "imported", "Imported"
     REVERSED = "reversed", "Reversed"
 
 

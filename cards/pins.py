@@ -137,3 +137,20 @@ def decrypt_pin(blob: bytes) -> str:
 def format_pin(pin: str) -> str:
     """Groups of four, as printed on a card: 4524 2829 3854."""
     return " ".join(pin[i : i + 4] for i in range(0, len(pin), 4))
+
+
+def decryptor():
+    """A fast `decrypt_pin` for bulk work (exports): the keys are looked up once."""
+    keys = dict(_encryption_keys(tuple(settings.PIN_ENCRYPTION_KEYS)))
+
+    def decrypt(blob: bytes) -> str:
+        id_end = 1 + blob[0]
+        aead = keys.get(blob[1:id_end])
+        if aead is None:
+            raise ImproperlyConfigured(
+                "The key this PIN was encrypted with is no longer configured."
+            )
+        nonce_end = id_end + _NONCE_BYTES
+        return aead.decrypt(blob[id_end:nonce_end], blob[nonce_end:], blob[1:id_end]).decode()
+
+    return decrypt

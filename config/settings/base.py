@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "import_export",
+    "django_tasks",
+    "django_tasks_db",
     "subscribers",
     "wallets",
     "cards",
@@ -81,7 +83,7 @@ TEMPLATES = [
 # DATABASE_URL.
 DATABASES = {
     "default": dj_database_url.parse(
-        env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        env("DATABASE_URL", "") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=int(env("CONN_MAX_AGE", "0")),
     )
 }
@@ -143,6 +145,15 @@ CACHES = {
         "LOCATION": "topup_cache",
     }
 }
+
+# Background work (large card batches) runs on Django's tasks framework through the
+# django-tasks backport and its database backend: no extra broker to run, and the queue lives
+# in PostgreSQL with everything else. Start a worker with `manage.py db_worker`.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Batches up to this many cards are generated during the request; larger ones in the background.
+GENERATION_SYNC_LIMIT = int(env("GENERATION_SYNC_LIMIT", "20000"))
+# A running job whose progress has not moved for this long is shown as interrupted.
+GENERATION_JOB_STALE_SECONDS = int(env("GENERATION_JOB_STALE_SECONDS", "120"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,0 +1,76 @@
+import sys
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from cards.exports import export_with_audit
+from cards.models import CardStatus, TopUpCard
+from wallets.models import Channel
+
+
+class Command(BaseCommand):
+    help = "Stream a series of cards as CSV (serial order, constant memory)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--series", required=True, help="Series to export, e.g. 4.")
+        parser.add_argument(
+            "--status", action="append", choices=CardStatus.values, help="Only these statuses."
+        )
+        parser.add_argument("--output", help="File to write (default: standard output).")
+        parser.add_argument(
+            "--with-pins", action="store_true", help="Write clear PINs (audited). Default: masked."
+        )
+        parser.add_argument("--actor", help="Username recorded in the audit event.")
+
+    def handle(self, *args, series, status, output, with_pins, actor, **options):
+        if not series.isdigit() or len(series) > 6:
+            raise CommandError("--series must be 1 to 6 digits.")
+        user = None
+        if actor:
+            user = get_user_model().objects.filter(username=actor).first()
+            if user is None:
+                raise CommandError(f"No user named {actor!r}.")
+        cards = TopUpCard.objects.filter(series=series)
+        if status:
+            selected = TopUpCard.objects.none()
+            for one in status:
+                selected = selected | TopUpCard.objects.with_status(one)
+            cards = cards.filter(pk__in=selected.values("pk"))
+        total = cards.count()
+        bar = _ProgressBar(total) if sys.stderr.isatty() else None
+        stream = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+        try:
+            for block in export_with_audit(
+                cards,
+                actor=user,
+                with_pins=with_pins,
+                description={"series": series, "status": status or []},
+                channel=Channel.SYSTEM,
+                progress=bar.update if bar else None,
+            ):
+                stream.write(block)
+        finally:
+            if output:
+                stream.close()
+            else:
+                stream.flush()
+        if bar:
+            bar.finish()
+        target = output or "standard output"
+        pins = "with PINs" if with_pins else "PINs masked"
+        self.stderr.write(f"Exported {total:,} cards of series {series} to {target} ({pins}).")
+
+
+class _ProgressBar:
+    def __init__(self, total: int, width: int = 40):
+        self.total = max(total, 1)
+        self.width = width
+
+    def update(self, done: int) -> None:
+        filled = int(self.width * done / self.total)
+        bar = "#" * filled + "-" * (self.width - filled)
+        sys.stderr.write(f"\r[{bar}] {done:,}/{self.total:,}")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        sys.stderr.write("\n")

@@ -1,0 +1,232 @@
+"""django-import-export resources: the admin's Export action and the card import.
+
+Both use the streamed export's column names (cards.exports.COLUMNS), so a file exported here can
+be imported by another Topup, and the Export action's CSV/XLSX/JSON has the same columns as the
+streamed CSV. The Export action is for selections a person looks at; a whole series goes through
+the streamed export (cards.exports), which is 30× faster and constant in memory.
+"""
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from import_export import fields, resources
+
+from subscribers.models import Reseller
+
+from . import pins
+from .exports import COLUMNS, format_activated, format_time
+from .models import PIN_MAX_LENGTH, PIN_MIN_LENGTH, CardEvent, CardEventKind, TopUpCard
+
+_SERIAL = re.compile(r"^([0-9]{1,6})-([0-9]{1,9})$")
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+# Hidden columns added to the dataset when it is read: the clear PIN does not travel further.
+_DIGEST, _ENCRYPTED, _LENGTH, _LAST4, _PIN_ERROR = (
+    "_pin_digest",
+    "_pin_encrypted",
+    "_pin_length",
+    "_pin_last4",
+    "_pin_error",
+)
+SERIAL, AMOUNT, CURRENCY, PIN, RESELLER, STATUS, EXPIRY, ACTIVATED, CREATED = COLUMNS
+
+
+class TopUpCardExportResource(resources.ModelResource):
+    """The Export action (CSV, XLSX, JSON): PINs only for holders of `cards.view_pin`."""
+
+    serial = fields.Field(column_name=SERIAL)
+    amount = fields.Field(column_name=AMOUNT)
+    currency = fields.Field(attribute="currency", column_name=CURRENCY)
+    pin = fields.Field(column_name=PIN)
+    reseller = fields.Field(column_name=RESELLER)
+    status = fields.Field(column_name=STATUS)
+    expires_at = fields.Field(column_name=EXPIRY)
+    activated = fields.Field(column_name=ACTIVATED)
+    created_at = fields.Field(column_name=CREATED)
+
+    class Meta:
+        model = TopUpCard
+        fields = export_order = (
+            "serial",
+            "amount",
+            "currency",
+            "pin",
+            "reseller",
+            "status",
+            "expires_at",
+            "activated",
+            "created_at",
+        )
+
+    def __init__(self, *, user=None, **kwargs):
+        super().__init__(**kwargs)
+        self.with_pins = bool(user and user.has_perm("cards.view_pin"))
+
+    def filter_export(self, queryset, **kwargs):
+        return queryset.select_related("reseller", "activated_by").order_by("series", "number")
+
+    def dehydrate_serial(self, card):
+        return card.serial
+
+    def dehydrate_amount(self, card):
+        return f"{card.amount:.2f}"
+
+    def dehydrate_pin(self, card):
+        return pins.decrypt_pin(card.pin_encrypted) if self.with_pins else card.masked_pin
+
+    def dehydrate_reseller(self, card):
+        return card.reseller.name if card.reseller else ""
+
+    def dehydrate_status(self, card):
+        return str(card.status)
+
+    def dehydrate_expires_at(self, card):
+        return format_time(card.expires_at)
+
+    def dehydrate_activated(self, card):
+        return format_activated(
+            card.activated_at, card.activated_by.name if card.activated_by else ""
+        )
+
+    def dehydrate_created_at(self, card):
+        return format_time(card.created_at)
+
+
+def parse_time(text: str) -> dt.datetime:
+    """An ISO date or date-time; a naive one is taken as UTC."""
+    text = text.strip()
+    if text.endswith(" UTC"):
+        text = text[:-4] + "+00:00"
+    value = dt.datetime.fromisoformat(text)
+    return value if timezone.is_aware(value) else value.replace(tzinfo=dt.UTC)
+
+
+class TopUpCardImportResource(resources.ModelResource):
+    """Cards from another system's CSV: Serial Number, Amount, Currency, PIN Code, Reseller,
+    Expiry Date (other columns, such as Status, are ignored: imported cards are new).
+
+    Every row is checked and reported with its reason; the import is all-or-nothing (the admin
+    offers no confirmation while any row fails, and import_data rolls back on any error).
+    """
+
+    class Meta:
+        model = TopUpCard
+        fields = ()
+        import_id_fields = ()
+        use_transactions = True
+        skip_diff = True
+        clean_model_instances = False
+
+    def __init__(self, *, user=None, **kwargs):
+        super().__init__(**kwargs)
+        self.user = user
+        self.seen_serials: set[tuple[str, int]] = set()
+        self.seen_digests: set[bytes] = set()
+        self.imported = 0
+
+    def import_data(self, dataset, *args, **kwargs):
+        # All-or-nothing: any invalid row rolls the whole import back.
+        kwargs["rollback_on_validation_errors"] = True
+        kwargs["use_transactions"] = True
+        return super().import_data(dataset, *args, **kwargs)
+
+    # --- reading the file ---------------------------------------------------------------------
+
+    def before_import(self, dataset, **kwargs):
+        """Replace each clear PIN by its digest and encrypted copy as soon as the file is read."""
+        missing = [c for c in (SERIAL, AMOUNT, CURRENCY, PIN, EXPIRY) if c not in dataset.headers]
+        if missing:
+            raise ValidationError(f"The file has no column {', '.join(missing)}.")
+        values = {name: [] for name in (_DIGEST, _ENCRYPTED, _LENGTH, _LAST4, _PIN_ERROR)}
+        masked = []
+        for typed in dataset[PIN]:
+            pin = pins.normalize_pin(str(typed or ""))
+            error = ""
+            if not pin.isascii() or not pin.isdigit():
+                error = "PIN must be digits only."
+            elif not PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH:
+                error = f"PIN must be {PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} digits long."
+            ok = not error
+            values[_DIGEST].append(pins.pin_digest(pin).hex() if ok else "")
+            values[_ENCRYPTED].append(pins.encrypt_pin(pin).hex() if ok else "")
+            values[_LENGTH].append(len(pin) if ok else 0)
+            values[_LAST4].append(pin[-4:] if ok else "")
+            values[_PIN_ERROR].append(error)
+            masked.append(f"{'•' * max(len(pin) - 4, 0)}{pin[-4:]}" if ok else "(invalid)")
+        del dataset[PIN]
+        dataset.append_col(masked, header=PIN)
+        for name, column in values.items():
+            dataset.append_col(column, header=name)
+
+    def get_or_init_instance(self, instance_loader, row):
+        return TopUpCard(), True
+
+    def import_instance(self, card, row, **kwargs):
+        errors: dict[str, str] = {}
+        serial = str(row.get(SERIAL) or "").strip()
+        match = _SERIAL.match(serial)
+        if not match or int(match.group(2)) == 0:
+            errors["serial"] = "Serial Number must look like 4-000000123."
+        else:
+            card.series, card.number = match.group(1), int(match.group(2))
+            key = (card.series, card.number)
+            if key in self.seen_serials:
+                errors["serial"] = f"Serial Number {serial} appears twice in the file."
+            elif TopUpCard.objects.filter(series=card.series, number=card.number).exists():
+                errors["serial"] = f"Serial Number {serial} exists already."
+            self.seen_serials.add(key)
+        try:
+            card.amount = Decimal(str(row.get(AMOUNT) or "").strip())
+            if not card.amount.is_finite() or card.amount <= 0:
+                raise InvalidOperation
+            if card.amount != card.amount.quantize(Decimal("0.01")):
+                errors["amount"] = "Amount may have at most 2 decimal places."
+        except InvalidOperation:
+            errors["amount"] = "Amount must be a number greater than zero."
+        currency = str(row.get(CURRENCY) or "").strip()
+        if not _CURRENCY.match(currency):
+            errors["currency"] = "Currency must be a three-letter code such as USD."
+        card.currency = currency.upper()
+        if row[_PIN_ERROR]:
+            errors["pin"] = row[_PIN_ERROR]
+        else:
+            digest = bytes.fromhex(row[_DIGEST])
+            card.pin_digest = digest
+            card.pin_encrypted = bytes.fromhex(row[_ENCRYPTED])
+            card.pin_length = int(row[_LENGTH])
+            card.pin_last4 = row[_LAST4]
+            if digest in self.seen_digests:
+                errors["pin"] = "This PIN appears twice in the file."
+            elif TopUpCard.objects.filter(pin_digest=digest).exists():
+                errors["pin"] = "Another card has this PIN already."
+            self.seen_digests.add(digest)
+        reseller_name = str(row.get(RESELLER) or "").strip()
+        card.reseller = None
+        if reseller_name:
+            card.reseller = Reseller.objects.filter(name=reseller_name).first()
+            if card.reseller is None:
+                errors["reseller"] = f"No reseller is named {reseller_name!r}."
+        try:
+            card.expires_at = parse_time(str(row.get(EXPIRY) or ""))
+        except ValueError:
+            errors["expires_at"] = "Expiry Date must be a date such as 2027-12-31 00:00:00+00:00."
+        if errors:
+            raise ValidationError(errors)
+
+    def save_instance(self, instance, is_create, row, **kwargs):
+        super().save_instance(instance, is_create, row, **kwargs)
+        if not kwargs.get("dry_run"):
+            self.imported += 1
+
+    def after_import(self, dataset, result, **kwargs):
+        super().after_import(dataset, result, **kwargs)
+        if kwargs.get("dry_run") or result.has_errors() or result.has_validation_errors():
+            return
+        CardEvent.objects.create(
+            kind=CardEventKind.IMPORTED,
+            actor=self.user or kwargs.get("user"),
+            serial=str(dataset[SERIAL][0])[:20] if len(dataset) else "",
+            changes={"rows": self.imported, "file": kwargs.get("file_name", "")},
+        )
