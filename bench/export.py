@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--series", default="77")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
-        "--path", default="/admin/cards/topupcard/export/?series={series}&with_pins=1"
+        "--path", default="/admin/cards/topupcard/export-csv/?series={series}&with_pins=1"
     )
     args = parser.parse_args()
     if connection.vendor != "postgresql":
