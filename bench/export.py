@@ -148,6 +148,10 @@ def time_http(series: str, path: str, port: int) -> tuple[float, float, int, int
             ["pgrep", "-P", str(server.pid)], capture_output=True, text=True, check=True
         ).stdout.split()
         cookie = session_cookie()
+        # Warm the worker (URLconf, admin registry, templates load on its first request).
+        warm = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        warm.request("GET", "/admin/", headers={"Cookie": f"sessionid={cookie}"})
+        warm.getresponse().read()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         started = time.perf_counter()
         conn.request("GET", path.format(series=series), headers={"Cookie": f"sessionid={cookie}"})
@@ -173,7 +177,7 @@ def main() -> None:
     parser.add_argument("--series", default="77")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
-        "--path", default="/admin/cards/topupcard/export/?series={series}&with_pins=1"
+        "--path", default="/admin/cards/topupcard/export-csv/?series={series}&with_pins=1"
     )
     args = parser.parse_args()
     if connection.vendor != "postgresql":

@@ -31,7 +31,7 @@ from django.utils import timezone
 from subscribers.models import Reseller, Subscriber
 
 from . import pins
-from .models import PIN_MAX_LENGTH, PIN_MIN_LENGTH, SERIAL_NUMBER_DIGITS, CardStatus
+from .models import PIN_MAX_LENGTH, PIN_MIN_LENGTH, SERIAL_NUMBER_DIGITS, CardStatus, TopUpCard
 
 _SERIAL = re.compile(rf"^\s*([0-9]{{1,6}})(?:\s*-\s*([0-9]{{1,{SERIAL_NUMBER_DIGITS}}}))?\s*$")
 PIN_SEARCHES_SESSION_KEY = "cards_pin_searches"
@@ -246,8 +246,16 @@ class CardFilter(django_filters.FilterSet):
 
 
 def pin_search_error(typed: str) -> str | None:
-    """Why a typed PIN cannot be a card's PIN (answered without a database lookup), or None."""
+    """Why a typed PIN cannot be a card's PIN, or None.
+
+    A PIN whose Luhn check digit fails is most likely mistyped, but imported cards may carry
+    PINs without one: it is refused only when no card has it (one index lookup).
+    """
     pin = pins.normalize_pin(typed)
-    if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH) or not pins.luhn_valid(pin):
-        return "This is not a valid PIN: please check the code."
+    message = "This is not a valid PIN: please check the code."
+    if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin.isascii() and pin.isdigit()):
+        return message
+    if not pins.luhn_valid(pin):
+        if not TopUpCard.objects.filter(pin_digest__in=pins.pin_digests(pin)).exists():
+            return message
     return None

@@ -20,7 +20,12 @@ from subscribers.models import Reseller
 
 from .exceptions import GenerationError
 from .models import GenerationJob, GenerationJobStatus
-from .services import _check_pin_space, _validate_generation, card_batch_generate
+from .services import (
+    _check_pin_space,
+    _scope_check,
+    _validate_generation,
+    card_batch_generate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ def generation_job_start(
         pin_length=pin_length,
         expires_at=expires_at,
     )
+    _scope_check(actor=actor, reseller=reseller)
     _check_pin_space(pin_length, quantity)
     job = GenerationJob.objects.create(
         params={

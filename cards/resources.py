@@ -19,6 +19,7 @@ from subscribers.models import Reseller
 from . import pins
 from .exports import COLUMNS, format_activated, format_time
 from .models import PIN_MAX_LENGTH, PIN_MIN_LENGTH, CardEvent, CardEventKind, TopUpCard
+from .selectors import staff_reseller
 
 _SERIAL = re.compile(r"^([0-9]{1,6})-([0-9]{1,9})$")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
@@ -122,6 +123,7 @@ class TopUpCardImportResource(resources.ModelResource):
     def __init__(self, *, user=None, **kwargs):
         super().__init__(**kwargs)
         self.user = user
+        self.scope = staff_reseller(user) if user is not None else None
         self.seen_serials: set[tuple[str, int]] = set()
         self.seen_digests: set[bytes] = set()
         self.imported = 0
@@ -208,6 +210,8 @@ class TopUpCardImportResource(resources.ModelResource):
             card.reseller = Reseller.objects.filter(name=reseller_name).first()
             if card.reseller is None:
                 errors["reseller"] = f"No reseller is named {reseller_name!r}."
+        if self.scope is not None and card.reseller != self.scope:
+            errors["reseller"] = f"You may import only cards of {self.scope.name}."
         try:
             card.expires_at = parse_time(str(row.get(EXPIRY) or ""))
         except ValueError:

@@ -4,7 +4,7 @@ import datetime as dt
 import hmac
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -52,7 +52,6 @@ from .models import (
     CardEventKind,
     CardSeries,
     TopUpCard,
-    format_serial,
 )
 
 logger = logging.getLogger(__name__)
@@ -548,42 +547,6 @@ def card_pin_reveal(*, card: TopUpCard, actor, ip_address: str | None = None) ->
     return pin
 
 
-def card_batch_pins(*, batch: CardBatch, actor, ip_address: str | None = None) -> Iterator[tuple]:
-    """(serial, amount, currency, PIN, expires_at) of a batch's cards, for its one-time download.
-
-    Audited as an export when called; rows are decrypted lazily, in serial order, so a
-    million-card batch streams in constant memory.
-    """
-    if actor is None or not actor.has_perm("cards.view_pin"):
-        raise CardPermissionDenied("You are not allowed to see PINs.")
-    CardEvent.objects.create(
-        kind=CardEventKind.EXPORTED,
-        batch=batch,
-        serial=batch.first_serial,
-        actor=actor,
-        channel=Channel.ADMIN,
-        ip_address=ip_address,
-        changes={"what": "batch download with PINs", "quantity": batch.quantity},
-    )
-    rows = (
-        TopUpCard.objects.filter(batch=batch)
-        .order_by("number")
-        .values_list("series", "number", "amount", "currency", "pin_encrypted", "expires_at")
-    )
-
-    def stream():
-        for series, number, amount, currency, encrypted, expires in rows.iterator(2_000):
-            yield (
-                format_serial(series, number),
-                amount,
-                currency,
-                pins.decrypt_pin(encrypted),
-                expires,
-            )
-
-    return stream()
-
-
 def card_find_by_pin(pin: str, *, for_update: bool = False) -> TopUpCard | None:
     queryset = TopUpCard.objects.filter(pin_digest__in=pins.pin_digests(pin))
     if for_update:
@@ -598,12 +561,27 @@ class Redemption:
     replayed: bool = False
 
 
+def pin_well_formed(pin: str) -> bool:
+    return pin.isascii() and pin.isdigit()
+
+
 def _redeem_locked(
-    *, pin, balance, subscriber, actor, channel, request_id, expected_amount, allow_replay
+    *,
+    pin,
+    check_digit_ok,
+    balance,
+    subscriber,
+    actor,
+    channel,
+    request_id,
+    expected_amount,
+    allow_replay,
 ) -> Redemption:
     card = card_find_by_pin(pin, for_update=True)
     if card is None:
-        raise CardNotFound()
+        # Our PINs end in a Luhn check digit, so a failing one is most likely a typo; it is
+        # still looked up because cards imported from other systems carry PINs without one.
+        raise CardNotFound() if check_digit_ok else CardCodeInvalid()
     if card.activated_at is not None:
         entry = card.ledger_entry
         if (
@@ -696,11 +674,12 @@ def card_redeem(
                 raise RedemptionLocked(
                     lockout.locked_message(locked_until), locked_until=locked_until
                 )
-            if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pins.luhn_valid(pin)):
+            if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin_well_formed(pin)):
                 raise CardCodeInvalid()
             with transaction.atomic():
                 return _redeem_locked(
                     pin=pin,
+                    check_digit_ok=pins.luhn_valid(pin),
                     balance=balance,
                     subscriber=subscriber,
                     actor=actor,

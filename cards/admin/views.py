@@ -5,9 +5,9 @@ Each view follows Django's UserAdmin recipe: an explicit permission check, a for
 validates, one service call, a message and a redirect.
 """
 
-import csv
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -20,18 +20,20 @@ from django.utils.formats import localize
 from django.utils.html import format_html
 
 from cards.exceptions import CardEditError, GenerationError
+from cards.exports import export_with_audit
 from cards.filters import pin_search_error, remember_pin_search
 from cards.forms import GenerateCardsForm, MassEditForm
+from cards.jobs import generation_job_start
 from cards.models import CardBatch, CardStatus, TopUpCard
 from cards.pins import format_pin
 from cards.selectors import InvalidCardSearch, batches_visible_to, card_list, staff_reseller
 from cards.services import (
     card_batch_generate,
-    card_batch_pins,
     card_pin_reveal,
     cards_mass_delete,
     cards_mass_update,
 )
+from wallets.models import Channel
 
 from .changelist import CappedCountPaginator, page_size, search_params, search_query_string
 
@@ -98,6 +100,7 @@ class CardScreens:
                 view(self.delete_all_view),
                 name="cards_topupcard_delete_all",
             ),
+            path("export-csv/", view(self.export_csv_view), name="cards_topupcard_export_csv"),
             path(
                 "<int:pk>/reveal-pin/",
                 view(self.reveal_pin_view),
@@ -126,6 +129,33 @@ class CardScreens:
             form = GenerateCardsForm(request.POST, scoped=scoped)
             if form.is_valid():
                 data = form.cleaned_data
+                if data["quantity"] > settings.GENERATION_SYNC_LIMIT:
+                    try:
+                        job = generation_job_start(
+                            series=data["series"].strip(),
+                            quantity=data["quantity"],
+                            amount=data["amount"],
+                            currency=data["currency"],
+                            pin_length=data["pin_length"],
+                            reseller=data["reseller"],
+                            expires_at=data["expires_at"],
+                            actor=request.user,
+                        )
+                    except (GenerationError, CardEditError) as error:
+                        field = error.field if error.field in form.fields else None
+                        form.add_error(field, error.message)
+                    else:
+                        messages.success(
+                            request,
+                            f"Generating {data['quantity']:,} cards in the background: "
+                            "this page shows the progress.",
+                        )
+                        return HttpResponseRedirect(
+                            reverse("admin:cards_generationjob_change", args=[job.pk])
+                        )
+                    return self._render(
+                        request, "generate.html", {"title": "Generate Top-Up Cards", "form": form}
+                    )
                 try:
                     result = card_batch_generate(
                         series=data["series"].strip(),
@@ -137,7 +167,7 @@ class CardScreens:
                         expires_at=data["expires_at"],
                         actor=request.user,
                     )
-                except GenerationError as error:
+                except (GenerationError, CardEditError) as error:
                     field = error.field if error.field in form.fields else None
                     form.add_error(field, error.message)
                 else:
@@ -366,6 +396,37 @@ class CardScreens:
             },
         )
 
+    def export_csv_view(self, request):
+        """The streamed CSV of the current search (which may name a series or a batch).
+
+        PINs only with `cards.view_pin` and when asked for (`with_pins=1`); audited either way.
+        """
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        selection = self._selection(request)
+        query = search_query_string(request.GET)
+        if selection is None:
+            return HttpResponseRedirect(self._changelist_url(query))
+        params = search_params(request.GET)
+        description = {k: v for k, v in params.items() if k != "pin_ref"}
+        if "pin_ref" in params:
+            description["pin"] = "(searched by PIN)"
+        name = "cards"
+        if params.get("series"):
+            name = f"cards-series-{params['series']}"
+        if params.get("batch"):
+            name = f"cards-batch-{params['batch']}"
+        wants_pins = request.GET.get("with_pins") == "1"
+        if wants_pins and not request.user.has_perm("cards.view_pin"):
+            raise PermissionDenied("You are not allowed to export PINs.")
+        return csv_response(
+            request,
+            selection,
+            description=description,
+            filename=f"{name}.csv",
+            with_pins=wants_pins,
+        )
+
     def reveal_pin_view(self, request, pk):
         if request.method != "POST":
             raise Http404
@@ -397,39 +458,27 @@ def batch_download(model_admin, request, batch: CardBatch):
             request, "This batch has already been downloaded (a download is offered once)."
         )
         return HttpResponseRedirect(reverse("admin:cards_cardbatch_change", args=[batch.pk]))
-    with_pins = request.user.has_perm("cards.view_pin")
+    return csv_response(
+        request,
+        TopUpCard.objects.filter(batch=batch),
+        description={"batch": batch.pk, "series": batch.series, "what": "one-time download"},
+        filename=f"cards-{batch.first_serial}-{batch.last_serial}.csv",
+        with_pins=request.user.has_perm("cards.view_pin"),
+    )
 
-    class Echo:
-        def write(self, value):
-            return value
 
-    writer = csv.writer(Echo())
-    if with_pins:
-        rows = card_batch_pins(batch=batch, actor=request.user, ip_address=client_ip(request))
-        body = (
-            writer.writerow([serial, amount, currency, pin, expires.isoformat()])
-            for serial, amount, currency, pin, expires in rows
-        )
-    else:
-        cards = TopUpCard.objects.filter(batch=batch).order_by("number")
-        body = (
-            writer.writerow(
-                [
-                    card.serial,
-                    card.amount,
-                    card.currency,
-                    card.masked_pin,
-                    card.expires_at.isoformat(),
-                ]
-            )
-            for card in cards.iterator(2_000)
-        )
-    header = writer.writerow(["Serial Number", "Amount", "Currency", "PIN Code", "Expiry Date"])
+def csv_response(request, cards, *, description: dict, filename: str, with_pins: bool):
+    """Stream `cards` as the export CSV (cards.exports), audited, never cached."""
     response = StreamingHttpResponse(
-        (line for part in ([header], body) for line in part), content_type="text/csv"
+        export_with_audit(
+            cards,
+            actor=request.user,
+            with_pins=with_pins,
+            description=description,
+            channel=Channel.ADMIN,
+        ),
+        content_type="text/csv; charset=utf-8",
     )
-    response["Content-Disposition"] = (
-        f'attachment; filename="cards-{batch.first_serial}-{batch.last_serial}.csv"'
-    )
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"
     return response

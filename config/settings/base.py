@@ -155,6 +155,13 @@ GENERATION_SYNC_LIMIT = int(env("GENERATION_SYNC_LIMIT", "20000"))
 # A running job whose progress has not moved for this long is shown as interrupted.
 GENERATION_JOB_STALE_SECONDS = int(env("GENERATION_JOB_STALE_SECONDS", "120"))
 
+# django-import-export: importing cards needs cards.add_topupcard, the Export action
+# cards.view_topupcard; an uploaded file waits for its confirmation in the shared cache (not on
+# one app server's disk) and is removed once imported.
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
+IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.CacheStorage"
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cards import pins
+from cards.exports import COLUMNS
 from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
 from tests.cards.admin_helpers import operator
 from tests.factories import ResellerFactory, TopUpCardFactory
@@ -171,15 +172,15 @@ def test_the_batch_downloads_once_with_pins_for_those_who_may_see_them(admin_cli
     response = download(admin_client, batch)
 
     rows = read_csv(response)
-    assert rows[0] == ["Serial Number", "Amount", "Currency", "PIN Code", "Expiry Date"]
+    assert rows[0] == COLUMNS  # the same columns as every other export
     assert [r[0] for r in rows[1:]] == ["4-000000001", "4-000000002", "4-000000003"]
     for row in rows[1:]:
         card = TopUpCard.objects.get(number=int(row[0].split("-")[1]))
         assert bytes(card.pin_digest) == pins.pin_digest(row[3])
     assert "no-store" in response["Cache-Control"]
-    assert CardEvent.objects.filter(
-        kind=CardEventKind.EXPORTED, batch=batch, actor__username="admin"
-    ).exists()
+    event = CardEvent.objects.get(kind=CardEventKind.EXPORTED, actor__username="admin")
+    assert event.changes["filter"]["batch"] == batch.pk and event.changes["with_pins"] is True
+    assert event.changes["rows"] == 3 and event.changes["complete"] is True
     again = download(admin_client, batch)
     assert again.status_code == 302
     assert CardEvent.objects.filter(kind=CardEventKind.EXPORTED).count() == 1
@@ -196,7 +197,8 @@ def test_without_view_pin_the_download_shows_masked_pins(client):
 
     assert "Download CSV (once)" in page
     assert all(r[3].startswith("•••• ••••") for r in rows[1:])
-    assert not CardEvent.objects.filter(kind=CardEventKind.EXPORTED).exists()
+    # Still an export on record, without PINs.
+    assert CardEvent.objects.get(kind=CardEventKind.EXPORTED).changes["with_pins"] is False
 
 
 def test_another_session_cannot_download_the_batch(admin_client, client, django_user_model):

@@ -275,14 +275,12 @@ def test_pin_search_finds_the_card_by_digest_and_keeps_the_pin_out_of_urls(admin
     assert "searched by a PIN" in page.content.decode()
 
 
-def test_pin_search_with_a_mistyped_pin_is_answered_without_lookup(admin_client, cards):
+def test_pin_search_with_a_mistyped_pin_asks_to_check_the_code(admin_client, cards):
     pin = cards["a"].pin
     wrong = pin[:-1] + str((int(pin[-1]) + 1) % 10)
 
-    with CaptureQueriesContext(connection) as queries:
-        response = admin_client.post(SEARCH, {"pin": wrong, "_search": "Search"})
+    response = admin_client.post(SEARCH, {"pin": wrong, "_search": "Search"})
 
-    assert not any("TOPUPCARD" in q["sql"].upper() for q in queries.captured_queries)
     assert wrong not in response["Location"] and "pin_ref" not in response["Location"]
     assert "check the code" in admin_client.get(response["Location"]).content.decode()
 

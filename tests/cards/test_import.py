@@ -117,3 +117,26 @@ def test_export_action_resource_has_the_streamed_columns_and_masks_without_the_r
     assert data[0][0] == "3-000000001" and data[0][3] == card.masked_pin
     streamed = b"".join(export_csv(TopUpCard.objects.all(), with_pins=False)).decode()
     assert data.csv.replace("\r\n", "\n") == streamed
+
+
+def test_an_imported_pin_without_check_digit_is_redeemable_and_searchable(
+    main_balance, subscriber, admin_client
+):
+    from django.urls import reverse
+
+    from cards.services import card_redeem
+
+    pin = "123456789010"  # another system's PIN: its last digit is no Luhn check digit
+    assert not pins.luhn_valid(pin)
+    text = HEADER + f"12-000000001,25.00,USD,{pin},,2030-12-31\n"
+    assert not run(text, dry_run=False).has_validation_errors()
+
+    response = admin_client.post(
+        reverse("admin:cards_topupcard_search"), {"pin": pin, "_search": "Search"}
+    )
+    assert "pin_ref" in response["Location"]
+    redemption = card_redeem(pin=pin, balance=main_balance, subscriber=subscriber)
+
+    assert redemption.card.serial == "12-000000001"
+    main_balance.refresh_from_db()
+    assert str(main_balance.amount) == "25.000000"
