@@ -20,9 +20,12 @@ migrate: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py createcachetable
 
-# Install, migrate the embedded SQLite database, load the demo data and serve on 127.0.0.1:8000.
+# Install, migrate the embedded SQLite database, load the demo data and serve on 127.0.0.1:8000,
+# with a background worker for large card batches (stopped with the server).
 run: migrate
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py db_worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 # Install and run the whole suite (SQLite by default; PostgreSQL when DATABASE_URL says so).
