@@ -8,7 +8,14 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from cards import pins
-from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
+from cards.models import (
+    CardBatch,
+    CardEvent,
+    CardEventKind,
+    CardSeries,
+    GenerationJob,
+    TopUpCard,
+)
 from subscribers.models import (
     AccessNumber,
     Group,
@@ -20,9 +27,13 @@ from subscribers.models import (
 from wallets.models import (
     ApiClient,
     Balance,
+    BalanceEvent,
+    BalanceEventKind,
     BalanceInterval,
     BalanceKind,
     BalanceTemplate,
+    ExternalVoucher,
+    IdempotencyKey,
     LedgerEntry,
     LedgerKind,
     Wallet,
@@ -156,6 +167,52 @@ class ApiClientFactory(factory.django.DjangoModelFactory):
         model = ApiClient
 
     user = factory.SubFactory(UserFactory)
+
+
+class BalanceEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BalanceEvent
+
+    balance = factory.SubFactory(BalanceFactory)
+    kind = factory.LazyFunction(lambda: BalanceEventKind.values[0])
+
+
+class ExternalVoucherFactory(factory.django.DjangoModelFactory):
+    """A consumed external reference; its ledger entry is a hand-made one (no balance change)."""
+
+    class Meta:
+        model = ExternalVoucher
+
+    client = factory.SubFactory(ApiClientFactory)
+    reference = factory.Sequence(lambda n: f"EXT-{n:06d}")
+    ledger_entry = factory.SubFactory(LedgerEntryFactory, kind=LedgerKind.TOPUP)
+    balance = factory.LazyAttribute(lambda o: o.ledger_entry.balance)
+    amount = factory.LazyAttribute(lambda o: o.ledger_entry.amount)
+
+
+class IdempotencyKeyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = IdempotencyKey
+
+    user = factory.SubFactory(UserFactory)
+    key = factory.Sequence(lambda n: f"key-{n}")
+    fingerprint = "0" * 64
+
+
+class CardSeriesFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CardSeries
+        django_get_or_create = ("series",)
+
+    series = factory.Sequence(lambda n: str(100 + n))
+
+
+class GenerationJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = GenerationJob
+
+    params = factory.LazyFunction(lambda: {"series": "9", "quantity": 10})
+    total = 10
 
 
 class CardBatchFactory(factory.django.DjangoModelFactory):
