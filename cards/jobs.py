@@ -20,12 +20,7 @@ from subscribers.models import Reseller
 
 from .exceptions import GenerationError
 from .models import GenerationJob, GenerationJobStatus
-from .services import (
-    _check_pin_space,
-    _scope_check,
-    _validate_generation,
-    card_batch_generate,
-)
+from .services import card_batch_generate, generation_request_check, pin_space_check
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +40,17 @@ def generation_job_start(
     actor=None,
 ) -> GenerationJob:
     """Queue a generation: the same checks as the synchronous path, so errors show at once."""
-    amount, currency = _validate_generation(
+    amount, currency = generation_request_check(
         series=series,
         quantity=quantity,
         amount=amount,
         currency=currency,
         pin_length=pin_length,
+        reseller=reseller,
         expires_at=expires_at,
+        actor=actor,
     )
-    _scope_check(actor=actor, reseller=reseller)
-    _check_pin_space(pin_length, quantity)
+    pin_space_check(pin_length, quantity)
     job = GenerationJob.objects.create(
         params={
             "series": series,

@@ -110,7 +110,7 @@ def pin_space_capacity(pin_length: int) -> int:
     return pins.pin_space(pin_length) // PIN_SPACE_SHARE
 
 
-def _check_pin_space(pin_length: int, quantity: int) -> None:
+def pin_space_check(pin_length: int, quantity: int) -> None:
     live = (
         TopUpCard.objects.filter(
             pin_length=pin_length,
@@ -269,6 +269,26 @@ def _write_cards(batch: CardBatch, pin_list: list[str], progress: Progress | Non
         progress(len(pin_list), len(pin_list))
 
 
+def generation_request_check(
+    *, series, quantity, amount, currency, pin_length, reseller, expires_at, actor
+) -> tuple[Decimal, str]:
+    """The checks a generation request passes before anything is written (also used to refuse
+    a background job at once). Returns the normalised amount and currency."""
+    amount, currency = _validate_generation(
+        series=series,
+        quantity=quantity,
+        amount=amount,
+        currency=currency,
+        pin_length=pin_length,
+        expires_at=expires_at,
+    )
+    try:
+        _scope_check(actor=actor, reseller=reseller)
+    except CardPermissionDenied as error:
+        raise GenerationError(error.message, field="reseller") from None
+    return amount, currency
+
+
 @transaction.atomic
 def card_batch_generate(
     *,
@@ -283,25 +303,23 @@ def card_batch_generate(
     progress: Progress | None = None,
 ) -> GenerationResult:
     """Generate `quantity` cards with sequential serials: all of them or none."""
-    amount, currency = _validate_generation(
+    amount, currency = generation_request_check(
         series=series,
         quantity=quantity,
         amount=amount,
         currency=currency,
         pin_length=pin_length,
+        reseller=reseller,
         expires_at=expires_at,
+        actor=actor,
     )
-    try:
-        _scope_check(actor=actor, reseller=reseller)
-    except CardPermissionDenied as error:
-        raise GenerationError(error.message, field="reseller") from None
     first_number = _lock_series(series)
     if first_number + quantity - 1 > MAX_CARD_NUMBER:
         raise GenerationError(
             f"Series {series} has room for only {MAX_CARD_NUMBER - first_number + 1:,} more cards.",
             field="quantity",
         )
-    _check_pin_space(pin_length, quantity)
+    pin_space_check(pin_length, quantity)
     batch = CardBatch.objects.create(
         series=series,
         first_number=first_number,

@@ -129,22 +129,27 @@ class CardScreens:
             form = GenerateCardsForm(request.POST, scoped=scoped)
             if form.is_valid():
                 data = form.cleaned_data
-                if data["quantity"] > settings.GENERATION_SYNC_LIMIT:
-                    try:
-                        job = generation_job_start(
-                            series=data["series"].strip(),
-                            quantity=data["quantity"],
-                            amount=data["amount"],
-                            currency=data["currency"],
-                            pin_length=data["pin_length"],
-                            reseller=data["reseller"],
-                            expires_at=data["expires_at"],
-                            actor=request.user,
-                        )
-                    except (GenerationError, CardEditError) as error:
-                        field = error.field if error.field in form.fields else None
-                        form.add_error(field, error.message)
+                params = {
+                    "series": data["series"].strip(),
+                    "quantity": data["quantity"],
+                    "amount": data["amount"],
+                    "currency": data["currency"],
+                    "pin_length": data["pin_length"],
+                    "reseller": data["reseller"],
+                    "expires_at": data["expires_at"],
+                    "actor": request.user,
+                }
+                background = data["quantity"] > settings.GENERATION_SYNC_LIMIT
+                try:
+                    if background:
+                        job = generation_job_start(**params)
                     else:
+                        result = card_batch_generate(**params)
+                except (GenerationError, CardEditError) as error:
+                    field = error.field if error.field in form.fields else None
+                    form.add_error(field, error.message)
+                else:
+                    if background:
                         messages.success(
                             request,
                             f"Generating {data['quantity']:,} cards in the background: "
@@ -153,24 +158,6 @@ class CardScreens:
                         return HttpResponseRedirect(
                             reverse("admin:cards_generationjob_change", args=[job.pk])
                         )
-                    return self._render(
-                        request, "generate.html", {"title": "Generate Top-Up Cards", "form": form}
-                    )
-                try:
-                    result = card_batch_generate(
-                        series=data["series"].strip(),
-                        quantity=data["quantity"],
-                        amount=data["amount"],
-                        currency=data["currency"],
-                        pin_length=data["pin_length"],
-                        reseller=data["reseller"],
-                        expires_at=data["expires_at"],
-                        actor=request.user,
-                    )
-                except (GenerationError, CardEditError) as error:
-                    field = error.field if error.field in form.fields else None
-                    form.add_error(field, error.message)
-                else:
                     batch = result.batch
                     offer_download(request, batch)
                     batch_url = reverse("admin:cards_cardbatch_change", args=[batch.pk])
