@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from cards.exports import export_with_audit
+from cards.management.progress import ProgressBar
 from cards.models import CardStatus, TopUpCard
 from wallets.models import Channel
 
@@ -37,7 +38,7 @@ class Command(BaseCommand):
                 selected = selected | TopUpCard.objects.with_status(one)
             cards = cards.filter(pk__in=selected.values("pk"))
         total = cards.count()
-        bar = _ProgressBar(total) if sys.stderr.isatty() else None
+        bar = ProgressBar(sys.stderr)
         stream = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
         try:
             for block in export_with_audit(
@@ -46,7 +47,7 @@ class Command(BaseCommand):
                 with_pins=with_pins,
                 description={"series": series, "status": status or []},
                 channel=Channel.SYSTEM,
-                progress=bar.update if bar else None,
+                progress=lambda rows: bar(rows, total),
             ):
                 stream.write(block)
         finally:
@@ -54,23 +55,6 @@ class Command(BaseCommand):
                 stream.close()
             else:
                 stream.flush()
-        if bar:
-            bar.finish()
         target = output or "standard output"
         pins = "with PINs" if with_pins else "PINs masked"
         self.stderr.write(f"Exported {total:,} cards of series {series} to {target} ({pins}).")
-
-
-class _ProgressBar:
-    def __init__(self, total: int, width: int = 40):
-        self.total = max(total, 1)
-        self.width = width
-
-    def update(self, done: int) -> None:
-        filled = int(self.width * done / self.total)
-        bar = "#" * filled + "-" * (self.width - filled)
-        sys.stderr.write(f"\r[{bar}] {done:,}/{self.total:,}")
-        sys.stderr.flush()
-
-    def finish(self) -> None:
-        sys.stderr.write("\n")

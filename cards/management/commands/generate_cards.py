@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from cards.exceptions import GenerationError
+from cards.management.progress import ProgressBar
 from cards.models import PIN_DEFAULT_LENGTH
 from cards.services import card_batch_generate
 from subscribers.models import Reseller
@@ -22,23 +23,6 @@ def parse_expiry(value: str) -> dt.datetime:
             raise CommandError(f"--expires: {value!r} is not a date (YYYY-MM-DD[ HH:MM[:SS]]).")
         moment = dt.datetime.combine(day, dt.time.min)
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
-
-
-class ProgressBar:
-    """A one-line bar on a terminal; silent otherwise (logs and pipes get the summary only)."""
-
-    def __init__(self, stream, width: int = 40):
-        self.stream, self.width = stream, width
-        self.enabled = hasattr(stream, "isatty") and stream.isatty()
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        filled = self.width * done // max(total, 1)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done:,}/{total:,}")
-        self.stream.flush()
-        if done >= total:
-            self.stream.write("\n")
 
 
 class Command(BaseCommand):
