@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 from django.core.management import call_command
 from django.db.models import Count, Sum
 
-from cards.models import CardEvent, TopUpCard
+from cards.models import CardBatch, CardEvent, CardSeries, TopUpCard
 from wallets.models import Balance, BalanceEvent, ExternalVoucher, LedgerEntry, LedgerKind
 
 TOPUP = "MtxRequestSubscriberTopupBalance"
@@ -160,6 +160,8 @@ def state() -> dict:
             )  # fmt: skip
         ),
         "card_events": CardEvent.objects.count(),
+        "batches": CardBatch.objects.count(),
+        "series": list(CardSeries.objects.values_list("series", flat=True)),
         "external_vouchers": ExternalVoucher.objects.count(),
     }
 
