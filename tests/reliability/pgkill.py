@@ -120,3 +120,19 @@ class Killer:
 
         threading.Thread(target=find_and_kill, daemon=True).start()
         done.wait(timeout=15)
+
+
+def kill_lock_waiter(killer: Killer, table: str, timeout: float = 10) -> None:
+    """Terminate the first backend found waiting for a row lock of `table`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = killer.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE %s",
+            [f"%{table}%FOR UPDATE%"],
+        ).fetchone()
+        if row:
+            killer._terminate(row[0])
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no backend waited for a lock on {table}")

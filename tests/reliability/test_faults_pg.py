@@ -8,8 +8,10 @@ the same request sent again succeeds on a new connection, once.
 """
 
 import datetime as dt
+import threading
 from decimal import Decimal
 
+import psycopg
 import pytest
 from django.utils import timezone
 
@@ -18,7 +20,7 @@ import wallets.services
 from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
 from tests.factories import BalanceFactory, SubscriberFactory, TopUpCardFactory, UserFactory
 from tests.panel.conftest import grant_redeem
-from tests.reliability.pgkill import Killer
+from tests.reliability.pgkill import Killer, conninfo, kill_lock_waiter
 from tests.reliability.support import (
     HttpClient,
     api_put,
@@ -133,6 +135,41 @@ def test_rest_external_top_up_killed_before_its_reference_is_recorded_credits_on
     assert (retried.status, retried.result()) == (200, Result.OK)  # the original success
     assert Balance.objects.get(pk=rose.balance.pk).amount == Decimal("10.00")
     assert ExternalVoucher.objects.count() == LedgerEntry.objects.count() == 1
+    assert_books_balance()
+
+
+def test_rest_top_up_killed_while_it_waits_for_the_balance_lock_changes_nothing(
+    live_server, killer, rose
+):
+    make_client_user(VoucherMode.EXTERNAL, username="vms")
+    external_id = rose.balance.wallet.subscription.external_id
+    before = state()
+    client = HttpClient(live_server.url)
+    replies = []
+    # Another transaction holds the balance row (as a long top-up would).
+    with psycopg.connect(conninfo()) as holder:
+        holder.execute(
+            "SELECT amount FROM wallets_balance WHERE id = %s FOR UPDATE", [rose.balance.pk]
+        )
+        request = threading.Thread(
+            target=lambda: replies.append(
+                api_put(client, "vms", external_id, 12, "topup", Amount="3.00", Voucher="W-1")
+            )
+        )
+        request.start()
+        kill_lock_waiter(killer, "wallets_balance")
+        request.join(timeout=30)
+        holder.rollback()
+
+    assert [(r.status, r.result()) for r in replies] == [(500, Result.INTERNAL_ERROR)]
+    victim = killer.victims[0]
+    assert victim["terminated"] and victim["in_transaction"], victim
+    assert state() == before
+
+    again = api_put(client, "vms", external_id, 12, "topup", Amount="3.00", Voucher="W-1")
+
+    assert (again.status, again.result()) == (200, Result.OK)
+    assert Balance.objects.get(pk=rose.balance.pk).amount == Decimal("3.00")
     assert_books_balance()
 
 
