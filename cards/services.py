@@ -627,6 +627,8 @@ def _redeem_locked(
         if (
             allow_replay
             and entry is not None
+            # A reversed redemption is no longer a success to repeat.
+            and card.reversed_at is None
             and entry.balance_id == balance.pk
             and entry.actor_id == getattr(actor, "pk", None)
             and (expected_amount is None or expected_amount == card.amount)

@@ -13,7 +13,9 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
+from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.formats import date_format
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
@@ -146,6 +148,9 @@ def _redeem(request, code: str) -> None:
             actor=request.user,
             channel=Channel.PANEL,
             ip_address=client_ip(request),
+            # The subscriber's own retry of a code that went through (an answer lost with the
+            # connection) is told so, with the amount, instead of "already used".
+            allow_replay=True,
         )
     except CardError as error:
         messages.error(request, error.message, extra_tags=error.code)
@@ -156,13 +161,14 @@ def _redeem(request, code: str) -> None:
         return
     card, new_balance = redemption.card, redemption.balance
     precision = new_balance.template.precision
-    messages.success(
-        request,
-        f"Voucher {card.serial} redeemed: {format_amount(card.amount, precision)} "
-        f"{card.currency} added. Your balance is now "
-        f"{format_amount(new_balance.amount, precision)} {new_balance.template.currency}.",
-        extra_tags="redeemed",
-    )
+    amount = f"{format_amount(card.amount, precision)} {card.currency}"
+    now = f"{format_amount(new_balance.amount, precision)} {new_balance.template.currency}"
+    if redemption.replayed:
+        when = date_format(timezone.localtime(card.activated_at), "j M Y, H:i")
+        text = f"Voucher {card.serial} redeemed earlier by you ({when}): {amount} was added then."
+    else:
+        text = f"Voucher {card.serial} redeemed: {amount} added."
+    messages.success(request, f"{text} Your balance is now {now}.", extra_tags="redeemed")
 
 
 @sensitive_post_parameters("code")

@@ -501,6 +501,10 @@ def _external_replay(
     )
     if used is None:
         return None
+    if LedgerEntry.objects.filter(reverses_id=used.ledger_entry_id).exists():
+        # Repeating the success of a top-up the operator reversed would tell the partner the
+        # money is there when it is not.
+        raise AlreadyRedeemed("This voucher reference's top-up was reversed.")
     if used.balance_id == balance.pk and used.amount == amount:
         return TopupResult(
             entry=used.ledger_entry, balance=used.ledger_entry.balance, replayed=True

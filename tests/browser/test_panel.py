@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from cards import pins
+from cards.services import card_redeem
 from tests.factories import BalanceFactory, SubscriberFactory, TopUpCardFactory, WalletFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -86,14 +87,32 @@ def test_a_subscriber_recharges_from_a_phone_in_one_click_after_login(phone, ros
 
 def test_a_used_pin_is_refused_with_its_message(phone, rose, screenshot):
     card = TopUpCardFactory(reseller=rose.reseller)
+    neighbour = SubscriberFactory(reseller=rose.reseller)
+    card_redeem(
+        pin=card.pin,
+        balance=BalanceFactory(wallet=WalletFactory(subscription__subscriber=neighbour)),
+        subscriber=neighbour,
+    )
+    log_in(phone)
+
+    message = redeem(phone, Clicks(phone), card.pin)
+
+    assert message == "This voucher has already been used."
+    screenshot(phone, "panel-phone-used-pin")
+    rose.balance.refresh_from_db()
+    assert rose.balance.amount == 0
+
+
+def test_typing_again_a_pin_one_redeemed_shows_the_earlier_redemption(phone, rose):
+    card = TopUpCardFactory(reseller=rose.reseller)
     log_in(phone)
     click = Clicks(phone)
     redeem(phone, click, card.pin)
 
     message = redeem(phone, click, card.pin)
 
-    assert message == "This voucher has already been used."
-    screenshot(phone, "panel-phone-used-pin")
+    assert message.startswith(f"Voucher {card.serial} redeemed earlier by you (")
+    assert message.endswith("10.00 USD was added then. Your balance is now 10.00 USD.")
     rose.balance.refresh_from_db()
     assert rose.balance.amount == Decimal("10.00")
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import escape
 
 from cards import pins
@@ -21,6 +22,7 @@ from cards.exceptions import (
     NoMainBalance,
 )
 from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.services import card_reverse
 from tests.factories import (
     ResellerFactory,
     SubscriberFactory,
@@ -80,6 +82,38 @@ def test_success_message_uses_the_balance_template_precision(rose, subscriber, m
     response = redeem(rose, card.pin)
 
     assert "1,234.500 USD added. Your balance is now 1,234.500 USD." in response.content.decode()
+
+
+def test_the_subscribers_own_retry_of_a_redeemed_code_says_so_and_credits_nothing(
+    rose, card, main_balance
+):
+    # The first answer was lost (connection dropped): the subscriber types the code again.
+    redeem(rose, card.pin)
+    before = snapshot()
+    failures = CardEvent.objects.filter(kind=CardEventKind.REDEEM_FAILED)
+
+    response = redeem(rose, spaced(card.pin))
+
+    page = response.content.decode()
+    card.refresh_from_db()
+    when = date_format(timezone.localtime(card.activated_at), "j M Y, H:i")
+    assert (
+        f"Voucher {card.serial} redeemed earlier by you ({when}): 10.00 USD was added then. "
+        "Your balance is now 10.00 USD." in page
+    )
+    assert snapshot() == before
+    assert not failures.exists()  # not a guess: it does not count toward the lockout
+
+
+def test_a_code_redeemed_then_reversed_is_refused_on_retry(rose, card, main_balance):
+    redeem(rose, card.pin)
+    card_reverse(card_id=card.pk, reason="Sold by mistake")
+    before = snapshot()
+
+    page = redeem(rose, card.pin).content.decode()
+
+    assert escape(CardAlreadyRedeemed.default_message) in page
+    assert snapshot() == before
 
 
 def test_redeem_from_the_dashboard_comes_back_to_the_dashboard(rose, card):

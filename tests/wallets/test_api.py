@@ -9,6 +9,7 @@ from django.utils import timezone
 from cards import pins
 from cards.exceptions import RedemptionLocked
 from cards.models import CardEvent, CardEventKind
+from cards.services import card_reverse, entry_reverse
 from tests.factories import AccessNumberFactory, TopUpCardFactory, UserFactory, WalletFactory
 from tests.wallets.api import TOPUP, Api, body, reply, subscription_ref
 from tests.wallets.conftest import DAY, make_balance, make_client_user, snapshot
@@ -459,6 +460,20 @@ def test_a_retried_card_topup_returns_the_original_success_once(partner):
     assert LedgerEntry.objects.count() == 1
 
 
+def test_a_retry_after_the_operator_reversed_the_card_is_19_not_the_old_success(partner):
+    balance = make_balance()
+    card = TopUpCardFactory(amount=Decimal("25.00"), reseller=None)
+    assert partner.topup(balance, Amount="25.00", Voucher=card.pin).status_code == 200
+    card_reverse(card_id=card.pk, reason="Sold by mistake")
+    before = snapshot()
+
+    again = partner.topup(balance, Amount="25.00", Voucher=card.pin)
+
+    assert_refused(again, Result.ALREADY_REDEEMED, 409)
+    assert snapshot() == before
+    assert amount_of(balance) == 0
+
+
 def test_a_redeemed_card_on_another_subscription_is_19(partner):
     balance, other = make_balance(), make_balance()
     card = TopUpCardFactory(amount=Decimal("25.00"), reseller=None)
@@ -560,6 +575,20 @@ def test_an_external_retry_returns_the_original_success_and_other_reuse_is_19(vm
 
     assert snapshot() == before
     assert amount_of(balance) == Decimal("25.00") and amount_of(other) == 0
+
+
+def test_an_external_retry_after_the_operator_reversed_the_top_up_is_19(vms):
+    balance = make_balance()
+    assert vms.topup(balance, Amount="25.00", Voucher="EXT-R").status_code == 200
+    entry_reverse(entry_id=LedgerEntry.objects.get(voucher="EXT-R").pk, reason="Fraud")
+    before = snapshot()
+
+    again = vms.topup(balance, Amount="25.00", Voucher="EXT-R")
+
+    assert_refused(again, Result.ALREADY_REDEEMED, 409)
+    assert "reversed" in reply(again)["ResultText"]
+    assert snapshot() == before
+    assert amount_of(balance) == 0
 
 
 def test_external_references_are_single_use_per_client_not_globally(vms, client, binding):
