@@ -27,6 +27,7 @@ from subscribers.models import Reseller, Subscriber
 from wallets.models import Balance, Channel, LedgerKind
 from wallets.selectors import MAX_RESOURCE_ID, balance_by_ref, owner_filter
 from wallets.services import AMOUNT_LIMIT, balance_topup, decimal_places
+from wallets.sql import hot_cursor
 
 from . import lockout, pins
 from .exceptions import (
@@ -912,7 +913,7 @@ WITH target AS (
     -- SKIP LOCKED: a card another request holds (the same card sent twice at once) is left to
     -- card_redeem, which waits for it and answers the exact Result, as without this statement.
     SELECT c.id, c.amount, c.currency, c.reseller_id, c.activated_at, c.blocked, c.expires_at,
-           c.series || '-' || lpad(c.number::text, %(serial_digits)s, '0') AS serial
+           c.series || '-' || lpad(c.number::text, {serial_digits}, '0') AS serial
     FROM cards_topupcard c, newest
     WHERE c.id = newest.id
     FOR UPDATE OF c SKIP LOCKED
@@ -993,15 +994,16 @@ def _topup_in_one_statement(
         "since": now - lockout.lockout_window() - lockout.lockout_duration(),
         "locked": f'"{lockout.LOCKED_REASON}"',
         "needed": lockout.lockout_failures(channel),
-        "serial_digits": SERIAL_NUMBER_DIGITS,
         "digests": pins.pin_digests(pin),
         "now": now,
         "amount": amount,
         "limit": AMOUNT_LIMIT,
         "request_id": request_id,
     }
-    statement = _TOPUP_STATEMENT.format(ref_condition=_REF_CONDITIONS[lookup])
-    with connection.cursor() as cursor:
+    statement = _TOPUP_STATEMENT.format(
+        ref_condition=_REF_CONDITIONS[lookup], serial_digits=SERIAL_NUMBER_DIGITS
+    )
+    with hot_cursor() as cursor:
         cursor.execute(statement, params)
         return cursor.fetchone() is not None
 

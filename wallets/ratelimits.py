@@ -10,9 +10,8 @@ throttle keeps, without a list of timestamps to read and write on every request)
 import time
 from dataclasses import dataclass
 
-from django.db import connection
-
 from .models import RateCounter
+from .sql import hot_cursor
 
 _NO_LIMIT = 2**62
 # r: the row as it was. previous/current: its counts seen from this request's slot. The
@@ -75,7 +74,7 @@ def rate_limit_hit(
         "first": 1 if limit >= 1 else 0,
         "first_allowed": limit >= 1,
     }
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(HIT_SQL, params)
         previous, current, allowed = cursor.fetchone()
     if allowed:

@@ -15,6 +15,7 @@ from django.db import connection
 
 from wallets.models import ApiClient
 from wallets.ratelimits import sliding_count
+from wallets.sql import hot_cursor
 
 # The wallets permissions the API's views require (views.*.required_permissions).
 API_CODENAMES = ("topup_balance", "adjust_balance", "view_balance")
@@ -106,7 +107,7 @@ def principal_lookup(
     if _lookup is None:
         _lookup = _Lookup()
     kind = "token" if token is not None else "username" if username is not None else None
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             _lookup.statements[kind],
             {"address_key": address_key, "credential": token if token is not None else username},
