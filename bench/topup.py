@@ -46,6 +46,7 @@ def setup_django():
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    call_command("createcachetable", verbosity=0)
 
 
 def prepare(subscriptions: int, cards: int):
@@ -130,7 +131,7 @@ def serve(app: str, port: int, workers: int, settings: str) -> subprocess.Popen:
             "--bind",
             f"127.0.0.1:{port}",
             "--pythonpath",
-            f"{ROOT},{ROOT / 'bench'}",
+            str(ROOT),
             "--log-level",
             "warning",
         ],
@@ -192,7 +193,7 @@ def load(port: int, token: str, numbers: list[str], pin_list: list[str], clients
 
 
 def pgbench(card_ids: tuple[int, int], numbers: list[str], clients: int, seconds: int) -> float:
-    from topup_minimal_app import REDEEM_SQL
+    from bench.topup_minimal_app import REDEEM_SQL
 
     url = urlparse(os.environ["DATABASE_URL"])
     statement = re.sub(r"\s+", " ", REDEEM_SQL).strip()
@@ -246,7 +247,6 @@ def main():
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("Set DATABASE_URL to a scratch PostgreSQL database.")
-    sys.path.insert(0, str(ROOT / "bench"))
     setup_django()
     numbers, token, product_pins, minimal_pins, pgbench_ids = prepare(
         args.subscriptions, args.requests
@@ -257,9 +257,19 @@ def main():
     half = len(minimal_pins) // 2
     results = {}
     runs = [
-        ("minimal", "topup_minimal_app:application", "topup_minimal_settings", minimal_pins[:half]),
+        (
+            "minimal",
+            "bench.topup_minimal_app:application",
+            "bench.topup_minimal_settings",
+            minimal_pins[:half],
+        ),
         ("product", "config.wsgi:application", "config.settings.local", product_pins),
-        ("minimal", "topup_minimal_app:application", "topup_minimal_settings", minimal_pins[half:]),
+        (
+            "minimal",
+            "bench.topup_minimal_app:application",
+            "bench.topup_minimal_settings",
+            minimal_pins[half:],
+        ),
     ]
     for name, app, settings, pin_list in runs:
         server = serve(app, 8765, args.workers, settings)

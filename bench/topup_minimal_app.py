@@ -10,7 +10,7 @@ import os
 from defusedxml import ElementTree
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "topup_minimal_settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.topup_minimal_settings")
 application = get_wsgi_application()
 
 from django.db import connection  # noqa: E402

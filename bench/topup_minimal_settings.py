@@ -2,4 +2,4 @@
 
 from config.settings.local import *  # noqa: F403
 
-ROOT_URLCONF = "topup_minimal_app"
+ROOT_URLCONF = "bench.topup_minimal_app"

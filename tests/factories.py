@@ -36,6 +36,7 @@ from wallets.models import (
     IdempotencyKey,
     LedgerEntry,
     LedgerKind,
+    RateCounter,
     Wallet,
 )
 
@@ -197,6 +198,14 @@ class IdempotencyKeyFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     key = factory.Sequence(lambda n: f"key-{n}")
     fingerprint = "0" * 64
+
+
+class RateCounterFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RateCounter
+
+    key = factory.Sequence(lambda n: f"test-key-{n}")
+    slot = 0
 
 
 class CardSeriesFactory(factory.django.DjangoModelFactory):

@@ -316,3 +316,23 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.user})"
+
+
+class RateCounter(models.Model):
+    """Requests counted per key (an API client, a client address) for throttling and for the
+    stop on repeated wrong credentials: shared by every app server process, one row per key.
+
+    A sliding window approximated from two fixed slots of one period each: the count of the
+    current slot plus the previous slot's count weighted by how much of it the window still
+    covers. On PostgreSQL the table is UNLOGGED (migration 0003): no WAL, so counting costs no
+    disk flush; a database crash empties it, which only forgets recent counts.
+    """
+
+    key = models.CharField(max_length=200, primary_key=True)
+    slot = models.BigIntegerField(help_text="The current slot: seconds since the epoch // period.")
+    previous = models.PositiveIntegerField(default=0)
+    current = models.PositiveIntegerField(default=0)
+    allowed = models.BooleanField(default=True, help_text="Whether the last hit was allowed.")
+
+    def __str__(self) -> str:
+        return self.key

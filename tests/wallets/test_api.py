@@ -909,8 +909,8 @@ def test_an_external_topup_costs_a_fixed_number_of_queries(
     api = Api(client, "xml")
     api.auth = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=external_client).key}"}
 
-    # token+client, permission, balance, voucher lookup, savepoint, lock, update, ledger,
-    # audit, voucher insert, release
+    # credentials+client+permissions+address, throttle, balance, voucher lookup, savepoint,
+    # lock, update, ledger, audit, voucher insert, release
     with django_assert_max_num_queries(11):
         response = api.topup(balance, Amount="1.00", Voucher="Q-1")
 

@@ -2,8 +2,8 @@
 
 import uuid
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authentication import BasicAuthentication, TokenAuthentication
@@ -13,12 +13,14 @@ from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from cards.lockout import client_ip
-from cards.services import card_topup
+from cards.services import card_topup_by_ref
 from wallets.exceptions import Malformed, NotFound
 from wallets.models import Channel, VoucherMode
+from wallets.ratelimits import rate_count_add, rate_limit_hit
 from wallets.selectors import balance_by_ref, wallet_balances
 from wallets.services import balance_adjust, balance_topup_external, request_fingerprint
 
+from .credentials import API_CODENAMES, Principal, credentials_in, principal_lookup
 from .errors import mtx_exception_handler, mtx_response
 from .parsers import MtxJSONParser, MtxMessage, MtxTextXMLParser, MtxXMLParser
 from .renderers import MtxJSONRenderer, MtxXMLRenderer
@@ -30,24 +32,66 @@ AUTH_FAILURE_LIMIT = 20
 AUTH_FAILURE_WINDOW = 15 * 60
 
 
+def _principal(request, *, token=None, username=None) -> Principal:
+    """The Principal MtxView.initial loaded for these credentials, or a fresh lookup."""
+    loaded = getattr(request, "mtx_principal", None)
+    if loaded is not None and loaded[0] == (token, username):
+        return loaded[1]
+    return principal_lookup(token=token, username=username)
+
+
 class ClientTokenAuthentication(TokenAuthentication):
-    """`Authorization: Token …`, loading the user's API client in the same query."""
+    """`Authorization: Token …`: the user, their API client and permissions in one query."""
+
+    def authenticate(self, request):
+        self._request = request
+        return super().authenticate(request)
 
     def authenticate_credentials(self, key):
-        model = self.get_model()
-        try:
-            token = model.objects.select_related("user", "user__api_client").get(key=key)
-        except model.DoesNotExist:
-            raise AuthenticationFailed("Invalid token.") from None
-        if not token.user.is_active:
+        user = _principal(self._request, token=key).user
+        if user is None:
+            raise AuthenticationFailed("Invalid token.")
+        if not user.is_active:
             raise AuthenticationFailed("User inactive or deleted.")
-        return token.user, token
+        return user, self.get_model()(key=key, user=user)
+
+
+class ClientBasicAuthentication(BasicAuthentication):
+    """HTTP Basic like Django's ModelBackend (inactive users refused, a missing user costs a
+    password hash too), with the user's API client and permissions loaded in the same query."""
+
+    def authenticate_credentials(self, userid, password, request=None):
+        user = _principal(request, username=userid).user
+        if user is None:
+            get_user_model()().set_password(password)  # as long as a real check
+            raise AuthenticationFailed("Invalid username/password.")
+        if not user.check_password(password) or not user.is_active:
+            raise AuthenticationFailed("Invalid username/password.")
+        return user, None
 
 
 class ClientRateThrottle(UserRateThrottle):
-    """Requests per API client (per user), rate `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`."""
+    """Requests per API client (per user), rate `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`.
+
+    Counted in wallets.RateCounter (one UPSERT a request, shared by every process) instead of
+    DRF's list of timestamps in the cache, which grows with the rate and is rewritten each time.
+    """
 
     scope = "rsgateway"
+    _wait: float | None = None
+
+    def allow_request(self, request, view) -> bool:
+        if self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        decision = rate_limit_hit(key=key, limit=self.num_requests, period=self.duration)
+        self._wait = decision.wait
+        return decision.allowed
+
+    def wait(self) -> float | None:
+        return self._wait
 
 
 class HasRequiredPermission(BasePermission):
@@ -57,8 +101,11 @@ class HasRequiredPermission(BasePermission):
         user = request.user
         if user.is_superuser:
             return True
-        # One query for the user's and their groups' permissions (has_perm makes two).
         codenames = [perm.split(".", 1)[1] for perm in view.required_permissions]
+        loaded = getattr(request, "mtx_principal", None)
+        if loaded is not None and loaded[1].user is user and set(codenames) <= set(API_CODENAMES):
+            return bool(loaded[1].permissions.intersection(codenames))
+        # One query for the user's and their groups' permissions (has_perm makes two).
         return Permission.objects.filter(
             Q(user=user) | Q(group__user=user),
             content_type__app_label="wallets",
@@ -72,7 +119,7 @@ class MtxView(APIView):
     binding = "xml"
     mtx_request: str | None = None
     required_permissions: tuple[str, ...] = ()
-    authentication_classes = [ClientTokenAuthentication, BasicAuthentication]
+    authentication_classes = [ClientTokenAuthentication, ClientBasicAuthentication]
     permission_classes = [IsAuthenticated, HasRequiredPermission]
     throttle_classes = [ClientRateThrottle]
     metadata_class = None  # OPTIONS answers 405 like any other method we do not serve
@@ -111,19 +158,25 @@ class MtxView(APIView):
 
     def handle_exception(self, exc):
         if isinstance(exc, AuthenticationFailed):
-            key = self._auth_failure_key(self.request)
-            if not cache.add(key, 1, AUTH_FAILURE_WINDOW):
-                try:
-                    cache.incr(key)
-                except ValueError:  # expired in between
-                    cache.add(key, 1, AUTH_FAILURE_WINDOW)
+            rate_count_add(key=self._auth_failure_key(self.request), period=AUTH_FAILURE_WINDOW)
         return super().handle_exception(exc)
 
     def initial(self, request, *args, **kwargs):
-        if self.authentication_classes and (
-            cache.get(self._auth_failure_key(request), 0) >= AUTH_FAILURE_LIMIT
-        ):
-            raise Throttled(AUTH_FAILURE_WINDOW, "Too many wrong credentials from this address.")
+        if self.authentication_classes:
+            # One query: this address's wrong credentials, and the user the credentials name
+            # (authentication, permissions and the API client then need no query of their own).
+            token, username = credentials_in(request)
+            principal = principal_lookup(
+                token=token,
+                username=username,
+                address_key=self._auth_failure_key(request),
+                address_period=AUTH_FAILURE_WINDOW,
+            )
+            request.mtx_principal = ((token, username), principal)
+            if principal.address_failures >= AUTH_FAILURE_LIMIT:
+                raise Throttled(
+                    AUTH_FAILURE_WINDOW, "Too many wrong credentials from this address."
+                )
         supplied = request.META.get("HTTP_X_REQUEST_ID", "")
         request.request_id = (
             supplied
@@ -151,9 +204,9 @@ class TopupView(MtxView):
 
     def put(self, request, owner, ref, resource_id):
         topup = TopupRequest.from_fields(self.message(request).fields)
-        balance = balance_by_ref(owner=owner, ref=ref, resource_id=_resource_id(resource_id))
         client = getattr(request.user, "api_client", None)
         if client is not None and client.voucher_mode == VoucherMode.EXTERNAL:
+            balance = balance_by_ref(owner=owner, ref=ref, resource_id=_resource_id(resource_id))
             balance_topup_external(
                 client=client,
                 balance=balance,
@@ -166,9 +219,11 @@ class TopupView(MtxView):
                 request_id=request.request_id,
             )
         else:
-            card_topup(
+            card_topup_by_ref(
+                owner=owner,
+                ref=ref,
+                resource_id=_resource_id(resource_id),
                 pin=topup.voucher,
-                balance=balance,
                 amount=topup.amount,
                 end_time=topup.end_time,
                 start_time=topup.start_time,

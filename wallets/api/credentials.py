@@ -1,0 +1,151 @@
+"""Who is calling the REST API, in one query: the user a token or a username names, their API
+client, which of the API's permissions they hold, and the wrong credentials counted lately
+from their address (views.MtxView's stop on repeated wrong credentials).
+
+Nothing is cached between requests: a revoked token, a deactivated user or a removed permission
+takes effect on the next request in every process.
+"""
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from wallets.models import ApiClient
+from wallets.ratelimits import sliding_count
+from wallets.sql import hot_cursor
+
+# The wallets permissions the API's views require (views.*.required_permissions).
+API_CODENAMES = ("topup_balance", "adjust_balance", "view_balance")
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: object | None
+    permissions: frozenset[str] = field(default_factory=frozenset)
+    """The API_CODENAMES the user holds, directly or through a group."""
+    address_failures: float = 0.0
+
+
+_HELD = """EXISTS (
+    SELECT 1 FROM auth_permission p
+    JOIN django_content_type ct ON ct.id = p.content_type_id
+    WHERE ct.app_label = 'wallets' AND p.codename = '{codename}' AND (
+        p.id IN (SELECT up.permission_id FROM auth_user_user_permissions up
+                 WHERE up.user_id = u.id)
+        OR p.id IN (SELECT gp.permission_id FROM auth_group_permissions gp
+                    JOIN auth_user_groups ug ON ug.group_id = gp.group_id
+                    WHERE ug.user_id = u.id)))"""
+_WHO = {
+    "token": "u.id = (SELECT t.user_id FROM authtoken_token t WHERE t.key = %(credential)s)",
+    "username": "u.{username_column} = %(credential)s",
+    None: "1 = 0",
+}
+_LOOKUP = """
+SELECT rc.slot, rc.previous, rc.current, c.id, c.voucher_mode, {held}, {user_columns}
+FROM (SELECT 1 AS one) one
+LEFT JOIN wallets_ratecounter rc ON rc.key = %(address_key)s
+LEFT JOIN {user_table} u ON {who}
+LEFT JOIN wallets_apiclient c ON c.user_id = u.id
+"""
+
+
+class _Lookup:
+    """The statement and the value converters, built once from the user model's fields."""
+
+    def __init__(self):
+        user_model = get_user_model()
+        self.user_model = user_model
+        self.fields = list(user_model._meta.concrete_fields)
+        self.names = [f.attname for f in self.fields]
+        columns = ", ".join(f"u.{connection.ops.quote_name(f.column)}" for f in self.fields)
+        held = ", ".join(_HELD.format(codename=codename) for codename in API_CODENAMES)
+        username = user_model._meta.get_field(user_model.USERNAME_FIELD).column
+        self.statements = {
+            kind: _LOOKUP.format(
+                held=held,
+                user_columns=columns,
+                user_table=connection.ops.quote_name(user_model._meta.db_table),
+                who=who.format(username_column=connection.ops.quote_name(username)),
+            )
+            for kind, who in _WHO.items()
+        }
+        self.converters = {}
+
+    def convert(self, values: list) -> list:
+        """Database values to Python ones, as the ORM would (SQLite's text dates, 0/1)."""
+        converters = self.converters.get(connection.vendor)
+        if converters is None:
+            converters = []
+            for f in self.fields:
+                col = f.get_col(f.model._meta.db_table)
+                funcs = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+                converters.append((col, funcs))
+            self.converters[connection.vendor] = converters
+        out = []
+        for value, (col, funcs) in zip(values, converters, strict=True):
+            for func in funcs:
+                value = func(value, col, connection)
+            out.append(value)
+        return out
+
+
+_lookup: _Lookup | None = None
+
+
+def principal_lookup(
+    *,
+    token: str | None = None,
+    username: str | None = None,
+    address_key: str = "",
+    address_period: float = 1.0,
+) -> Principal:
+    """One query: the user (with `api_client` loaded) the token or username names, if any."""
+    global _lookup
+    if _lookup is None:
+        _lookup = _Lookup()
+    kind = "token" if token is not None else "username" if username is not None else None
+    with hot_cursor() as cursor:
+        cursor.execute(
+            _lookup.statements[kind],
+            {"address_key": address_key, "credential": token if token is not None else username},
+        )
+        row = cursor.fetchone()
+    slot, previous, current, client_id, voucher_mode = row[:5]
+    held = row[5 : 5 + len(API_CODENAMES)]
+    failures = (
+        sliding_count(slot, previous, current, period=address_period) if slot is not None else 0.0
+    )
+    values = row[5 + len(API_CODENAMES) :]
+    if values[0] is None:
+        return Principal(user=None, address_failures=failures)
+    user = _lookup.user_model.from_db(connection.alias, _lookup.names, _lookup.convert(values))
+    client = None
+    if client_id is not None:
+        client = ApiClient.from_db(
+            connection.alias, ["id", "user_id", "voucher_mode"], [client_id, user.pk, voucher_mode]
+        )
+        client._state.fields_cache["user"] = user
+    user._state.fields_cache["api_client"] = client
+    permissions = frozenset(name for name, has in zip(API_CODENAMES, held, strict=True) if has)
+    return Principal(user=user, permissions=permissions, address_failures=failures)
+
+
+def credentials_in(request) -> tuple[str | None, str | None]:
+    """(token, username) from the Authorization header, as DRF's authenticators read them."""
+    parts = request.META.get("HTTP_AUTHORIZATION", "").split()
+    if len(parts) != 2:
+        return None, None
+    keyword, value = parts
+    if keyword.lower() == "token":
+        return value, None
+    if keyword.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value).decode("utf-8")
+        except (TypeError, ValueError, UnicodeDecodeError, binascii.Error):
+            return None, None
+        username, colon, _ = decoded.partition(":")
+        return (None, username) if colon else (None, None)
+    return None, None

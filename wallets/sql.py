@@ -1,0 +1,39 @@
+"""A cursor for the few statements every REST request runs (authentication, throttle, card
+top-up): on PostgreSQL they are prepared once per connection, so the server parses and plans
+them once instead of on every request (planning the top-up statement costs more than running it).
+
+Django leaves prepared statements off because a pooler in transaction mode (PgBouncer before
+1.21, or without `max_prepared_statements`) may run the next statement on a server connection
+where the statement was never prepared. Set DATABASE_PREPARED_STATEMENTS=0 behind such a pooler.
+"""
+
+from django.conf import settings
+from django.db import connection
+
+
+def hot_cursor():
+    """`connection.cursor()`, preparing its statements on PostgreSQL unless disabled."""
+    if connection.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
+        return connection.cursor()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_prepared_cursor_class()(connection.connection))
+
+
+_class = None
+
+
+def _prepared_cursor_class():
+    global _class
+    if _class is None:
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        class PreparedCursor(ServerBindingCursor):
+            """Server-side parameters, and every statement prepared (psycopg keeps them)."""
+
+            def execute(self, query, params=None, *, prepare=None, binary=None):
+                prepare = True if prepare is None else prepare
+                return super().execute(query, params, prepare=prepare, binary=binary)
+
+        _class = PreparedCursor
+    return _class
