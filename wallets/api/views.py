@@ -4,7 +4,7 @@ import uuid
 
 from django.contrib.auth.models import Permission
 from django.core.cache import cache
-from django.db.models import Q
+from django.db.models import Exists, Q
 from django.utils import timezone
 from rest_framework.authentication import BasicAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed, Throttled
@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from cards.lockout import client_ip
 from cards.services import card_topup
+from subscribers.models import StaffReseller
 from wallets.exceptions import Malformed, NotFound
 from wallets.models import Channel, VoucherMode
 from wallets.selectors import balance_by_ref, wallet_balances
@@ -55,15 +56,22 @@ class HasRequiredPermission(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         user = request.user
+        # A staff user limited to one reseller sees and changes only that reseller's balances
+        # in the admin; the API addresses any subscription, so it serves no such user.
+        scoped = StaffReseller.objects.filter(user=user)
         if user.is_superuser:
-            return True
+            return not scoped.exists()
         # One query for the user's and their groups' permissions (has_perm makes two).
         codenames = [perm.split(".", 1)[1] for perm in view.required_permissions]
-        return Permission.objects.filter(
-            Q(user=user) | Q(group__user=user),
-            content_type__app_label="wallets",
-            codename__in=codenames,
-        ).exists()
+        return (
+            Permission.objects.filter(
+                Q(user=user) | Q(group__user=user),
+                content_type__app_label="wallets",
+                codename__in=codenames,
+            )
+            .filter(~Exists(scoped))
+            .exists()
+        )
 
 
 class MtxView(APIView):
@@ -100,6 +108,9 @@ class MtxView(APIView):
         response = super().finalize_response(request, response, *args, **kwargs)
         if getattr(request, "request_id", None):
             response["X-Request-Id"] = request.request_id
+        # Balances and results are one caller's, of one moment: no cache (browser or proxy)
+        # may keep or replay them.
+        response["Cache-Control"] = "no-store"
         return response
 
     def client_ip(self, request) -> str:
