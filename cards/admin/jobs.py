@@ -54,6 +54,9 @@ class GenerationJobAdmin(admin.ModelAdmin):
     ]
     exclude = ["task_id", "heartbeat_at"]
 
+    class Media:
+        css = {"all": ["cards/admin.css"]}
+
     def get_queryset(self, request):
         return jobs_visible_to(request.user)
 

@@ -19,8 +19,10 @@ what keeps them to their reseller must be the scoping, not a missing permission.
 """
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -47,7 +49,15 @@ from tests.factories import (
 from tests.wallets.api import ADJUST, TOPUP, body, reply
 from tests.wallets.conftest import basic_auth
 from wallets.exceptions import Result
-from wallets.models import Balance, BalanceEvent, ExternalVoucher, LedgerEntry, VoucherMode
+from wallets.models import (
+    Balance,
+    BalanceEvent,
+    ExternalVoucher,
+    LedgerEntry,
+    LedgerKind,
+    VoucherMode,
+)
+from wallets.services import balance_apply
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +88,8 @@ OPERATOR_PERMISSIONS = [
     "reports.view_balancereport",
     "wallets.view_balance",
     "wallets.adjust_balance",
+    "wallets.view_ledgerentry",
+    "wallets.reverse_ledgerentry",
 ]
 API_PERMISSIONS = ["wallets.topup_balance", "wallets.adjust_balance", "wallets.view_balance"]
 # Who may see a card's PIN on the screens that show PINs: role → which cards.
@@ -121,6 +133,7 @@ class World:
     theo: object  # subscriber of Zyx Theirs
     rose_balance: Balance
     theo_balance: Balance
+    theo_topup: LedgerEntry  # a reversible entry on the other reseller's balance
 
     def their_markers(self) -> list[str]:
         """Strings that only the other reseller's data contains."""
@@ -158,6 +171,11 @@ def build_world() -> World:
     rose = SubscriberFactory(name="Rose Mine", reseller=mine, user__username="rose")
     _grant(rose.user, ["cards.redeem_card"])
     theo = SubscriberFactory(name="Theo Zyxsub", reseller=theirs, user__username="theo")
+    theo_balance = _main_balance(theo, "sub-zyx-0002")
+    theo_topup = balance_apply(
+        balance_id=theo_balance.pk, amount=Decimal("4.00"), kind=LedgerKind.TOPUP
+    )
+    theo_balance.refresh_from_db()
     return World(
         mine=mine,
         theirs=theirs,
@@ -174,7 +192,8 @@ def build_world() -> World:
         rose=rose,
         theo=theo,
         rose_balance=_main_balance(rose, "sub-rose-0001"),
-        theo_balance=_main_balance(theo, "sub-zyx-0002"),
+        theo_balance=theo_balance,
+        theo_topup=theo_topup,
     )
 
 
@@ -426,6 +445,16 @@ ENDPOINTS: dict[str, Endpoint] = {
         lambda w, u: {"end_time": f"{_later(60):%Y-%m-%dT%H:%M}", "reason": "matrix"},
         True,
     ),
+    "ledger-list": Endpoint("GET", _admin("wallets_ledgerentry_changelist")),
+    "ledger-entry-theirs": Endpoint(
+        "GET", _admin("wallets_ledgerentry_change", lambda w: w.theo_topup.pk)
+    ),
+    "ledger-reverse-theirs": Endpoint(
+        "POST",
+        _admin("wallets_ledgerentry_reverse", lambda w: w.theo_topup.pk),
+        lambda w, u: {"reason": "matrix"},
+        True,
+    ),
     # REST API, both bindings, on the other reseller's subscriber
     **{
         f"api-{binding}-{name}": endpoint
@@ -506,6 +535,9 @@ MATRIX: dict[str, tuple] = {
     "balance-adjust-mine":       STAFF_ONLY,
     "balance-adjust-theirs":     (ALOGIN, ALOGIN, ALOGIN, E404, DONE, ALOGIN, ALOGIN, DONE),
     "balance-validity-theirs":   (ALOGIN, ALOGIN, ALOGIN, E404, DONE, ALOGIN, ALOGIN, DONE),
+    "ledger-list":               STAFF_ONLY,
+    "ledger-entry-theirs":       (ALOGIN, ALOGIN, ALOGIN, GONE, OK,   ALOGIN, ALOGIN, OK),
+    "ledger-reverse-theirs":     (ALOGIN, ALOGIN, ALOGIN, E404, DONE, ALOGIN, ALOGIN, DONE),
     **{
         f"api-{binding}-{name}": outcomes
         for binding in ("xml", "json")
@@ -644,3 +676,37 @@ def test_access(client, endpoint_name, role, expected):
         assert their_snapshot(world) == theirs_before, "changed the other reseller's data"
         for marker in world.their_markers():
             assert marker not in text, f"{marker!r} of the other reseller shown"
+
+
+# --- The pages hold nothing the Content-Security-Policy would block -------------------------
+
+INLINE = re.compile(
+    r"<script(?![^>]*\ssrc=)[^>]*>"  # inline script
+    r"|<style[\s>]|<[^>]+\sstyle="  # inline style
+    r"|<[^>]+\son[a-z]+\s*="  # event handler attribute
+    r"|javascript:"
+    r"|(?:src|href)=[\"']?(?:https?:)?//"  # anything from another site
+)
+HTML_PAGES = [
+    pytest.param(name, role, id=f"{name}-{role}")
+    for name, endpoint in ENDPOINTS.items()
+    for role in ("superuser", "subscriber")
+    if endpoint.method == "GET"
+    and not endpoint.api
+    and MATRIX[name][ROLES.index(role)] == OK
+    and not any(word in name for word in ("csv", "progress", "openapi-json"))  # not HTML
+]
+
+
+@pytest.mark.parametrize(("endpoint_name", "role"), HTML_PAGES)
+def test_pages_hold_nothing_the_content_security_policy_blocks(client, endpoint_name, role):
+    world = build_world()
+
+    response = send(client, ENDPOINTS[endpoint_name], world, make_user(role, world))
+
+    html = content(response)
+    assert response.status_code == 200 and "</html>" in html
+    assert "script-src 'self'" in response["Content-Security-Policy"] or (
+        "default-src 'none'" in response["Content-Security-Policy"]
+    )
+    assert INLINE.findall(html) == []
