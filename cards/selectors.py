@@ -22,7 +22,7 @@ from django.utils import timezone
 from subscribers.models import Reseller, StaffReseller
 
 from .filters import CardFilter
-from .models import CardBatch, CardEvent, CardEventKind, CardStatus, TopUpCard
+from .models import CardBatch, CardEvent, CardEventKind, CardStatus, GenerationJob, TopUpCard
 
 # Counting stops here: past it the changelist shows the planner's estimate ("about N").
 COUNT_CAP = 10_000
@@ -120,6 +120,13 @@ def batches_visible_to(user) -> QuerySet:
     batches = CardBatch.objects.all()
     scoped = staff_reseller(user)
     return batches.filter(reseller=scoped) if scoped is not None else batches
+
+
+def jobs_visible_to(user) -> QuerySet:
+    """Background generation jobs: a reseller-scoped user sees only those for their reseller."""
+    jobs = GenerationJob.objects.all()
+    scoped = staff_reseller(user)
+    return jobs.filter(params__reseller_id=scoped.pk) if scoped is not None else jobs
 
 
 def batch_figures(batch: CardBatch) -> dict:

@@ -18,6 +18,7 @@ from .models import (
     LedgerEntry,
     Wallet,
 )
+from .selectors import balances_visible_to, ledger_entries_visible_to
 from .services import REVERSIBLE_KINDS, balance_adjust, balance_change_validity
 
 
@@ -78,6 +79,10 @@ class BalanceAdmin(admin.ModelAdmin):
     inlines = [BalanceIntervalInline]
     change_form_template = "admin/wallets/balance/change_form.html"
 
+    def get_queryset(self, request):
+        # A reseller's staff sees, adjusts and changes only their subscribers' balances.
+        return balances_visible_to(request.user, super().get_queryset(request))
+
     def get_readonly_fields(self, request, obj=None):
         # Once a balance exists its validity follows the rules S1–S7/E1–E9: "Change validity".
         if obj is not None:
@@ -95,7 +100,7 @@ class BalanceAdmin(admin.ModelAdmin):
     def _form_view(self, request, pk, form_class, title, apply):
         if not request.user.has_perm("wallets.adjust_balance"):
             raise PermissionDenied
-        balance = get_object_or_404(Balance.objects.select_related("template"), pk=pk)
+        balance = get_object_or_404(self.get_queryset(request).select_related("template"), pk=pk)
         form = form_class(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -169,6 +174,9 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     change_form_template = "admin/wallets/ledgerentry/change_form.html"
 
+    def get_queryset(self, request):
+        return ledger_entries_visible_to(request.user, super().get_queryset(request))
+
     def get_urls(self):
         return [
             path(
@@ -198,7 +206,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         if not request.user.has_perm("wallets.reverse_ledgerentry"):
             raise PermissionDenied
         entry = get_object_or_404(
-            LedgerEntry.objects.select_related("balance__template", "actor"), pk=pk
+            self.get_queryset(request).select_related("balance__template", "actor"), pk=pk
         )
         form = ReverseEntryForm(request.POST or None)
         if request.method == "POST" and form.is_valid():

@@ -7,6 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from cards.models import GenerationJob, GenerationJobStatus
+from cards.selectors import jobs_visible_to
 
 
 def job_state(job: GenerationJob) -> dict:
@@ -53,6 +54,12 @@ class GenerationJobAdmin(admin.ModelAdmin):
     ]
     exclude = ["task_id", "heartbeat_at"]
 
+    class Media:
+        css = {"all": ["cards/admin.css"]}
+
+    def get_queryset(self, request):
+        return jobs_visible_to(request.user)
+
     def get_urls(self):
         return [
             path(
@@ -66,15 +73,14 @@ class GenerationJobAdmin(admin.ModelAdmin):
     def progress_view(self, request, job_id: int):
         if not self.has_view_permission(request):
             return JsonResponse({"error": "Not allowed."}, status=403)
-        return JsonResponse(job_state(get_object_or_404(GenerationJob, pk=job_id)))
+        return JsonResponse(job_state(get_object_or_404(self.get_queryset(request), pk=job_id)))
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        job = get_object_or_404(GenerationJob, pk=object_id)
-        extra = {
-            **(extra_context or {}),
-            "job_state": job_state(job),
-            "progress_url": reverse("admin:cards_generationjob_progress", args=[job.pk]),
-        }
+        extra = dict(extra_context or {})
+        job = self.get_object(request, object_id)
+        if job is not None:  # else the admin's "doesn't exist" redirect
+            extra["job_state"] = job_state(job)
+            extra["progress_url"] = reverse("admin:cards_generationjob_progress", args=[job.pk])
         return super().change_view(request, object_id, form_url, extra)
 
     @admin.display(description="Status")

@@ -27,6 +27,9 @@ class Principal:
     permissions: frozenset[str] = field(default_factory=frozenset)
     """The API_CODENAMES the user holds, directly or through a group."""
     address_failures: float = 0.0
+    reseller_scoped: bool = False
+    """A staff user limited to one reseller: the API, which reaches every subscription, refuses
+    them (views.HasRequiredPermission)."""
 
 
 _HELD = """EXISTS (
@@ -44,7 +47,9 @@ _WHO = {
     None: "1 = 0",
 }
 _LOOKUP = """
-SELECT rc.slot, rc.previous, rc.current, c.id, c.voucher_mode, {held}, {user_columns}
+SELECT rc.slot, rc.previous, rc.current, c.id, c.voucher_mode,
+       EXISTS (SELECT 1 FROM subscribers_staffreseller sr WHERE sr.user_id = u.id),
+       {held}, {user_columns}
 FROM (SELECT 1 AS one) one
 LEFT JOIN wallets_ratecounter rc ON rc.key = %(address_key)s
 LEFT JOIN {user_table} u ON {who}
@@ -113,12 +118,12 @@ def principal_lookup(
             {"address_key": address_key, "credential": token if token is not None else username},
         )
         row = cursor.fetchone()
-    slot, previous, current, client_id, voucher_mode = row[:5]
-    held = row[5 : 5 + len(API_CODENAMES)]
+    slot, previous, current, client_id, voucher_mode, scoped = row[:6]
+    held = row[6 : 6 + len(API_CODENAMES)]
     failures = (
         sliding_count(slot, previous, current, period=address_period) if slot is not None else 0.0
     )
-    values = row[5 + len(API_CODENAMES) :]
+    values = row[6 + len(API_CODENAMES) :]
     if values[0] is None:
         return Principal(user=None, address_failures=failures)
     user = _lookup.user_model.from_db(connection.alias, _lookup.names, _lookup.convert(values))
@@ -130,7 +135,12 @@ def principal_lookup(
         client._state.fields_cache["user"] = user
     user._state.fields_cache["api_client"] = client
     permissions = frozenset(name for name, has in zip(API_CODENAMES, held, strict=True) if has)
-    return Principal(user=user, permissions=permissions, address_failures=failures)
+    return Principal(
+        user=user,
+        permissions=permissions,
+        address_failures=failures,
+        reseller_scoped=bool(scoped),
+    )
 
 
 def credentials_in(request) -> tuple[str | None, str | None]:

@@ -4,7 +4,7 @@ import uuid
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db.models import Q
+from django.db.models import Exists, Q
 from django.utils import timezone
 from rest_framework.authentication import BasicAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed, Throttled
@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from cards.lockout import client_ip
 from cards.services import card_topup_by_ref
+from subscribers.models import StaffReseller
 from wallets.exceptions import Malformed, NotFound
 from wallets.models import Channel, VoucherMode
 from wallets.ratelimits import rate_count_add, rate_limit_hit
@@ -99,18 +100,32 @@ class HasRequiredPermission(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         user = request.user
-        if user.is_superuser:
-            return True
-        codenames = [perm.split(".", 1)[1] for perm in view.required_permissions]
+        # A staff user limited to one reseller sees and changes only that reseller's balances
+        # in the admin; the API addresses any subscription, so it serves no such user.
         loaded = getattr(request, "mtx_principal", None)
-        if loaded is not None and loaded[1].user is user and set(codenames) <= set(API_CODENAMES):
-            return bool(loaded[1].permissions.intersection(codenames))
+        if loaded is not None and loaded[1].user is user:
+            principal = loaded[1]
+            codenames = [perm.split(".", 1)[1] for perm in view.required_permissions]
+            if principal.reseller_scoped:
+                return False
+            if user.is_superuser:
+                return True
+            if set(codenames) <= set(API_CODENAMES):
+                return bool(principal.permissions.intersection(codenames))
+        scoped = StaffReseller.objects.filter(user=user)
+        if user.is_superuser:
+            return not scoped.exists()
         # One query for the user's and their groups' permissions (has_perm makes two).
-        return Permission.objects.filter(
-            Q(user=user) | Q(group__user=user),
-            content_type__app_label="wallets",
-            codename__in=codenames,
-        ).exists()
+        codenames = [perm.split(".", 1)[1] for perm in view.required_permissions]
+        return (
+            Permission.objects.filter(
+                Q(user=user) | Q(group__user=user),
+                content_type__app_label="wallets",
+                codename__in=codenames,
+            )
+            .filter(~Exists(scoped))
+            .exists()
+        )
 
 
 class MtxView(APIView):
@@ -147,6 +162,9 @@ class MtxView(APIView):
         response = super().finalize_response(request, response, *args, **kwargs)
         if getattr(request, "request_id", None):
             response["X-Request-Id"] = request.request_id
+        # Balances and results are one caller's, of one moment: no cache (browser or proxy)
+        # may keep or replay them.
+        response["Cache-Control"] = "no-store"
         return response
 
     def client_ip(self, request) -> str:
