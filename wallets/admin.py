@@ -36,12 +36,24 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 class BalanceInline(admin.TabularInline):
+    """The wallet's balances, to read: each is changed on its own page, where the amount and the
+    validity follow the rules (Adjust, Change validity) and every change is recorded. Editable
+    rows here would let an operator move a balance's start or end with no rule and no event."""
+
     model = Balance
     fields = ["resource_id", "template", "amount", "start_time", "end_time", "parent", "is_main"]
-    readonly_fields = ["amount"]
-    raw_id_fields = ["parent"]
+    readonly_fields = fields
     extra = 0
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Wallet)
@@ -85,8 +97,10 @@ class BalanceAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Once a balance exists its validity follows the rules S1–S7/E1–E9: "Change validity".
+        # Its wallet and template (the currency of the money it holds) stay what they were:
+        # moving money to another wallet or currency is not an edit.
         if obj is not None:
-            return ["amount", "start_time", "end_time"]
+            return ["amount", "start_time", "end_time", "wallet", "template"]
         return ["amount"]
 
     def get_urls(self):

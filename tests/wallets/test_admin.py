@@ -259,3 +259,59 @@ def test_history_admin_pages_are_read_only(client, operator):
     for name in ["balanceevent", "externalvoucher", "ledgerentry"]:
         assert client.get(reverse(f"admin:wallets_{name}_changelist")).status_code == 200
         assert client.get(reverse(f"admin:wallets_{name}_add")).status_code == 403
+
+
+def _wallet_form_data(page, wallet, balance, **balance_fields):
+    data = {k: v for k, v in page.context["adminform"].form.initial.items() if v is not None}
+    data.update(
+        {
+            "subscription": wallet.subscription_id,
+            "balances-TOTAL_FORMS": "1",
+            "balances-INITIAL_FORMS": "1",
+            "balances-0-id": balance.pk,
+            "balances-0-wallet": wallet.pk,
+            "balances-0-resource_id": balance.resource_id,
+            "balances-0-template": balance.template_id,
+            "balances-0-start_time_0": balance.start_time.strftime("%Y-%m-%d"),
+            "balances-0-start_time_1": balance.start_time.strftime("%H:%M:%S"),
+            "balances-0-is_main": "on" if balance.is_main else "",
+            **{f"balances-0-{name}": value for name, value in balance_fields.items()},
+        }
+    )
+    return data
+
+
+def test_the_wallet_page_shows_its_balances_but_cannot_move_their_validity(client):
+    """Validity moves only through Change validity (rules S1–S7/E1–E9, a recorded event)."""
+    client.force_login(staff("change_wallet", "view_wallet"))
+    balance = make_balance(end_days=5)
+    wallet, before = balance.wallet, snapshot()
+    url = reverse("admin:wallets_wallet_change", args=[wallet.pk])
+    page = client.get(url)
+
+    client.post(
+        url, _wallet_form_data(page, wallet, balance, end_time_0="2099-01-01", end_time_1="00:00")
+    )
+
+    assert str(balance.template).encode() in page.content
+    assert snapshot() == before
+
+
+def test_a_balance_keeps_its_wallet_and_template_once_it_exists(client):
+    """Moving money to another subscriber or currency is not an edit of the balance page."""
+    client.force_login(staff())
+    balance, other = make_balance(), make_balance()
+    assert other.template_id != balance.template_id
+    url = reverse("admin:wallets_balance_change", args=[balance.pk])
+
+    client.post(
+        url,
+        {
+            "wallet": other.wallet_id,
+            "template": other.template_id,
+            "resource_id": balance.resource_id,
+        },
+    )
+
+    moved = Balance.objects.get(pk=balance.pk)
+    assert (moved.wallet_id, moved.template_id) == (balance.wallet_id, balance.template_id)
