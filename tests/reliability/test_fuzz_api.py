@@ -390,7 +390,7 @@ BINDINGS = ["xml", "json"]
 @pytest.mark.parametrize("binding", BINDINGS)
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_random_bytes_are_refused_as_malformed(client, world, tally, target, binding):
-    @fuzz_settings(25)
+    @fuzz_settings(12)
     @given(body=st.one_of(st.binary(max_size=3000), st.text(max_size=3000).map(str.encode)))
     def run(body):
         check_refused(client, world, target, binding, body, tally, result=-1, status=400)
@@ -420,7 +420,7 @@ def test_mutated_valid_bodies_are_refused_and_change_nothing(client, world, tall
             == 0
         )
 
-    @fuzz_settings(50)
+    @fuzz_settings(30)
     @given(body=broken_body(target, binding, base))
     def run(body):
         check_refused(client, world, target, binding, body, tally)
@@ -447,7 +447,7 @@ def test_any_value_is_either_applied_exactly_or_refused(client, world, tally, ta
     root = TARGETS[target][0]
     base = valid_fields(world, target)
 
-    @fuzz_settings(30)
+    @fuzz_settings(15)
     @given(
         field=st.sampled_from(BODY_FIELDS[root]),
         value=any_value(),
@@ -504,7 +504,7 @@ def deeply_nested(draw, binding: str, root: str) -> bytes:
 @pytest.mark.parametrize("binding", BINDINGS)
 @pytest.mark.parametrize("target", ["topup-card", "adjustment"])
 def test_deep_nesting_is_refused(client, world, tally, target, binding):
-    @fuzz_settings(10)
+    @fuzz_settings(6)
     @given(body=deeply_nested(binding, TARGETS[target][0]))
     def run(body):
         check_refused(client, world, target, binding, body, tally, result=-1, status=400)
@@ -560,7 +560,7 @@ def entity_attack(draw, root: str) -> bytes:
 def test_entity_bombs_and_external_entities_are_refused(client, world, tally, target):
     passwd = open("/etc/passwd").read().split("\n", 1)[0]  # noqa: SIM115 - one line, for the check
 
-    @fuzz_settings(20)
+    @fuzz_settings(10)
     @given(body=entity_attack(TARGETS[target][0]))
     def run(body):
         with each_example_rolled_back():
@@ -642,7 +642,7 @@ def test_a_valid_body_under_a_wrong_content_type_is_415(client, world, tally, ta
     root = TARGETS[target][0]
     body = render(binding, root, list(valid_fields(world, target).items()))
 
-    @fuzz_settings(10)
+    @fuzz_settings(6)
     @given(content_type=content_types)
     def run(content_type):
         other = {"xml": {"application/json"}, "json": {"application/xml", "text/xml"}}[binding]
@@ -669,7 +669,7 @@ def test_a_valid_body_with_a_wrong_method_is_405(client, world, tally, target, b
     root = TARGETS[target][0]
     body = render(binding, root, list(valid_fields(world, target).items()))
 
-    @fuzz_settings(8)
+    @fuzz_settings(5)
     @given(
         method=st.one_of(
             st.sampled_from(["GET", "POST", "PATCH", "DELETE", "OPTIONS", "TRACE", "HEAD"]),
@@ -745,7 +745,7 @@ def test_junk_references_and_resource_ids_find_nothing(client, world, tally, tar
     root, op, _ = TARGETS[target]
     body = render(binding, root, list(valid_fields(world, target).items()))
 
-    @fuzz_settings(25)
+    @fuzz_settings(12)
     @given(place=wrong_place(world))
     def run(place):
         owner, ref, resource_id = place
