@@ -82,6 +82,9 @@ def owner_filter(owner: str, ref: str) -> dict:
                 + " or ".join(f"{name}+value" for name in SEARCH_TERMS[owner])
                 + "."
             )
+        if "\x00" in value:
+            # No external id or access number holds a NUL (PostgreSQL cannot even compare one).
+            raise NotFound(f"No {owner} matches this reference.")
         return {lookup: value}
     if not ref.isascii() or not ref.isdigit() or int(ref) > MAX_OBJECT_ID:
         raise NotFound(f"No {owner} has this ObjectId.")

@@ -787,6 +787,21 @@ def test_found_by_the_fuzz_is_refused(client, world, target, extra, result, bind
         assert full_state() == before
 
 
+@pytest.mark.parametrize("binding", BINDINGS)
+@pytest.mark.parametrize(
+    "ref", ["ExternalId+%00", "AccessNumber+555%00", "ExternalId+fuzz-sub-7f3a%00"]
+)
+def test_a_nul_in_a_reference_finds_nothing(client, world, binding, ref):
+    """Found by the fuzz on PostgreSQL: a DataError ("cannot contain NUL"), so a 500."""
+    url = wallet_url(binding, ref=ref, op="topup")
+    body = render(binding, TOPUP, list(valid_fields(world, "topup-external").items()))
+    with each_example_rolled_back():
+        before = full_state()
+        response = send(client, world, "topup-external", binding, body, url=url)
+        assert_refused(response, binding, result=11, status=404)
+        assert full_state() == before
+
+
 def test_a_lone_surrogate_in_json_is_malformed(client, world):
     body = (
         b'{"$": "MtxRequestSubscriberAdjustBalance", "AdjustType": "1", "Amount": "5.00", '
