@@ -223,7 +223,12 @@ def test_advanced_search_garbage_gives_an_error_or_a_result_never_a_500(admin, w
             before = full_state()
             response = admin.get(page, params)
             tally.add(response.status_code)
-            assert response.status_code in (200, 302)  # the changelist redirects with ?e=1
+            if response.status_code == 400:
+                # Django refuses to redirect to a URL over 2,048 characters (DisallowedRedirect):
+                # an invalid search that long gets its generic Bad Request page.
+                assert len(urlencode(params)) > 1000
+            else:
+                assert response.status_code in (200, 302)  # the changelist redirects with ?e=1
             assert full_state() == before
 
     run()
