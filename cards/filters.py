@@ -144,6 +144,16 @@ class CardSearchForm(forms.Form):
         return data
 
 
+MAX_ID = 2**63 - 1
+
+
+class IdFilter(django_filters.NumberFilter):
+    """A row id: a whole number in the id range (a decimal `1.5` would match row 1, and a
+    number past 64 bits is an OverflowError on SQLite)."""
+
+    field_class = forms.IntegerField
+
+
 def _reseller_choices(request):
     from .selectors import staff_reseller
 
@@ -190,7 +200,7 @@ class CardFilter(django_filters.FilterSet):
     activated_to = django_filters.DateFilter(
         label="Activation Date to", field_name="activated_at", method="filter_day_to"
     )
-    batch = django_filters.NumberFilter(label="Batch", field_name="batch_id")
+    batch = IdFilter(label="Batch", field_name="batch_id", min_value=1, max_value=MAX_ID)
     series = django_filters.CharFilter(label="Series", method="filter_series", max_length=6)
 
     class Meta:
@@ -237,6 +247,8 @@ class CardFilter(django_filters.FilterSet):
         return queryset.filter(**{f"{name}__gte": _day_start(value)})
 
     def filter_day_to(self, queryset, name, value):
+        if value >= dt.date.max:
+            return queryset.filter(**{f"{name}__isnull": False})  # to the end of the calendar
         return queryset.filter(**{f"{name}__lt": _day_after(value)})
 
     @property

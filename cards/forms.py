@@ -56,6 +56,9 @@ class GenerateCardsForm(forms.Form):
             self.initial.setdefault("expires_at", default_expiry())
 
 
+MAX_ID = 2**63 - 1
+
+
 class PrimaryKeysField(forms.Field):
     """Card ids from the per-row delete marks (checkboxes named `delete`)."""
 
@@ -65,9 +68,13 @@ class PrimaryKeysField(forms.Field):
         if not value:
             return []
         try:
-            return sorted({int(item) for item in value})
+            marked = sorted({int(item) for item in value})
         except (TypeError, ValueError):
             raise forms.ValidationError("The delete marks are not valid.") from None
+        if marked and not (1 <= marked[0] and marked[-1] <= MAX_ID):
+            # No card has such an id, and SQLite cannot even compare one past 64 bits.
+            raise forms.ValidationError("The delete marks are not valid.")
+        return marked
 
 
 class MassEditForm(forms.Form):

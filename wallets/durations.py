@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 _DURATION = re.compile(
     r"^(?P<sign>[-+]?)P"
-    r"(?:(?P<years>\d{1,4})Y)?(?:(?P<months>\d{1,5})M)?(?:(?P<weeks>\d{1,6})W)?"
-    r"(?:(?P<days>\d{1,7})D)?"
-    r"(?:T(?:(?P<hours>\d{1,8})H)?(?:(?P<minutes>\d{1,10})M)?(?:(?P<seconds>\d{1,12})S)?)?$"
+    r"(?:(?P<years>[0-9]{1,4})Y)?(?:(?P<months>[0-9]{1,5})M)?(?:(?P<weeks>[0-9]{1,6})W)?"
+    r"(?:(?P<days>[0-9]{1,7})D)?"
+    r"(?:T(?:(?P<hours>[0-9]{1,8})H)?(?:(?P<minutes>[0-9]{1,10})M)?(?:(?P<seconds>[0-9]{1,12})S)?)?$"
 )
 
 

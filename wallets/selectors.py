@@ -112,8 +112,12 @@ def owner_filter(owner: str, ref: str) -> dict:
                 + " or ".join(f"{name}+value" for name in SEARCH_TERMS[owner])
                 + "."
             )
+        if "\x00" in value:
+            # No external id or access number holds a NUL (PostgreSQL cannot even compare one).
+            raise NotFound(f"No {owner} matches this reference.")
         return {lookup: value}
-    if not ref.isascii() or not ref.isdigit() or int(ref) > MAX_OBJECT_ID:
+    # Length first: int() refuses a string of more than 4,300 digits (ValueError, a 500).
+    if not ref.isascii() or not ref.isdigit() or len(ref) > 19 or int(ref) > MAX_OBJECT_ID:
         raise NotFound(f"No {owner} has this ObjectId.")
     return {OBJECT_ID[owner]: int(ref)}
 

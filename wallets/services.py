@@ -9,6 +9,7 @@ credits before it can know which ancestors an EndTime will move.
 import datetime as dt
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -350,6 +351,7 @@ def balance_change_validity(
     request_id: str = "",
 ) -> list[Balance]:
     """Change the start and/or the end of a balance in one transaction (S1–S7, E1–E8)."""
+    check_reason_text(reason)
     changed: list[Balance] = []
     if start_time is not None:
         changed += balance_change_start(
@@ -650,6 +652,15 @@ def balance_adjust(
         return replay
 
 
+def check_reason_text(reason: str) -> None:
+    """A reason is one line of text for the audit trail: bounded, and without control
+    characters (PostgreSQL cannot store NUL; a JSON body can carry it, and lone surrogates)."""
+    if len(reason) > MAX_REASON_LENGTH:
+        raise BadData(f"The reason may have at most {MAX_REASON_LENGTH} characters.")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in reason):
+        raise BadData("The reason may not contain control characters.")
+
+
 def check_adjustment(
     balance: Balance, *, adjust_type, amount: Decimal, reason: str, has_time_change: bool
 ) -> Decimal:
@@ -660,8 +671,7 @@ def check_adjustment(
         raise BadData("Amount must be greater than zero.")
     if not (reason or "").strip():
         raise BadData("A reason is required for an adjustment.")
-    if len(reason) > MAX_REASON_LENGTH:
-        raise BadData(f"The reason may have at most {MAX_REASON_LENGTH} characters.")
+    check_reason_text(reason)
     if balance.template.kind == BalanceKind.METER:
         raise NotSupported("An amount meter cannot be adjusted.")
     check_precision(balance, amount)
@@ -748,8 +758,7 @@ def ledger_entry_reverse(
     """
     if not (reason or "").strip():
         raise BadData("A reason is required to reverse an entry.")
-    if len(reason) > MAX_REASON_LENGTH:
-        raise BadData(f"The reason may have at most {MAX_REASON_LENGTH} characters.")
+    check_reason_text(reason)
     entry = LedgerEntry.objects.select_related("balance").get(pk=entry_id)
     if entry.kind not in REVERSIBLE_KINDS:
         raise BadData("Only a top-up or a card redemption can be reversed.")

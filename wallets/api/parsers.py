@@ -6,6 +6,7 @@ every value kept as the exact text sent (a PIN keeps its leading zeros, an amoun
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import ParseError
 
@@ -18,6 +19,7 @@ from wallets.exceptions import Malformed
 from .serializers import REQUEST_FIELDS
 
 BODY_LIMIT = 64 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -129,5 +131,8 @@ class MtxJSONParser(BaseParser):
             _check_field(key, allowed, fields)
             if not isinstance(value, str):
                 raise Malformed(f"Field {key!r} must be a string or a number.")
+            if _SURROGATE.search(value):
+                # "\ud800" escapes a lone surrogate: not a character, and no database takes it.
+                raise Malformed(f"Field {key!r} is not valid Unicode text.")
             fields[key] = value.strip()
         return MtxMessage(name=name, fields=fields)

@@ -43,7 +43,8 @@ def parse_time(fields: dict[str, str], name: str) -> dt.datetime | RelativeTime 
     text = fields.get(name)
     if text is None:
         return None
-    if not text or len(text) > _MAX_TIME_TEXT:
+    if not text or len(text) > _MAX_TIME_TEXT or not text.isascii():
+        # ASCII only: Django's parse_datetime reads any Unicode digit (٢٠٣٠ as 2030).
         raise BadData(f"{name} must be an ISO 8601 date and time or duration.")
     if text.lstrip("+-").startswith("P"):
         relative = parse_duration(text)
@@ -58,7 +59,11 @@ def parse_time(fields: dict[str, str], name: str) -> dt.datetime | RelativeTime 
         raise BadData(f"{name} must be an ISO 8601 date and time such as 2026-12-31T00:00:00Z.")
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment, dt.UTC)
-    return moment
+    try:
+        # Stored in UTC: 9999-12-31T23:59:59-05:00 is past the last day a database can hold.
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise BadData(f"{name} is out of range.") from None
 
 
 @dataclass(frozen=True)
