@@ -779,15 +779,56 @@ class CardsAndBalances(RuleBasedStateMachine):
             call = lambda: card_reverse(card_id=card.pk, reason=reason, actor=w.operator)  # noqa: E731
         elif m.entries:
             entry = m.entries[data.draw(st.sampled_from(sorted(m.entries)))]
-            expected = m.predict_reverse(entry, reason=reason)
-            call = lambda: entry_reverse(entry_id=entry.pk, reason=reason, actor=w.operator)  # noqa: E731
+            self.reverse_entry(entry, reason, "reverse entry")
+            return
         else:
             return
         self.now()
-        reversal = self.attempt(expected, call, f"reverse {how}")
+        reversal = self.attempt(expected, call, "reverse card")
         if reversal is not None:
             assert reversal.amount == -entry.amount and reversal.reverses_id == entry.pk
             m.apply_reverse(entry, reversal_pk=reversal.pk, actor=w.operator.pk)
+
+    def reverse_entry(self, entry, reason, label):
+        w, m = self.world, self.model
+        expected = m.predict_reverse(entry, reason=reason)
+        reversal = self.attempt(
+            expected,
+            lambda: entry_reverse(entry_id=entry.pk, reason=reason, actor=w.operator),
+            label,
+        )
+        if reversal is not None:
+            assert reversal.amount == -entry.amount and reversal.reverses_id == entry.pk
+            m.apply_reverse(entry, reversal_pk=reversal.pk, actor=w.operator.pk)
+
+    @precondition(
+        lambda self: any(
+            e.kind in ("topup", "redemption") and not e.reversed
+            for e in self.model.entries.values()
+        )
+    )
+    @rule(data=st.data())
+    def reverse_after_the_money_was_spent(self, data):
+        """The subscriber spends the credit (a debit of the whole balance), then an operator
+        reverses it: refused, the balance would go negative, and nothing changes."""
+        m = self.model
+        credits = [
+            pk
+            for pk, e in sorted(m.entries.items())
+            if e.kind in ("topup", "redemption") and not e.reversed
+        ]
+        entry = m.entries[data.draw(st.sampled_from(credits))]
+        who = next(i for i, s in enumerate(m.subscribers) if s.balance == entry.balance)
+        self.adjust(
+            who=who,
+            adjust_type=2,
+            amount_kind="all",
+            reason="Spent",
+            start=None,
+            end=None,
+            key=None,
+        )
+        self.reverse_entry(entry, "Complaint", "reverse spent credit")
 
     @precondition(lambda self: any(self.model.failures.values()))
     @rule()
