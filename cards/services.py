@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, connection, transaction
 from django.db.models import (
     BigIntegerField,
@@ -414,7 +415,10 @@ def _lock_cards(cards: QuerySet) -> tuple[QuerySet, int]:
         # SQLite: the first write takes the database's write lock until the commit, so no other
         # transaction can add a card between this edit's statements.
         return cards, cards.count()
-    sql, params = cards.order_by("pk").values("pk").query.sql_with_params()
+    try:
+        sql, params = cards.order_by("pk").values("pk").query.sql_with_params()
+    except EmptyResultSet:  # a selection empty by construction (`pk__in=[]`, `.none()`)
+        return cards.none(), 0
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {_LOCKED_CARDS}")
         cursor.execute(
@@ -497,6 +501,11 @@ def cards_mass_update(
         raise CardEditError("Block must be block, unblock or preserve.", field="blocked")
     target, selected = _lock_cards(_editable(cards))
     changed: dict[str, int] = {}
+    if not selected:
+        # Nothing to change, and no statement to run: an empty selection compiles to no SQL.
+        asked = {"expires_at": expires_at, "reseller": reseller, "blocked": blocked}
+        changed = {field: 0 for field, value in asked.items() if value is not PRESERVE}
+        return MassUpdateResult(selected=0, changed=changed)
     if expires_at is not PRESERVE:
         touched = target.exclude(expires_at=expires_at)
         _insert_events(

@@ -1,13 +1,23 @@
 from decimal import Decimal
 
-from django.db.models import DecimalField, F, OuterRef, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import (
+    BigIntegerField,
+    DecimalField,
+    F,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, Round
 from django.utils import timezone
 
 from subscribers.models import StaffReseller
 
 from .exceptions import BadData, NotFound, UnknownSearchTerm
-from .models import Balance, BalanceInterval, BalanceKind, LedgerEntry, Wallet
+from .models import AMOUNT_PLACES, Balance, BalanceInterval, BalanceKind, LedgerEntry, Wallet
 
 
 def staff_reseller_id(user) -> int | None:
@@ -53,11 +63,42 @@ def _ledger_total(field: str):
     )
 
 
+def _units(expression):
+    """An amount in whole millionths (AMOUNT_PLACES), rounded: an exact integer on SQLite."""
+    return Round(expression * Value(10**AMOUNT_PLACES), output_field=BigIntegerField())
+
+
+def _ledger_units(field: str):
+    return Coalesce(
+        Subquery(
+            LedgerEntry.objects.filter(**{field: OuterRef("pk")})
+            .order_by()
+            .values(field)
+            .annotate(total=Sum(_units(F("amount")), output_field=BigIntegerField()))
+            .values("total")[:1]
+        ),
+        Value(0),
+        output_field=BigIntegerField(),
+    )
+
+
+def _out_of_ledger(queryset: QuerySet, field: str) -> QuerySet:
+    """The rows of `queryset` whose amount differs from the sum of their entries (`field`)."""
+    queryset = queryset.annotate(ledger_total=_ledger_total(field))
+    if connection.vendor != "sqlite":
+        return queryset.exclude(amount=F("ledger_total"))
+    # SQLite keeps decimals as binary floating point and sums them so: a balance of 1004.91
+    # has entries summing to 1004.9100000000001, and an exact comparison reports a balance
+    # that agrees with its ledger. Compare whole millionths, each entry rounded on its own.
+    return queryset.annotate(
+        amount_units=_units(F("amount")), ledger_units=_ledger_units(field)
+    ).exclude(amount_units=F("ledger_units"))
+
+
 def balances_out_of_ledger() -> QuerySet[Balance]:
     """Balances whose amount differs from the sum of their ledger entries."""
     return (
-        Balance.objects.annotate(ledger_total=_ledger_total("balance"))
-        .exclude(amount=F("ledger_total"))
+        _out_of_ledger(Balance.objects.all(), "balance")
         .select_related("wallet__subscription", "wallet__group", "template")
         .order_by("pk")
     )
@@ -66,8 +107,7 @@ def balances_out_of_ledger() -> QuerySet[Balance]:
 def intervals_out_of_ledger() -> QuerySet[BalanceInterval]:
     """Periodic intervals whose amount differs from the sum of their ledger entries."""
     return (
-        BalanceInterval.objects.annotate(ledger_total=_ledger_total("interval"))
-        .exclude(amount=F("ledger_total"))
+        _out_of_ledger(BalanceInterval.objects.all(), "interval")
         .select_related("balance__wallet")
         .order_by("pk")
     )

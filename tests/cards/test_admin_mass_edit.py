@@ -362,6 +362,24 @@ def test_an_empty_selection_says_so(admin_client, selection):
     assert 'name="_confirm"' not in delete.content.decode()
 
 
+def test_mass_edit_of_a_search_that_selects_nothing_by_construction_changes_nothing(
+    admin_client, selection
+):
+    """A client name that matches no subscriber filters on an empty id list (`IN ()`), which
+    has no SQL: Process used to crash with a server error (found by the stateful test)."""
+    before = snapshot(TopUpCard), CardEvent.objects.count()
+
+    response = admin_client.post(
+        url(MASS_EDIT, client="Nobody by that name"),
+        edit(block_action="block", _confirm="Confirm"),
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "Mass Edit done" in response.content.decode()
+    assert (snapshot(TopUpCard), CardEvent.objects.count()) == before
+
+
 def test_mass_edit_carries_the_search_to_its_links_and_back(admin_client, selection):
     html = admin_client.get(url(MASS_EDIT, serial_from="3", status="new")).content.decode()
     listing = admin_client.get(

@@ -88,6 +88,25 @@ def test_mass_delete_keeps_activated_cards(subscriber):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "empty",
+    [lambda: TopUpCard.objects.none(), lambda: TopUpCard.objects.filter(pk__in=[])],
+    ids=["none", "pk-in-empty-list"],
+)
+def test_mass_edit_and_delete_of_an_empty_selection_change_nothing(empty):
+    """A selection with no SQL (an empty `IN ()`, `.none()`) raised EmptyResultSet."""
+    TopUpCardFactory.create_batch(2)
+    before = snapshot(TopUpCard), snapshot(CardEvent)
+
+    result = cards_mass_update(cards=empty(), blocked=True, expires_at=timezone.now(), actor=None)
+    deleted = cards_mass_delete(cards=empty(), actor=None)
+
+    assert result.selected == 0 and result.changed == {"expires_at": 0, "blocked": 0}
+    assert deleted == 0
+    assert (snapshot(TopUpCard), snapshot(CardEvent)) == before
+
+
+@pytest.mark.django_db
 def test_pin_reveal_needs_the_permission_and_records_nothing_when_refused():
     card = TopUpCardFactory()
     user = operator(username="plain")

@@ -98,6 +98,25 @@ def test_check_ledger_names_every_hand_corrupted_balance(main_balance):
     assert "ledger sums to 3" in lines[str(other.pk)]
 
 
+def test_check_ledger_is_exact_where_the_database_sums_decimals_as_floats(main_balance):
+    """SQLite keeps decimals as floats: 0.10 + 0.20 sums to 0.30000000000000004 there, which is
+    not the 0.30 the balance holds. check_ledger reported such a balance (found by the stateful
+    test); a real difference of one millionth is still reported."""
+    other = BalanceFactory(template=BalanceTemplateFactory(currency="EUR", precision=6))
+    for amount in ("0.10", "0.20", "1004.61", "123456789.07"):
+        balance_apply(balance_id=main_balance.pk, amount=Decimal(amount), kind=LedgerKind.TOPUP)
+    for amount in ("0.100001", "0.200002"):
+        balance_apply(balance_id=other.pk, amount=Decimal(amount), kind=LedgerKind.TOPUP)
+    out = StringIO()
+
+    call_command("check_ledger", stdout=out)
+
+    assert "Ledger OK" in out.getvalue()
+    Balance.objects.filter(pk=other.pk).update(amount=Decimal("0.300004"))
+    with pytest.raises(CommandError, match="1 balance"):
+        call_command("check_ledger", stdout=StringIO(), stderr=StringIO())
+
+
 def test_check_ledger_exits_non_zero_from_the_shell(main_balance):
     Balance.objects.filter(pk=main_balance.pk).update(amount=Decimal("1.00"))
 
