@@ -221,6 +221,7 @@ class Model:
             entry = self.entries[card.entry]
             if (
                 allow_replay
+                and not card.reversed  # a reversed redemption is not a success to repeat
                 and entry.balance == balance.pk
                 and entry.actor == actor
                 and (expected_amount is None or expected_amount == card.amount)
@@ -333,6 +334,8 @@ class Model:
             return failure
         if reference in self.external:
             used_balance, used_amount, entry = self.external[reference]
+            if self.entries[entry].reversed:  # the operator took it back: no replay
+                return Fail(wallet_errors.AlreadyRedeemed)
             if used_balance == balance.pk and used_amount == amount:
                 return "replay", entry
             return Fail(wallet_errors.AlreadyRedeemed)
