@@ -16,10 +16,17 @@ def hot_cursor():
     if connection.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
         return connection.cursor()
     connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        # Django leaves psycopg's automatic preparing off (threshold None), and then psycopg
+        # ignores even an explicit prepare=True. A threshold no query reaches keeps the rest of
+        # Django's queries unprepared and lets these statements be prepared.
+        raw.prepare_threshold = _EXPLICIT_ONLY
     with connection.wrap_database_errors:
         return connection._prepare_cursor(_prepared_cursor_class()(connection.connection))
 
 
+_EXPLICIT_ONLY = 2**31 - 1
 _class = None
 
 

@@ -132,3 +132,38 @@ def test_counted_events_are_counted_without_a_limit():
 
     assert rate_count(key="address", period=900, now=5000.0) == 25
     assert rate_count(key="address", period=900, now=5000.0 + 2 * 900) == 0
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.postgres
+def test_the_hot_statements_are_prepared_once_per_connection(client, card_client):
+    """Planning the top-up statement costs more than running it: it must really be prepared
+    (Django's psycopg connection ignores prepare=True unless told otherwise)."""
+    balance = make_balance()
+    api = Api(client, "xml", card_client)
+
+    for _ in range(2):
+        card = TopUpCardFactory(amount=Decimal("1.00"), reseller=None)
+        assert api.topup(balance, Amount="1.00", Voucher=card.pin).status_code == 200
+
+    prepared = _prepared_statements()
+    assert any("wallets_ledgerentry" in statement for statement in prepared)  # the top-up
+    assert any("auth_user_user_permissions" in statement for statement in prepared)  # who calls
+    assert any("wallets_ratecounter" in statement for statement in prepared)  # the throttle
+    assert len(prepared) == 3  # the same three each time, nothing else of Django's
+
+
+@pytest.mark.postgres
+def test_behind_a_transaction_pooler_nothing_is_prepared(client, card_client, settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    balance = make_balance()
+    card = TopUpCardFactory(amount=Decimal("1.00"), reseller=None)
+
+    assert Api(client, "xml", card_client).topup(balance, Amount="1.00", Voucher=card.pin)
+    assert LedgerEntry.objects.filter(balance=balance).count() == 1
+    assert _prepared_statements() == []
