@@ -53,6 +53,20 @@ def test_production_passes_the_deployment_checks():
     )
 
 
+def test_production_keeps_database_connections_between_requests():
+    """A connection per request would cost its set-up each time and lose the prepared
+    statements of the REST hot path."""
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "d = settings.DATABASES['default']; print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])"
+    )
+
+    result = _run("-c", code)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["60", "True"]
+
+
 def test_production_session_and_csrf_cookies_are_locked_down():
     names = [
         "SESSION_COOKIE_SECURE",
