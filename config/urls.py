@@ -8,3 +8,7 @@ urlpatterns = [
     path("rsgateway/", include("wallets.api.urls")),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]
+
+# Django's own 400 and 500 pages, except under /rsgateway/ where they are MtxResponses.
+handler400 = "wallets.api.errors.bad_request"
+handler500 = "wallets.api.errors.server_error"

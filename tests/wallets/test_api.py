@@ -926,3 +926,48 @@ def test_get_wallet_costs_the_same_for_many_balances(vms, django_assert_max_num_
         response = vms.send("GET", vms.url(subscription_ref(main)))
 
     assert len(reply(response)["BalanceArray"]) == 11
+
+
+# --- Failures Django answers before (or around) the API's views ---------------------------------
+
+
+@pytest.mark.parametrize("binding", ["xml", "json"])
+def test_a_host_the_site_does_not_serve_gets_an_mtx_response_not_a_page(client, binding):
+    balance = make_balance()
+    before = snapshot()
+    prefix = "/rsgateway/data/v3/" if binding == "xml" else "/rsgateway/data/json/"
+    path = f"{prefix}subscription/{subscription_ref(balance)}/wallet/{balance.resource_id}/topup"
+
+    response = client.put(
+        path,
+        body(binding, "MtxRequestSubscriberTopupBalance", {"Amount": "1.00", "Voucher": "X"}),
+        content_type="application/json" if binding == "json" else "application/xml",
+        HTTP_HOST="not-this-site.example",
+    )
+
+    assert response.status_code == 400
+    assert reply(response)["Result"] == Result.MALFORMED
+    assert response["Cache-Control"] == "no-store"
+    assert snapshot() == before
+    # Elsewhere it stays Django's page.
+    page = client.get("/admin/", HTTP_HOST="not-this-site.example")
+    assert page.status_code == 400 and page["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("binding", ["xml", "json"])
+def test_a_crash_outside_the_views_handler_is_an_mtx_response(client, binding, monkeypatch):
+    from wallets.api import views
+
+    def crash(self, request, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(views.WalletView, "dispatch", crash)
+    client.raise_request_exception = False
+    balance = make_balance()
+    prefix = "/rsgateway/data/v3/" if binding == "xml" else "/rsgateway/data/json/"
+
+    response = client.get(f"{prefix}subscription/{subscription_ref(balance)}/wallet")
+
+    assert response.status_code == 500
+    assert reply(response)["Result"] == Result.INTERNAL_ERROR
+    assert "boom" not in response.content.decode()

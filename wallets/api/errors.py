@@ -86,3 +86,43 @@ def mtx_exception_handler(exc, context) -> Response:
         return mtx_response(Result.MALFORMED, str(exc.detail), status=exc.status_code)
     logger.exception("Unexpected error in the REST API", exc_info=exc)
     return mtx_response(Result.INTERNAL_ERROR, "Internal error.")
+
+
+# --- Failures outside DRF (Django's error handlers, config/urls.py) ----------------------------
+# A request refused before it reaches a view (a Host header not in ALLOWED_HOSTS, a body over
+# Django's own limits) or a crash in a middleware is answered by Django's handler400/handler500.
+# Under /rsgateway/ a partner's system must still get an MtxResponse it can parse.
+
+GATEWAY_PREFIX = "/rsgateway/"
+
+
+def _gateway_reply(request, result: int, text: str):
+    from django.http import HttpResponse
+
+    from .renderers import MtxJSONRenderer, MtxXMLRenderer
+
+    json = request.path.startswith(GATEWAY_PREFIX + "data/json/")
+    renderer = MtxJSONRenderer() if json else MtxXMLRenderer()
+    data = {"$": "MtxResponse", "RouteId": ROUTE_ID, "Result": result, "ResultText": text}
+    return HttpResponse(
+        renderer.render(data),
+        status=HTTP_STATUS[result],
+        content_type="application/json" if json else "application/xml; charset=utf-8",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def bad_request(request, exception=None):
+    if request.path.startswith(GATEWAY_PREFIX):
+        return _gateway_reply(request, Result.MALFORMED, "Bad request.")
+    from django.views import defaults
+
+    return defaults.bad_request(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith(GATEWAY_PREFIX):
+        return _gateway_reply(request, Result.INTERNAL_ERROR, "Internal error.")
+    from django.views import defaults
+
+    return defaults.server_error(request)
