@@ -779,7 +779,7 @@ FOUND = [
 @pytest.mark.parametrize("target, extra, result", FOUND)
 def test_found_by_the_fuzz_is_refused(client, world, target, extra, result, binding):
     if binding == "xml" and any("\u0000" in v or "\u001b" in v for _, v in extra):
-        pytest.skip("XML cannot carry these characters at all (refused as not well-formed)")
+        result = -1  # XML cannot carry these characters at all: the body is not well-formed
     fields = {**valid_fields(world, target), **dict(extra)}
     with each_example_rolled_back():
         before = full_state()
