@@ -1,23 +1,29 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin as AuthGroupAdmin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import Group as AuthGroup
 
+from .admin_scoping import ResellerScopedAdmin
 from .models import AccessNumber, Group, Reseller, StaffReseller, Subscriber, Subscription
 
 
 @admin.register(Reseller)
-class ResellerAdmin(admin.ModelAdmin):
+class ResellerAdmin(ResellerScopedAdmin):
+    reseller_lookup = "pk"
     list_display = ["name", "created_at"]
     search_fields = ["name"]
 
 
 @admin.register(StaffReseller)
-class StaffResellerAdmin(admin.ModelAdmin):
+class StaffResellerAdmin(ResellerScopedAdmin):
     list_display = ["user", "reseller"]
     list_select_related = ["user", "reseller"]
     autocomplete_fields = ["reseller"]
 
 
 @admin.register(Group)
-class GroupAdmin(admin.ModelAdmin):
+class GroupAdmin(ResellerScopedAdmin):
     list_display = ["name", "external_id", "created_at"]
     search_fields = ["name", "external_id"]
 
@@ -28,7 +34,8 @@ class AccessNumberInline(admin.TabularInline):
 
 
 @admin.register(Subscriber)
-class SubscriberAdmin(admin.ModelAdmin):
+class SubscriberAdmin(ResellerScopedAdmin):
+    reseller_lookup = "reseller_id"
     list_display = ["name", "user", "reseller", "created_at"]
     list_select_related = ["user", "reseller"]
     search_fields = ["name", "user__username"]
@@ -37,9 +44,26 @@ class SubscriberAdmin(admin.ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ResellerScopedAdmin):
+    reseller_lookup = "subscriber__reseller_id"
     list_display = ["external_id", "subscriber", "group", "created_at"]
     list_select_related = ["subscriber", "group"]
     search_fields = ["external_id", "access_numbers__number", "subscriber__name"]
     autocomplete_fields = ["subscriber", "group"]
     inlines = [AccessNumberInline]
+
+
+# Users and permission groups: a reseller-scoped staff user holding their permissions could make
+# themselves a superuser, so these sections are closed to them too.
+admin.site.unregister(get_user_model())
+admin.site.unregister(AuthGroup)
+
+
+@admin.register(get_user_model())
+class ScopedUserAdmin(ResellerScopedAdmin, UserAdmin):
+    pass
+
+
+@admin.register(AuthGroup)
+class ScopedAuthGroupAdmin(ResellerScopedAdmin, AuthGroupAdmin):
+    pass

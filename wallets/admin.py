@@ -5,6 +5,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from subscribers.admin_scoping import ResellerScopedAdmin
+
 from .exceptions import WalletError
 from .forms import BalanceAdjustForm, BalanceValidityForm, ReverseEntryForm
 from .models import (
@@ -18,11 +20,10 @@ from .models import (
     LedgerEntry,
     Wallet,
 )
-from .selectors import balances_visible_to, ledger_entries_visible_to
 from .services import REVERSIBLE_KINDS, balance_adjust, balance_change_validity
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ResellerScopedAdmin):
     """History: readable, never added, edited or deleted by hand."""
 
     def has_add_permission(self, request):
@@ -33,6 +34,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+_BALANCE_RESELLER = "wallet__subscription__subscriber__reseller_id"
 
 
 class BalanceInline(admin.TabularInline):
@@ -57,7 +61,8 @@ class BalanceInline(admin.TabularInline):
 
 
 @admin.register(Wallet)
-class WalletAdmin(admin.ModelAdmin):
+class WalletAdmin(ResellerScopedAdmin):
+    reseller_lookup = "subscription__subscriber__reseller_id"  # a group's wallet: no reseller
     list_display = ["__str__", "subscription", "group", "created_at"]
     list_select_related = ["subscription__subscriber", "group"]
     search_fields = ["subscription__external_id", "group__name"]
@@ -66,7 +71,7 @@ class WalletAdmin(admin.ModelAdmin):
 
 
 @admin.register(BalanceTemplate)
-class BalanceTemplateAdmin(admin.ModelAdmin):
+class BalanceTemplateAdmin(ResellerScopedAdmin):
     list_display = ["name", "kind", "currency", "precision", "end_adjust_allowed", "is_private"]
     list_filter = ["kind"]
     search_fields = ["name"]
@@ -80,8 +85,11 @@ class BalanceIntervalInline(admin.TabularInline):
 
 
 @admin.register(Balance)
-class BalanceAdmin(admin.ModelAdmin):
-    """The amount and validity change only through the services: Adjust and Change validity."""
+class BalanceAdmin(ResellerScopedAdmin):
+    """The amount and validity change only through the services: Adjust and Change validity.
+    A reseller's staff sees, adjusts and changes only their subscribers' balances."""
+
+    reseller_lookup = _BALANCE_RESELLER
 
     list_display = ["__str__", "resource_id", "template", "amount", "start_time", "end_time"]
     list_select_related = ["wallet__subscription__subscriber", "wallet__group", "template"]
@@ -90,10 +98,6 @@ class BalanceAdmin(admin.ModelAdmin):
     raw_id_fields = ["wallet", "parent"]
     inlines = [BalanceIntervalInline]
     change_form_template = "admin/wallets/balance/change_form.html"
-
-    def get_queryset(self, request):
-        # A reseller's staff sees, adjusts and changes only their subscribers' balances.
-        return balances_visible_to(request.user, super().get_queryset(request))
 
     def get_readonly_fields(self, request, obj=None):
         # Once a balance exists its validity follows the rules S1–S7/E1–E9: "Change validity".
@@ -177,6 +181,8 @@ class BalanceAdmin(admin.ModelAdmin):
 class LedgerEntryAdmin(ReadOnlyAdmin):
     """Immutable: read-only for everyone. A top-up or redemption can be reversed, with a reason."""
 
+    reseller_lookup = f"balance__{_BALANCE_RESELLER}"
+
     list_display = ["created_at", "balance", "kind", "amount", "channel", "voucher", "actor"]
     list_select_related = [
         "balance__wallet__subscription__subscriber",
@@ -187,9 +193,6 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     search_fields = ["=voucher", "=request_id"]
     date_hierarchy = "created_at"
     change_form_template = "admin/wallets/ledgerentry/change_form.html"
-
-    def get_queryset(self, request):
-        return ledger_entries_visible_to(request.user, super().get_queryset(request))
 
     def get_urls(self):
         return [
@@ -259,6 +262,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(BalanceEvent)
 class BalanceEventAdmin(ReadOnlyAdmin):
+    reseller_lookup = f"balance__{_BALANCE_RESELLER}"
     list_display = ["created_at", "balance", "kind", "changes", "reason", "actor", "channel"]
     list_select_related = ["balance__wallet__subscription", "balance__wallet__group", "actor"]
     list_filter = ["kind", "channel"]
@@ -268,12 +272,13 @@ class BalanceEventAdmin(ReadOnlyAdmin):
 
 @admin.register(ExternalVoucher)
 class ExternalVoucherAdmin(ReadOnlyAdmin):
+    reseller_lookup = f"balance__{_BALANCE_RESELLER}"
     list_display = ["reference", "client", "balance", "amount", "created_at"]
     list_select_related = ["client__user", "balance__wallet__subscription"]
     search_fields = ["=reference"]
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(admin.ModelAdmin):
+class ApiClientAdmin(ResellerScopedAdmin):
     list_display = ["user", "voucher_mode", "created_at"]
     raw_id_fields = ["user"]

@@ -14,38 +14,8 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Round
 from django.utils import timezone
 
-from subscribers.models import StaffReseller
-
 from .exceptions import BadData, NotFound, UnknownSearchTerm
 from .models import AMOUNT_PLACES, Balance, BalanceInterval, BalanceKind, LedgerEntry, Wallet
-
-
-def staff_reseller_id(user) -> int | None:
-    """The reseller a staff user is limited to, or None for operators who see every reseller."""
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    return StaffReseller.objects.filter(user=user).values_list("reseller_id", flat=True).first()
-
-
-def balances_visible_to(user, balances: QuerySet[Balance] | None = None) -> QuerySet[Balance]:
-    """Every balance, or for a reseller-scoped staff user only those of that reseller's
-    subscribers (a group's wallet belongs to no reseller), as the Balances report counts them."""
-    reseller_id = staff_reseller_id(user)
-    balances = Balance.objects.all() if balances is None else balances
-    if reseller_id is None:
-        return balances
-    return balances.filter(wallet__subscription__subscriber__reseller_id=reseller_id)
-
-
-def ledger_entries_visible_to(
-    user, entries: QuerySet[LedgerEntry] | None = None
-) -> QuerySet[LedgerEntry]:
-    """The ledger entries of the balances `user` may see."""
-    reseller_id = staff_reseller_id(user)
-    entries = LedgerEntry.objects.all() if entries is None else entries
-    if reseller_id is None:
-        return entries
-    return entries.filter(balance__wallet__subscription__subscriber__reseller_id=reseller_id)
 
 
 def _ledger_total(field: str):
