@@ -10,13 +10,30 @@ Point-in-time rules (documented in reports/README.md):
   instant, not redeemed before it, not expired before it (a card whose expiry is exactly midnight
   still counted on D and expires, as breakage, on D + 1), and not blocked. Every event at the
   instant itself belongs to D + 1, so liability(D) = liability(D - 1) + cards created on D
-  - redemptions on D - breakage on D (for cards that are never blocked).
+  - redemptions on D - breakage on D (for cards that are never blocked), - deletions on D of
+  cards still owed.
 - Blocking is a present-time flag; the only block whose time the card keeps is the one a reversal
   applies (`reversed_at`), so a card reversed after D counts as unblocked on D, and any other
   blocked card counts as blocked on every date.
-- Deleted cards are gone from the cards table and count nowhere, on any date (Mass Edit deletes
-  only never-activated cards; their serial survives in the audit log only).
-- Expiry dates and resellers are read as they are now (Mass Edit may have changed them).
+- Deleted cards (Mass Edit's Delete all; only never-activated cards can go) count on the days
+  before their deletion from their `deleted` audit event, which records the card as it was when
+  deleted (amount, currency, reseller, series, created_at, expires_at, blocked). Liability as of D
+  adds those deleted at or after `end_of_day(D)` (a deletion at midnight exactly belongs to D + 1,
+  like every other event) that were created before it, had not expired before it and were not
+  blocked when deleted; breakage adds those whose expiry falls in the period, has passed, and came
+  before their deletion (a card deleted at or before its expiry instant is a deletion, not
+  breakage), with `blocked_value` from the recorded flag. Both are one aggregate over the deletion
+  events (the (kind, created_at) index reads only the deletions since the date or the period's
+  start), merged with the cards' rows by group key. Expiring soon and Redemptions need nothing:
+  a deleted card is neither redeemable now nor ever redeemed.
+- Deletion events written before created_at, series and blocked were recorded take created_at and
+  series from the event's batch (series, failing that, from the serial, whose prefix it is); an
+  imported card has no batch, so its creation time is unknown and it counts as created before any
+  date (on every day before its deletion while unexpired); a missing blocked flag reads as not
+  blocked. The recorded reseller, expiry and flag are those at deletion time, the same
+  present-time reading as for the cards that remain.
+- Expiry dates and resellers are read as they are now (Mass Edit may have changed them); for a
+  deleted card, as they were when it was deleted.
 """
 
 import datetime as dt
