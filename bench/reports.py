@@ -1,4 +1,4 @@
-"""How fast each report page answers with 1,000,000 cards and 200,000 ledger entries.
+"""How fast each report page answers with 1,000,000 cards, 200,000 ledger entries, 50,000 deleted.
 
     su postgres -c "createdb -O topup topup_bench_d"
     export DATABASE_URL=postgres://topup:topup@127.0.0.1:5432/topup_bench_d
@@ -7,6 +7,11 @@
 The data is generated inside PostgreSQL with `generate_series` (INSERT ... SELECT, no ORM, no
 Python loop over rows) and kept between runs; `--reload` rebuilds it. The script refuses a database
 whose name does not contain "bench", because loading TRUNCATEs the cards and wallets tables.
+
+The deleted cards are audit events only (`kind = "deleted"`, as Mass Edit's Delete all writes them),
+in five runs of 10,000 at 400, 200, 100, 40 and 5 days ago: liability reads the deletions since its
+date, breakage those since its period's start. `--deleted` changes their number; only the events
+are rewritten when it differs from what is loaded.
 
 Each report page is requested through Django's test client (the whole admin view: permission,
 form, aggregate queries, chart, template) `--repeat` times after one warm-up; the median is
@@ -215,6 +220,60 @@ def load(cards: int, entries: int) -> None:
         )
 
 
+DELETION_RUNS_DAYS_AGO = (400, 200, 100, 40, 5)
+
+
+def load_deleted(deleted: int, cards: int) -> None:
+    """Deletion events for `deleted` cards that are no longer in the cards table (numbers above
+    the loaded cards), with the `changes` Delete all writes: created 30 to 329 days before their
+    deletion, valid 30 to 210 days (so some expired before they were deleted), 1 in 97 blocked."""
+    runs = len(DELETION_RUNS_DAYS_AGO)
+    with connection.cursor() as cur:
+        started = time.perf_counter()
+        cur.execute("DELETE FROM cards_cardevent WHERE kind = 'deleted'")
+        cur.execute(
+            """
+            INSERT INTO cards_cardevent (kind, serial, channel, changes, created_at)
+            SELECT 'deleted', series || '-' || lpad(number::text, 9, '0'), 'admin',
+                   jsonb_build_object(
+                       'amount', amount::text, 'currency', currency, 'reseller', reseller,
+                       'series', series, 'created_at', created_at, 'expires_at', expires_at,
+                       'blocked', blocked),
+                   deleted_at
+            FROM (
+                SELECT j, (100 + j %% %(series)s)::text AS series, %(cards)s + j AS number,
+                       (ARRAY[5, 10, 20, 50])[1 + j %% 4]::numeric(14, 2) AS amount,
+                       CASE WHEN j %% 5 = 0 THEN 'EUR' ELSE 'USD' END AS currency,
+                       CASE WHEN j %% 50 = 0 THEN NULL ELSE 1 + j %% %(resellers)s END AS reseller,
+                       j %% 97 = 0 AS blocked, deleted_at,
+                       deleted_at - (30 + j %% 300) * interval '1 day' AS created_at,
+                       deleted_at - (30 + j %% 300) * interval '1 day'
+                           + (30 + (j %% 7) * 30) * interval '1 day' AS expires_at
+                FROM generate_series(1, %(deleted)s) j,
+                     LATERAL (SELECT date_trunc('minute', now())
+                                     - (%(runs)s::int[])[1 + j %% %(n_runs)s] * interval '1 day'
+                                 AS deleted_at) d
+            ) AS gone
+            """,
+            {
+                "series": SERIES,
+                "cards": cards,
+                "resellers": RESELLERS,
+                "deleted": deleted,
+                "runs": list(DELETION_RUNS_DAYS_AGO),
+                "n_runs": runs,
+            },
+        )
+        cur.execute("ANALYZE cards_cardevent")
+        print(f"loaded {deleted:,} deletion events in {time.perf_counter() - started:.1f} s")
+
+
+def count_deleted() -> int:
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM cards_cardevent WHERE kind = 'deleted'")
+        return cur.fetchone()[0]
+
+
 def count_rows() -> tuple[int, int]:
     """Cards and ledger entries now in the database (the data is reused when they match)."""
     with connection.cursor() as cur:
@@ -295,6 +354,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cards", type=int, default=1_000_000)
     parser.add_argument("--entries", type=int, default=200_000)
+    parser.add_argument("--deleted", type=int, default=50_000, help="deleted cards (events)")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--reload", action="store_true", help="rebuild the data")
     args = parser.parse_args()
@@ -305,7 +365,12 @@ def main() -> None:
     if args.reload or count_rows() != (args.cards, args.entries):
         load(args.cards, args.entries)
     cards, entries = count_rows()
-    print(f"{cards:,} cards, {entries:,} ledger entries; median of {args.repeat} requests\n")
+    if args.reload or count_deleted() != args.deleted:
+        load_deleted(args.deleted, cards)
+    print(
+        f"{cards:,} cards, {entries:,} ledger entries, {count_deleted():,} deleted cards; "
+        f"median of {args.repeat} requests\n"
+    )
 
     setup_test_environment()
     from django.contrib.auth import get_user_model

@@ -552,8 +552,12 @@ def cards_mass_update(
 def cards_mass_delete(*, cards: QuerySet, actor) -> int:
     """Delete every card `cards` selects except activated ones; returns how many went.
 
-    Each deletion is audited with the serial, amount and owner, so the history outlives the
-    card; the card's earlier events keep their serial and lose only the link.
+    Each deletion is audited with the serial and what the reports need to count the card on the
+    days before its deletion (reports.selectors: amount, currency, reseller, series, created_at,
+    expires_at and blocked as they were when it went), so the history outlives the card; the
+    card's earlier events keep their serial and lose only the link. The datetimes land in the
+    JSON as the database writes them: ISO 8601 with a "T" and an offset on PostgreSQL (jsonb),
+    the column's own "YYYY-MM-DD HH:MM:SS[.ffffff]" UTC text on SQLite; the reports read both.
     """
     target, selected = _lock_cards(_editable(cards))
     if not selected:
@@ -567,7 +571,10 @@ def cards_mass_delete(*, cards: QuerySet, actor) -> int:
             amount=Cast("amount", CharField()),
             currency=F("currency"),
             reseller=F("reseller_id"),
+            series=F("series"),
+            created_at=F("created_at"),
             expires_at=F("expires_at"),
+            blocked=F("blocked"),
         ),
     )
     CardEvent.objects.filter(card__in=target.values("pk")).update(card=None)

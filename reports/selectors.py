@@ -10,13 +10,30 @@ Point-in-time rules (documented in reports/README.md):
   instant, not redeemed before it, not expired before it (a card whose expiry is exactly midnight
   still counted on D and expires, as breakage, on D + 1), and not blocked. Every event at the
   instant itself belongs to D + 1, so liability(D) = liability(D - 1) + cards created on D
-  - redemptions on D - breakage on D (for cards that are never blocked).
+  - redemptions on D - breakage on D (for cards that are never blocked), - deletions on D of
+  cards still owed.
 - Blocking is a present-time flag; the only block whose time the card keeps is the one a reversal
   applies (`reversed_at`), so a card reversed after D counts as unblocked on D, and any other
   blocked card counts as blocked on every date.
-- Deleted cards are gone from the cards table and count nowhere, on any date (Mass Edit deletes
-  only never-activated cards; their serial survives in the audit log only).
-- Expiry dates and resellers are read as they are now (Mass Edit may have changed them).
+- Deleted cards (Mass Edit's Delete all; only never-activated cards can go) count on the days
+  before their deletion from their `deleted` audit event, which records the card as it was when
+  deleted (amount, currency, reseller, series, created_at, expires_at, blocked). Liability as of D
+  adds those deleted at or after `end_of_day(D)` (a deletion at midnight exactly belongs to D + 1,
+  like every other event) that were created before it, had not expired before it and were not
+  blocked when deleted; breakage adds those whose expiry falls in the period, has passed, and came
+  before their deletion (a card deleted at or before its expiry instant is a deletion, not
+  breakage), with `blocked_value` from the recorded flag. Both are one aggregate over the deletion
+  events (the (kind, created_at) index reads only the deletions since the date or the period's
+  start), merged with the cards' rows by group key. Expiring soon and Redemptions need nothing:
+  a deleted card is neither redeemable now nor ever redeemed.
+- Deletion events written before created_at, series and blocked were recorded take created_at and
+  series from the event's batch (series, failing that, from the serial, whose prefix it is); an
+  imported card has no batch, so its creation time is unknown and it counts as created before any
+  date (on every day before its deletion while unexpired); a missing blocked flag reads as not
+  blocked. The recorded reseller, expiry and flag are those at deletion time, the same
+  present-time reading as for the cards that remain.
+- Expiry dates and resellers are read as they are now (Mass Edit may have changed them); for a
+  deleted card, as they were when it was deleted.
 """
 
 import datetime as dt
@@ -24,11 +41,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Count, DateTimeField, F, Q, QuerySet, Sum
-from django.db.models.functions import Trunc
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    Case,
+    CharField,
+    Count,
+    DateTimeField,
+    DecimalField,
+    F,
+    Func,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce, StrIndex, Substr, Trunc
 from django.utils import timezone
 
-from cards.models import TopUpCard
+from cards.models import CardEvent, CardEventKind, TopUpCard
 from subscribers.models import Reseller, StaffReseller
 from wallets.models import Balance, BalanceTemplate, LedgerEntry, LedgerKind
 
@@ -128,8 +161,97 @@ def _name_resellers(rows: list[dict]) -> list[dict]:
     if rows and "reseller_id" in rows[0]:
         names = _reseller_names(row["reseller_id"] for row in rows)
         for row in rows:
-            row["reseller"] = names.get(row["reseller_id"], NO_RESELLER)
+            # A deleted card may name a reseller deleted since: its id, not "(no reseller)".
+            row["reseller"] = names.get(
+                row["reseller_id"], f"(deleted reseller {row['reseller_id']})"
+            )
     return rows
+
+
+def _merge(rows: list[dict], more: list[dict], keys: tuple[str, ...], sums: tuple[str, ...]):
+    """Add the rows of a second aggregate (the deleted cards) into the first, key by key: a loop
+    over groups, not over cards."""
+    for row in rows + more:
+        if "period" in row:
+            row["period"] = _as_date(row["period"])
+    merged = {tuple(row[k] for k in keys): row for row in rows}
+    for row in more:
+        key = tuple(row[k] for k in keys)
+        if key in merged:
+            for name in sums:
+                merged[key][name] += row[name]
+        else:
+            merged[key] = row
+    return list(merged.values())
+
+
+# --- Deleted cards ------------------------------------------------------------------------------
+
+
+class _Instant(Func):
+    """A datetime that may come from JSON text, comparable the same way on both databases.
+
+    Deletion events keep the card's datetimes in `changes` as the database wrote them: jsonb's
+    ISO form on PostgreSQL ("2026-03-01T00:00:00+00:00"), the column's UTC text on SQLite
+    ("2026-03-01 00:00:00[.ffffff]"). PostgreSQL casts either to timestamptz (text without an
+    offset is read in the connection's time zone, UTC). SQLite compares datetimes as text, so
+    both sides of a comparison go through strftime('%Y-%m-%d %H:%M:%f'), which reads either form
+    (a "T" or a space, an offset or none) and writes one: UTC, to the millisecond.
+    """
+
+    output_field = DateTimeField()
+    template = "(%(expressions)s)::timestamptz"
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        sql, params = super().as_sql(
+            compiler, connection, template="strftime(%%s, %(expressions)s)", **extra_context
+        )
+        return sql, ("%Y-%m-%d %H:%M:%f", *params)
+
+
+def _instant(value: dt.datetime) -> _Instant:
+    return _Instant(Value(value, output_field=DateTimeField()))
+
+
+def _from_changes(key: str) -> KeyTextTransform:
+    return KeyTextTransform(key, "changes")
+
+
+def deleted_cards() -> QuerySet:
+    """One row per card deleted by Mass Edit (its `deleted` audit event), annotated with the card
+    as it was when it went: `amount`, `currency`, `reseller_id`, `series`, `card_created_at`,
+    `expires_at` and `blocked`; the event's own `created_at` is the time of the deletion.
+
+    Events written before created_at, series and blocked were recorded fall back to the event's
+    batch for created_at and series (series also to the serial's prefix, which is the series);
+    with neither (an imported card, which has no batch) the creation time is unknown (NULL: the
+    reports count such a card as created before any date), and a missing `blocked` reads as not
+    blocked. Amount, currency, reseller and expiry have been in every deletion event since Delete
+    all exists.
+    """
+    serial_series = Substr("serial", 1, StrIndex("serial", Value("-")) - 1)
+    events = CardEvent.objects.filter(kind=CardEventKind.DELETED)
+    return events.alias(blocked_text=Cast(_from_changes("blocked"), CharField())).annotate(
+        amount=Cast(_from_changes("amount"), DecimalField(max_digits=14, decimal_places=2)),
+        currency=Cast(_from_changes("currency"), CharField()),
+        reseller_id=Cast(_from_changes("reseller"), BigIntegerField()),
+        series=Coalesce(
+            Cast(_from_changes("series"), CharField()),
+            F("batch__series"),
+            serial_series,
+            output_field=CharField(),
+        ),
+        card_created_at=Coalesce(
+            _Instant(_from_changes("created_at")), _Instant(F("batch__created_at"))
+        ),
+        expires_at=_Instant(_from_changes("expires_at")),
+        # jsonb has true/false, SQLite's JSON 1/0.
+        blocked=Case(
+            When(Q(blocked_text__in=("true", "1")), then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
+        ),
+    )
 
 
 # --- Liability ----------------------------------------------------------------------------------
@@ -164,16 +286,35 @@ def liability(
     queryset = _card_filters(
         liability_cards(as_of=as_of), reseller_id=reseller_id, currency=currency, series=series
     )
-    rows = list(
-        queryset.order_by()
-        .values(*keys)
-        .annotate(count=Count("id"), value=Sum("amount"))
-        .order_by(*keys)
+    rows = list(queryset.order_by().values(*keys).annotate(count=Count("id"), value=Sum("amount")))
+    deleted = _card_filters(
+        deleted_liability(as_of=as_of), reseller_id=reseller_id, currency=currency, series=series
     )
-    rows = _name_resellers(rows)
-    if "reseller_id" in keys:
-        rows.sort(key=lambda r: (r["currency"], _reseller_order(r), r.get("series", "")))
+    more = list(deleted.order_by().values(*keys).annotate(count=Count("id"), value=Sum("amount")))
+    rows = _name_resellers(_merge(rows, more, keys, ("count", "value")))
+    rows.sort(
+        key=lambda r: (
+            r["currency"],
+            _reseller_order(r) if "reseller_id" in keys else (False, ""),
+            r.get("series", ""),
+        )
+    )
     return rows
+
+
+def deleted_liability(*, as_of: dt.datetime) -> QuerySet:
+    """Deleted cards that could still be redeemed just before `as_of`, by the rules of
+    `liability_cards`: deleted at or after the instant (a deletion at midnight exactly belongs to
+    D + 1), created before it (or at an unknown time), not expired before it and not blocked when
+    deleted. They were never redeemed (only such cards can be deleted). The deletion time is the
+    event's own `created_at`, indexed with its kind, so only the deletions since `as_of` are read.
+    """
+    return deleted_cards().filter(
+        Q(card_created_at__lt=_instant(as_of)) | Q(card_created_at__isnull=True),
+        created_at__gte=as_of,
+        expires_at__gte=_instant(as_of),
+        blocked=False,
+    )
 
 
 # --- Redemptions --------------------------------------------------------------------------------
@@ -289,18 +430,39 @@ def breakage(
         currency=currency,
         series=series,
     )
-    extra = BREAKAGE_BREAKDOWNS[breakdown]
-    rows = list(
-        queryset.order_by()
-        .annotate(period=_trunc("expires_at", period.granularity))
-        .values("period", "currency", *extra)
-        .annotate(
-            count=Count("id"),
-            value=Sum("amount"),
-            blocked_value=Sum("amount", filter=Q(blocked=True), default=ZERO),
-        )
+    deleted = _card_filters(
+        deleted_cards().filter(
+            # Expired while the card still existed: one deleted at its expiry instant or before
+            # is a deletion, not breakage.
+            Q(expires_at__lt=_Instant(F("created_at"))),
+            # So deleted after the period's start: the index on (kind, created_at) reads only
+            # the deletions since then.
+            created_at__gt=period.start,
+            expires_at__gte=_instant(period.start),
+            expires_at__lt=_instant(period.end),
+            expires_at__lte=_instant(now),
+        ),
+        reseller_id=reseller_id,
+        currency=currency,
+        series=series,
     )
-    return _finish_period_rows(rows, extra)
+    extra = BREAKAGE_BREAKDOWNS[breakdown]
+    aggregates = {
+        "count": Count("id"),
+        "value": Sum("amount"),
+        "blocked_value": Sum("amount", filter=Q(blocked=True), default=ZERO),
+    }
+    keys = ("period", "currency", *extra)
+    rows, more = (
+        list(
+            cards.order_by()
+            .annotate(period=_trunc("expires_at", period.granularity))
+            .values(*keys)
+            .annotate(**aggregates)
+        )
+        for cards in (queryset, deleted)
+    )
+    return _finish_period_rows(_merge(rows, more, keys, tuple(aggregates)), extra)
 
 
 # --- Expiring soon ------------------------------------------------------------------------------

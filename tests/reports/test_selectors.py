@@ -334,8 +334,11 @@ def test_reports_run_a_fixed_number_of_queries_whatever_the_card_count(
 ):
     TopUpCardFactory.create_batch(20, reseller=finance.r1, created_at=finance.T - DAY)
     period = Period(finance.day, finance.day, Granularity.DAY)
-    with django_assert_max_num_queries(2):
+    # Cards, deleted cards (one aggregate each), reseller names.
+    with django_assert_max_num_queries(3):
         selectors.liability(as_of=finance.T)
+    with django_assert_max_num_queries(3):
+        selectors.breakage(period=period, breakdown="reseller")
     with django_assert_max_num_queries(2):
         selectors.redemptions(period=period, breakdown="reseller")
     with django_assert_max_num_queries(2):
