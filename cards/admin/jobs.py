@@ -35,9 +35,11 @@ def mass_job_state(job: GenerationJob) -> dict:
     elif job.status == GenerationJobStatus.FAILED:
         label = f"Failed: {job.error} {nothing}"
     elif job.status == GenerationJobStatus.SUCCEEDED:
+        changed = job.result.get("changed", {})  # jsonb keeps no key order: the form's order
         parts = [
-            f"{FIELD_LABELS.get(field, field)} changed on {_cards(count)}"
-            for field, count in job.result.get("changed", {}).items()
+            f"{label} changed on {_cards(changed[field])}"
+            for field, label in FIELD_LABELS.items()
+            if field in changed
         ]
         if "deleted" in job.result:
             parts.append(f"{_cards(job.result['deleted'])} deleted")
