@@ -346,3 +346,31 @@ def _wait_for_row_locks(deadline):
                 return
             time.sleep(0.02)
     raise AssertionError("the job never started writing")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat_keeps_a_long_job_from_looking_interrupted(monkeypatch):
+    from cards import jobs
+
+    monkeypatch.setattr(jobs, "HEARTBEAT_SECONDS", 0.05)
+    old = timezone.now() - dt.timedelta(hours=1)
+    job = GenerationJob.objects.create(
+        kind=GenerationJobKind.MASS_EDIT,
+        params={},
+        total=1,
+        status=GenerationJobStatus.RUNNING,
+        heartbeat_at=old,
+    )
+    heartbeat = jobs._Heartbeat(job.pk)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            job.refresh_from_db()
+            if job.heartbeat_at > old:
+                break
+            time.sleep(0.02)
+    finally:
+        heartbeat.close()
+
+    assert job.heartbeat_at > old and not job.is_interrupted
