@@ -1,14 +1,22 @@
-"""Large card batches generated in the background, on Django's tasks framework (django-tasks).
+"""Large card work done in the background, on Django's tasks framework (django-tasks).
 
 `generation_job_start` validates the request the way the synchronous path does, records a
 `GenerationJob` and enqueues `run_generation_job` once the job row is committed. The worker
 (`manage.py db_worker`) runs `card_batch_generate`, whose single transaction makes the batch
 all-or-nothing, and reports progress through a second database connection so the admin can show
 it while the batch's own transaction is still open.
+
+`mass_edit_job_start` / `delete_all_job_start` do the same for a Mass Edit or Delete all of a
+selection above MASS_EDIT_SYNC_LIMIT: the job keeps the Advanced Search parameters the operator
+confirmed and the count they saw; `run_mass_job` rebuilds the selection with `card_list` scoped to
+that operator and runs the same services as the request would, in one transaction. Those services
+work in a few set-based statements, so there is no count to report while they run: a heartbeat on
+a side connection shows the job alive (elapsed time), and a killed worker shows as interrupted.
 """
 
 import datetime as dt
 import logging
+import threading
 import time
 from decimal import Decimal
 
@@ -18,13 +26,22 @@ from django_tasks import task
 
 from subscribers.models import Reseller
 
-from .exceptions import GenerationError
-from .models import GenerationJob, GenerationJobStatus
-from .services import card_batch_generate, generation_request_check, pin_space_check
+from .exceptions import CardEditError, CardPermissionDenied, GenerationError
+from .models import GenerationJob, GenerationJobKind, GenerationJobStatus
+from .selectors import InvalidCardSearch, card_list, staff_reseller
+from .services import (
+    PRESERVE,
+    card_batch_generate,
+    cards_mass_delete,
+    cards_mass_update,
+    generation_request_check,
+    pin_space_check,
+)
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 0.5
+HEARTBEAT_SECONDS = 5.0
 
 
 @transaction.atomic
@@ -149,3 +166,199 @@ def run_generation_job(job_id: int) -> int | None:
         finished_at=timezone.now(),
     )
     return result.batch.pk
+
+
+class SelectionChanged(CardEditError):
+    """The search selects another number of cards than the operator confirmed."""
+
+
+def _mass_job_start(*, kind, filters: dict, expected: int, actor, extra: dict) -> GenerationJob:
+    if "pin_ref" in filters:
+        # A PIN search is kept in the operator's session, out of the worker's reach (and it
+        # selects a card or two: never a background job).
+        raise CardEditError("A search by PIN Code is not run in the background.")
+    scoped = staff_reseller(actor)
+    job = GenerationJob.objects.create(
+        kind=kind,
+        params={
+            "filters": dict(filters),
+            "expected": expected,
+            # Who may see the job: the operator's own reseller scope (as for generation jobs).
+            "reseller_id": scoped.pk if scoped else None,
+            **extra,
+        },
+        total=expected,
+        requested_by=actor,
+    )
+    transaction.on_commit(lambda: _enqueue_mass(job.pk))
+    return job
+
+
+@transaction.atomic
+def mass_edit_job_start(
+    *, filters: dict, expected: int, changes: dict, delete_ids=(), actor
+) -> GenerationJob:
+    """Queue a Mass Edit of every card `filters` selects for `actor` (`expected` of them may
+    change, as the confirmation showed); `changes` as for `cards_mass_update`."""
+    stored = {}
+    if "expires_at" in changes:
+        stored["expires_at"] = changes["expires_at"].isoformat()
+    if "reseller" in changes:
+        stored["reseller"] = changes["reseller"].pk if changes["reseller"] else None
+    if "blocked" in changes:
+        stored["blocked"] = bool(changes["blocked"])
+    if not stored:
+        raise CardEditError("Choose a change to make.")
+    return _mass_job_start(
+        kind=GenerationJobKind.MASS_EDIT,
+        filters=filters,
+        expected=expected,
+        actor=actor,
+        extra={"changes": stored, "delete_ids": sorted(int(pk) for pk in delete_ids)},
+    )
+
+
+@transaction.atomic
+def delete_all_job_start(*, filters: dict, expected: int, actor) -> GenerationJob:
+    """Queue the deletion of every card `filters` selects for `actor` (`expected` of them)."""
+    return _mass_job_start(
+        kind=GenerationJobKind.DELETE_ALL,
+        filters=filters,
+        expected=expected,
+        actor=actor,
+        extra={},
+    )
+
+
+def _enqueue_mass(job_id: int) -> None:
+    result = run_mass_job.enqueue(job_id)
+    GenerationJob.objects.filter(pk=job_id).update(task_id=str(result.id))
+
+
+class _Heartbeat:
+    """Touches the job's heartbeat from a thread with its own connection while the work runs:
+    the work's statements give no progress to report, but the page shows the job alive."""
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self.stop = threading.Event()
+        self.thread = None
+        if connection.vendor == "postgresql":
+            self.thread = threading.Thread(target=self._beat, daemon=True)
+            self.thread.start()
+
+    def _beat(self) -> None:
+        side = connections.create_connection("default")  # made in this thread, used only here
+        table = GenerationJob._meta.db_table
+        try:
+            while not self.stop.wait(HEARTBEAT_SECONDS):
+                with side.cursor() as cursor:
+                    cursor.execute(
+                        f"UPDATE {table} SET heartbeat_at = now() WHERE id = %s",  # noqa: S608
+                        [self.job_id],
+                    )
+        finally:
+            side.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+
+
+def _changes_from_params(stored: dict) -> dict:
+    changes = {}
+    if "expires_at" in stored:
+        changes["expires_at"] = dt.datetime.fromisoformat(stored["expires_at"])
+    if "reseller" in stored:
+        reseller = None
+        if stored["reseller"] is not None:
+            reseller = Reseller.objects.filter(pk=stored["reseller"]).first()
+            if reseller is None:
+                raise CardEditError("The company chosen no longer exists.", field="reseller")
+        changes["reseller"] = reseller
+    if "blocked" in stored:
+        changes["blocked"] = stored["blocked"]
+    return changes
+
+
+def _selection_changed(expected: int, now: int) -> SelectionChanged:
+    return SelectionChanged(
+        f"The selection changed since it was confirmed: it now holds {now:,} cards that can "
+        f"change, not {expected:,}. Run the search and confirm again."
+    )
+
+
+def _run_mass(job: GenerationJob) -> dict:
+    """The work itself, all-or-nothing; what changed, for the job page."""
+    actor, params = job.requested_by, job.params
+    if job.kind == GenerationJobKind.MASS_EDIT:
+        permission = "cards.change_topupcard"
+    else:
+        permission = "cards.delete_topupcard"
+    if actor is None or not actor.is_active or not actor.has_perm(permission):
+        raise CardPermissionDenied("The operator who started it is no longer allowed to.")
+    try:
+        selection = card_list(filters=params["filters"], user=actor)
+    except InvalidCardSearch as error:
+        raise CardEditError(f"The search is not valid: {error}") from error
+    expected = params["expected"]
+    with transaction.atomic():
+        if job.kind == GenerationJobKind.DELETE_ALL:
+            deleted = cards_mass_delete(cards=selection, actor=actor)
+            if deleted != expected:
+                raise _selection_changed(expected, deleted)
+            return {"deleted": deleted}
+        changes = _changes_from_params(params["changes"])
+        result = cards_mass_update(
+            cards=selection,
+            actor=actor,
+            expires_at=changes.get("expires_at", PRESERVE),
+            reseller=changes.get("reseller", PRESERVE),
+            blocked=changes.get("blocked", PRESERVE),
+        )
+        if result.selected != expected:
+            raise _selection_changed(expected, result.selected)
+        outcome = {"changed": result.changed}
+        if params.get("delete_ids"):
+            marked = selection.filter(pk__in=params["delete_ids"])
+            outcome["deleted"] = cards_mass_delete(cards=marked, actor=actor)
+        return outcome
+
+
+@task()
+def run_mass_job(job_id: int) -> dict | None:
+    """The worker's side of Mass Edit / Delete all: run it, then record the outcome."""
+    job = GenerationJob.objects.select_related("requested_by").get(pk=job_id)
+    if job.status != GenerationJobStatus.QUEUED:
+        logger.warning("Job %s is %s already: not run again", job_id, job.status)
+        return None
+    now = timezone.now()
+    GenerationJob.objects.filter(pk=job_id).update(
+        status=GenerationJobStatus.RUNNING, started_at=now, heartbeat_at=now
+    )
+    heartbeat = _Heartbeat(job_id)
+    try:
+        outcome = _run_mass(job)
+    except CardEditError as error:
+        GenerationJob.objects.filter(pk=job_id).update(
+            status=GenerationJobStatus.FAILED, error=error.message, finished_at=timezone.now()
+        )
+        return None
+    except Exception:
+        logger.exception("Job %s failed", job_id)
+        GenerationJob.objects.filter(pk=job_id).update(
+            status=GenerationJobStatus.FAILED,
+            error="It failed unexpectedly. See the server log.",
+            finished_at=timezone.now(),
+        )
+        raise
+    finally:
+        heartbeat.close()
+    GenerationJob.objects.filter(pk=job_id).update(
+        status=GenerationJobStatus.SUCCEEDED,
+        result=outcome,
+        done=job.total,
+        finished_at=timezone.now(),
+    )
+    return outcome

@@ -119,17 +119,27 @@ class GenerationJobStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class GenerationJob(models.Model):
-    """A batch generated in the background by the task worker, with its progress.
+class GenerationJobKind(models.TextChoices):
+    GENERATE = "generate", "Generation"
+    MASS_EDIT = "mass_edit", "Mass Edit"
+    DELETE_ALL = "delete_all", "Delete all"
 
-    The cards are written in one transaction: a worker killed mid-way leaves no card, and the job
-    shows as interrupted once its heartbeat is older than GENERATION_JOB_STALE_SECONDS.
+
+class GenerationJob(models.Model):
+    """Card work done in the background by the task worker, with its progress: a generated batch,
+    or a Mass Edit / Delete all of a selection too large for one request.
+
+    The work runs in one transaction: a worker killed mid-way leaves every card as it was, and the
+    job shows as interrupted once its heartbeat is older than GENERATION_JOB_STALE_SECONDS.
     """
 
+    kind = models.CharField(
+        max_length=10, choices=GenerationJobKind.choices, default=GenerationJobKind.GENERATE
+    )
     status = models.CharField(
         max_length=10, choices=GenerationJobStatus.choices, default=GenerationJobStatus.QUEUED
     )
-    params = models.JSONField(help_text="The generation request, as the operator made it.")
+    params = models.JSONField(help_text="The request, as the operator confirmed it.")
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -139,6 +149,9 @@ class GenerationJob(models.Model):
         "CardBatch", on_delete=models.SET_NULL, null=True, blank=True, related_name="job"
     )
     error = models.TextField(blank=True)
+    result = models.JSONField(
+        default=dict, blank=True, help_text="What a Mass Edit / Delete all changed, per field."
+    )
     task_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -147,8 +160,13 @@ class GenerationJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = "background job"
 
     def __str__(self) -> str:
+        if self.kind == GenerationJobKind.MASS_EDIT:
+            return f"Mass Edit of {self.total:,} cards"
+        if self.kind == GenerationJobKind.DELETE_ALL:
+            return f"Delete all of {self.total:,} cards"
         return f"Generation of {self.total:,} cards in series {self.params.get('series')}"
 
     @property

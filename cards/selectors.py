@@ -22,7 +22,15 @@ from django.utils import timezone
 from subscribers.models import Reseller, StaffReseller
 
 from .filters import CardFilter
-from .models import CardBatch, CardEvent, CardEventKind, CardStatus, GenerationJob, TopUpCard
+from .models import (
+    CardBatch,
+    CardEvent,
+    CardEventKind,
+    CardStatus,
+    GenerationJob,
+    GenerationJobKind,
+    TopUpCard,
+)
 
 # Counting stops here: past it the changelist shows the planner's estimate ("about N").
 COUNT_CAP = 10_000
@@ -123,8 +131,16 @@ def batches_visible_to(user) -> QuerySet:
 
 
 def jobs_visible_to(user) -> QuerySet:
-    """Background generation jobs: a reseller-scoped user sees only those for their reseller."""
+    """Background jobs: generations for who may see them, Mass Edit / Delete all jobs for who may
+    mass edit / delete cards; a reseller-scoped user sees only those for their reseller."""
     jobs = GenerationJob.objects.all()
+    if user is not None:
+        needs = {
+            GenerationJobKind.GENERATE: "cards.view_generationjob",
+            GenerationJobKind.MASS_EDIT: "cards.change_topupcard",
+            GenerationJobKind.DELETE_ALL: "cards.delete_topupcard",
+        }
+        jobs = jobs.filter(kind__in=[kind for kind, perm in needs.items() if user.has_perm(perm)])
     scoped = staff_reseller(user)
     return jobs.filter(params__reseller_id=scoped.pk) if scoped is not None else jobs
 

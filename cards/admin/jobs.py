@@ -1,17 +1,77 @@
-"""Background generation jobs: a read-only list and a page whose progress bar updates live."""
+"""Background jobs (generation, Mass Edit, Delete all): a read-only list and a page whose
+progress bar updates live."""
+
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
-from cards.models import GenerationJob, GenerationJobStatus
+from cards.models import GenerationJob, GenerationJobKind, GenerationJobStatus
 from cards.selectors import jobs_visible_to
+
+FIELD_LABELS = {"expires_at": "expiration date", "reseller": "company", "blocked": "block"}
+
+
+def _cards(count: int) -> str:
+    return f"{count:,} card" if count == 1 else f"{count:,} cards"
+
+
+def _elapsed(job: GenerationJob) -> str:
+    seconds = int((timezone.now() - (job.started_at or job.created_at)).total_seconds())
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def mass_job_state(job: GenerationJob) -> dict:
+    """A Mass Edit / Delete all job: its statements report no count, so a running job shows its
+    elapsed time (the heartbeat keeps it from looking interrupted) and an indeterminate bar."""
+    deleting = job.kind == GenerationJobKind.DELETE_ALL
+    nothing = "No card was deleted." if deleting else "No card was changed."
+    if job.is_interrupted:
+        label = f"Interrupted: the worker stopped. {nothing}"
+    elif job.status == GenerationJobStatus.FAILED:
+        label = f"Failed: {job.error} {nothing}"
+    elif job.status == GenerationJobStatus.SUCCEEDED:
+        changed = job.result.get("changed", {})  # jsonb keeps no key order: the form's order
+        parts = [
+            f"{label} changed on {_cards(changed[field])}"
+            for field, label in FIELD_LABELS.items()
+            if field in changed
+        ]
+        if "deleted" in job.result:
+            parts.append(f"{_cards(job.result['deleted'])} deleted")
+        label = "Done: " + "; ".join(parts) + "."
+    elif job.status == GenerationJobStatus.RUNNING:
+        verb = "Deleting" if deleting else "Changing"
+        label = (
+            f"{verb} {_cards(job.total)}… running for {_elapsed(job)}. "
+            "The cards change all at once when it ends."
+        )
+    else:
+        label = "Queued: waiting for a worker (manage.py db_worker)."
+    filters = job.params.get("filters", {})
+    finished = job.status in (GenerationJobStatus.SUCCEEDED, GenerationJobStatus.FAILED)
+    return {
+        "status": "interrupted" if job.is_interrupted else job.status,
+        "done": job.total if job.status == GenerationJobStatus.SUCCEEDED else 0,
+        "total": job.total,
+        "percent": job.percent if finished or job.is_interrupted else None,
+        "label": label,
+        "finished": finished or job.is_interrupted,
+        "batch_url": "",
+        "link_url": reverse("admin:cards_topupcard_changelist")
+        + ("?" + urlencode(filters) if filters else ""),
+        "link_text": "Open the search",
+    }
 
 
 def job_state(job: GenerationJob) -> dict:
     """What the progress page shows; also its JSON endpoint's answer."""
+    if job.kind != GenerationJobKind.GENERATE:
+        return mass_job_state(job)
     if job.is_interrupted:
         label = "Interrupted: the worker stopped. No card of this batch was created."
     elif job.status == GenerationJobStatus.FAILED:
@@ -32,15 +92,19 @@ def job_state(job: GenerationJob) -> dict:
         "finished": job.status in (GenerationJobStatus.SUCCEEDED, GenerationJobStatus.FAILED)
         or job.is_interrupted,
         "batch_url": batch_url,
+        "link_url": batch_url,
+        "link_text": "Open the batch",
     }
 
 
 @admin.register(GenerationJob)
 class GenerationJobAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "status_label", "progress", "requested_by", "created_at"]
+    list_display = ["__str__", "kind", "status_label", "progress", "requested_by", "created_at"]
     list_select_related = ["requested_by"]
     change_form_template = "admin/cards/generationjob/change_form.html"
+    list_filter = ["kind"]
     readonly_fields = [
+        "kind",
         "status",
         "params",
         "requested_by",
@@ -48,6 +112,7 @@ class GenerationJobAdmin(admin.ModelAdmin):
         "total",
         "batch",
         "error",
+        "result",
         "created_at",
         "started_at",
         "finished_at",
@@ -56,6 +121,13 @@ class GenerationJobAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["cards/admin.css"]}
+
+    def has_view_permission(self, request, obj=None):
+        # Who may mass edit or delete cards follows their own jobs (the queryset narrows kinds).
+        return super().has_view_permission(request, obj) or any(
+            request.user.has_perm(perm)
+            for perm in ("cards.change_topupcard", "cards.delete_topupcard")
+        )
 
     def get_queryset(self, request):
         return jobs_visible_to(request.user)

@@ -23,7 +23,7 @@ from cards.exceptions import CardEditError, GenerationError
 from cards.exports import export_with_audit
 from cards.filters import pin_search_error, remember_pin_search
 from cards.forms import GenerateCardsForm, MassEditForm
-from cards.jobs import generation_job_start
+from cards.jobs import delete_all_job_start, generation_job_start, mass_edit_job_start
 from cards.models import CardBatch, CardStatus, TopUpCard
 from cards.pins import format_pin
 from cards.selectors import InvalidCardSearch, batches_visible_to, card_list, staff_reseller
@@ -323,8 +323,30 @@ class CardScreens:
             "activated": selection.filter(activated_at__isnull=False).order_by().count(),
         }
 
+    def _job_started(self, request, job, what: str):
+        messages.success(
+            request, f"{what} runs in the background: this page shows when it is done."
+        )
+        return HttpResponseRedirect(reverse("admin:cards_generationjob_change", args=[job.pk]))
+
     def _apply_mass_edit(self, request, selection, form, marked, query):
         changes = form.changes()
+        filters = search_params(request.GET)
+        if changes and "pin_ref" not in filters:
+            count = selection.filter(activated_at__isnull=True).order_by().count()
+            if count > settings.MASS_EDIT_SYNC_LIMIT:
+                try:
+                    job = mass_edit_job_start(
+                        filters=filters,
+                        expected=count,
+                        changes=changes,
+                        delete_ids=marked,
+                        actor=request.user,
+                    )
+                except CardEditError as error:
+                    messages.error(request, error.message)
+                    return HttpResponseRedirect(reverse("admin:cards_topupcard_mass_edit") + query)
+                return self._job_started(request, job, f"Mass Edit of {cards_text(count)}")
         try:
             with transaction.atomic():
                 result = (
@@ -368,6 +390,13 @@ class CardScreens:
                     f"The selection changed since you looked: it now holds {count:,} cards "
                     "that can be deleted. Confirm again.",
                 )
+            elif count > settings.MASS_EDIT_SYNC_LIMIT and "pin_ref" not in search_params(
+                request.GET
+            ):
+                job = delete_all_job_start(
+                    filters=search_params(request.GET), expected=count, actor=request.user
+                )
+                return self._job_started(request, job, f"Deleting {cards_text(count)}")
             else:
                 deleted = cards_mass_delete(cards=selection, actor=request.user)
                 messages.success(request, f"Deleted {cards_text(deleted)}.")

@@ -1,4 +1,4 @@
-// Polls a generation job's progress once a second until it ends.
+// Polls a background job's progress once a second until it ends.
 (function () {
   "use strict";
   const box = document.getElementById("job-progress");
@@ -11,10 +11,12 @@
       const response = await fetch(box.dataset.url, { credentials: "same-origin" });
       if (response.ok) {
         const state = await response.json();
-        bar.value = state.percent;
+        if (state.percent === null) bar.removeAttribute("value");
+        else bar.value = state.percent;
         label.textContent = state.label;
-        if (state.batch_url) {
-          batch.querySelector("a").href = state.batch_url;
+        if (state.link_url) {
+          batch.querySelector("a").href = state.link_url;
+          batch.querySelector("a").textContent = state.link_text;
           batch.hidden = false;
         }
         if (state.finished) return;

@@ -1,0 +1,376 @@
+"""Mass Edit and Delete all of selections above MASS_EDIT_SYNC_LIMIT run as background jobs."""
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from urllib.parse import urlencode
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from cards.models import (
+    CardEvent,
+    GenerationJob,
+    GenerationJobKind,
+    GenerationJobStatus,
+    TopUpCard,
+)
+from subscribers.models import StaffReseller
+from tests.cards.admin_helpers import operator, snapshot
+from tests.cards.test_jobs import ROOT, _database_url, run_worker
+from tests.factories import ResellerFactory, TopUpCardFactory
+
+MASS_EDIT = reverse("admin:cards_topupcard_mass_edit")
+DELETE_ALL = reverse("admin:cards_topupcard_delete_all")
+EXPIRES = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+
+
+def url(base, **search):
+    return base + "?" + urlencode(search)
+
+
+def edit(**fields):
+    data = {"expires_action": "preserve", "reseller_action": "preserve", "block_action": "preserve"}
+    return {**data, **fields, "_confirm": "1"}
+
+
+EXPIRY_AND_BLOCK = edit(
+    expires_action="set", expires_at="2031-06-30 12:00:00", block_action="block"
+)
+
+
+def cards(series, count, reseller=None, **fields):
+    return [
+        TopUpCardFactory(series=series, number=n, reseller=reseller, expires_at=EXPIRES, **fields)
+        for n in range(1, count + 1)
+    ]
+
+
+def job_page(job):
+    return reverse("admin:cards_generationjob_change", args=[job.pk])
+
+
+def progress(client, job):
+    return client.get(reverse("admin:cards_generationjob_progress", args=[job.pk])).json()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("limit, background", [(6, False), (5, True)])
+def test_process_runs_in_the_request_up_to_the_limit_and_in_the_background_above(
+    admin_client, settings, limit, background
+):
+    settings.MASS_EDIT_SYNC_LIMIT = limit
+    cards("3", 6)
+
+    response = admin_client.post(url(MASS_EDIT, serial_from="3"), EXPIRY_AND_BLOCK)
+
+    blocked = TopUpCard.objects.filter(blocked=True).count()
+    if background:
+        job = GenerationJob.objects.get()
+        assert response["Location"] == job_page(job)
+        assert job.kind == GenerationJobKind.MASS_EDIT and job.total == 6
+        assert job.status == GenerationJobStatus.QUEUED
+        assert blocked == 0 and not CardEvent.objects.exists()
+    else:
+        assert not GenerationJob.objects.exists() and blocked == 6
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("limit, background", [(6, False), (5, True)])
+def test_delete_all_runs_in_the_request_up_to_the_limit_and_in_the_background_above(
+    admin_client, settings, limit, background
+):
+    settings.MASS_EDIT_SYNC_LIMIT = limit
+    cards("3", 6)
+
+    response = admin_client.post(
+        url(DELETE_ALL, serial_from="3"), {"expected_count": "6", "_confirm": "1"}
+    )
+
+    if background:
+        job = GenerationJob.objects.get()
+        assert response["Location"] == job_page(job) and job.kind == GenerationJobKind.DELETE_ALL
+        assert TopUpCard.objects.count() == 6
+    else:
+        assert not GenerationJob.objects.exists() and not TopUpCard.objects.exists()
+
+
+def _outcome(series):
+    """Per card number: what the card became and the audit events it got (minus the serial)."""
+    states = {
+        card.number: (card.expires_at, card.blocked, card.reseller_id)
+        for card in TopUpCard.objects.filter(series=series)
+    }
+    events = sorted(
+        (int(e.serial[len(series) :]) if e.serial else 0, e.kind, str(e.changes), e.actor_id)
+        for e in CardEvent.objects.filter(serial__startswith=series)
+    )
+    return states, events
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_job_changes_and_audits_exactly_what_the_request_would(settings, client):
+    user = operator()
+    client.force_login(user)
+    company = ResellerFactory(name="New Co")
+    for series in ("3", "4"):
+        cards(series, 6, blocked=False)
+        TopUpCard.objects.filter(series=series, number=2).update(blocked=True)
+        TopUpCard.objects.filter(series=series, number=3).update(
+            expires_at=EXPIRES.replace(year=2031)
+        )
+    data = edit(
+        expires_action="set",
+        expires_at="2031-06-30 12:00:00",
+        reseller_action="set",
+        reseller=company.pk,
+        block_action="block",
+    )
+
+    settings.MASS_EDIT_SYNC_LIMIT = 100
+    client.post(url(MASS_EDIT, series="3"), data)
+    settings.MASS_EDIT_SYNC_LIMIT = 1
+    client.post(url(MASS_EDIT, series="4"), data)
+    job = GenerationJob.objects.get()
+    assert _outcome("4")[1] == []  # queued, nothing done yet
+    run_worker()
+
+    job.refresh_from_db()
+    assert job.status == GenerationJobStatus.SUCCEEDED
+    assert _outcome("4") == _outcome("3")
+    assert len(_outcome("4")[1]) == 6 + 6 + 5  # expiry, company, block (one was blocked)
+    state = progress(client, job)
+    assert state["finished"] and state["percent"] == 100
+    assert state["label"] == (
+        "Done: expiration date changed on 6 cards; company changed on 6 cards; "
+        "block changed on 5 cards."
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delete_all_job_deletes_and_audits_like_the_request_and_keeps_activated_cards(
+    settings, admin_client, subscriber
+):
+    settings.MASS_EDIT_SYNC_LIMIT = 1
+    cards("3", 4)
+    kept = TopUpCardFactory(
+        series="3", number=5, activated_at=timezone.now(), activated_by=subscriber
+    )
+    admin_client.post(url(DELETE_ALL, serial_from="3"), {"expected_count": "4", "_confirm": "1"})
+
+    run_worker()
+
+    job = GenerationJob.objects.get()
+    assert job.status == GenerationJobStatus.SUCCEEDED and job.result == {"deleted": 4}
+    assert list(TopUpCard.objects.all()) == [kept]
+    deleted = CardEvent.objects.filter(kind="deleted")
+    assert deleted.count() == 4 and {e.actor_id for e in deleted} == {job.requested_by_id}
+    assert progress(admin_client, job)["label"] == "Done: 4 cards deleted."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reseller_operator_s_job_touches_only_their_cards_and_only_they_see_it(settings, client):
+    settings.MASS_EDIT_SYNC_LIMIT = 1
+    mine, theirs = ResellerFactory(name="Mine"), ResellerFactory(name="Theirs")
+    cards("3", 3, reseller=mine)
+    TopUpCardFactory(series="3", number=9, reseller=theirs, expires_at=EXPIRES)
+    me = operator("change_topupcard", "view_topupcard", username="me")
+    StaffReseller.objects.create(user=me, reseller=mine)
+    other = operator("change_topupcard", "view_topupcard", username="other")
+    StaffReseller.objects.create(user=other, reseller=theirs)
+    client.force_login(me)
+
+    client.post(url(MASS_EDIT, serial_from="3"), edit(block_action="block"))
+    run_worker()
+
+    job = GenerationJob.objects.get()
+    assert job.status == GenerationJobStatus.SUCCEEDED and job.total == 3
+    assert set(TopUpCard.objects.filter(blocked=True).values_list("reseller", flat=True)) == {
+        mine.pk
+    }
+    assert client.get(job_page(job)).status_code == 200
+    client.force_login(other)
+    assert client.get(job_page(job)).status_code == 302  # the admin's "doesn't exist"
+    assert (
+        client.get(reverse("admin:cards_generationjob_progress", args=[job.pk])).status_code == 404
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_selection_that_changed_before_the_job_ran_fails_on_its_page_and_changes_nothing(
+    settings, admin_client
+):
+    settings.MASS_EDIT_SYNC_LIMIT = 1
+    cards("3", 3)
+    admin_client.post(url(MASS_EDIT, serial_from="3"), EXPIRY_AND_BLOCK)
+    TopUpCardFactory(series="3", number=7, expires_at=EXPIRES)  # a card joins the search
+    before = snapshot(TopUpCard)
+
+    run_worker()
+
+    job = GenerationJob.objects.get()
+    assert job.status == GenerationJobStatus.FAILED
+    assert snapshot(TopUpCard) == before and not CardEvent.objects.exists()
+    page = admin_client.get(job_page(job)).content.decode()
+    assert "Failed: The selection changed since it was confirmed: it now holds 4 cards" in page
+    assert "No card was changed." in page
+
+
+@pytest.mark.django_db
+def test_a_running_job_shows_elapsed_time_and_an_indeterminate_bar(admin_client):
+    job = GenerationJob.objects.create(
+        kind=GenerationJobKind.DELETE_ALL,
+        params={"filters": {"serial_from": "3"}, "expected": 5, "reseller_id": None},
+        total=120_000,
+        status=GenerationJobStatus.RUNNING,
+        started_at=timezone.now() - dt.timedelta(seconds=75),
+        heartbeat_at=timezone.now(),
+    )
+
+    page = admin_client.get(job_page(job)).content.decode()
+    state = progress(admin_client, job)
+
+    assert "Deleting 120,000 cards… running for 1 min 15 s" in page
+    assert state["percent"] is None and not state["finished"]
+    assert 'id="job-bar" max="100"  class' in page  # no value: indeterminate
+    assert state["link_url"] == reverse("admin:cards_topupcard_changelist") + "?serial_from=3"
+
+
+@pytest.mark.django_db
+def test_only_who_may_mass_edit_or_delete_sees_those_jobs(client):
+    jobs = {
+        kind: GenerationJob.objects.create(kind=kind, params={"reseller_id": None}, total=9)
+        for kind in GenerationJobKind
+    }
+    seen = {}
+    for perms in [
+        ("view_topupcard", "view_generationjob"),
+        ("view_topupcard", "change_topupcard"),
+        ("view_topupcard", "delete_topupcard"),
+    ]:
+        client.force_login(operator(*perms, username="-".join(perms)))
+        seen[perms[1]] = {
+            kind for kind, job in jobs.items() if client.get(job_page(job)).status_code == 200
+        }
+
+    assert seen == {
+        "view_generationjob": {GenerationJobKind.GENERATE},
+        "change_topupcard": {GenerationJobKind.MASS_EDIT},
+        "delete_topupcard": {GenerationJobKind.DELETE_ALL},
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_operator_who_lost_the_permission_before_the_job_ran_changes_nothing(settings, client):
+    settings.MASS_EDIT_SYNC_LIMIT = 1
+    cards("3", 3)
+    user = operator()
+    client.force_login(user)
+    client.post(url(MASS_EDIT, serial_from="3"), edit(block_action="block"))
+    user.user_permissions.clear()
+
+    run_worker()
+
+    job = GenerationJob.objects.get()
+    assert job.status == GenerationJobStatus.FAILED and "no longer allowed" in job.error
+    assert not TopUpCard.objects.filter(blocked=True).exists()
+
+
+LOAD_SQL = """
+INSERT INTO cards_topupcard (series, number, amount, currency, pin_digest, pin_encrypted,
+    pin_length, pin_last4, expires_at, blocked, created_at)
+SELECT '77', i + 1, 10, 'USD', sha256(('d' || i)::bytea), sha256(('e' || i)::bytea), 12,
+       '0000', now() + interval '30 days', false, now()
+FROM generate_series(0, %s - 1) AS i
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_worker_killed_mid_mass_edit_leaves_every_card_as_it_was(settings, admin_client):
+    settings.MASS_EDIT_SYNC_LIMIT = 1
+    with connection.cursor() as cursor:
+        cursor.execute(LOAD_SQL, [60_000])
+        cursor.execute("ANALYZE cards_topupcard")
+    admin_client.post(url(MASS_EDIT, serial_from="77"), EXPIRY_AND_BLOCK)
+    job = GenerationJob.objects.get()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            job.refresh_from_db()
+            if job.status != GenerationJobStatus.QUEUED:
+                break
+            time.sleep(0.05)
+        assert job.status == GenerationJobStatus.RUNNING
+        _wait_for_row_locks(deadline)  # the job is inside its transaction, mid-way
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+    job.refresh_from_db()
+    assert job.status == GenerationJobStatus.RUNNING  # never finished; interrupted once stale
+    assert not TopUpCard.objects.filter(blocked=True).exists()
+    assert not TopUpCard.objects.exclude(expires_at__gt=timezone.now()).exists()
+    assert not TopUpCard.objects.filter(expires_at__year=2031).exists()
+    assert not CardEvent.objects.exists()
+
+
+def _wait_for_row_locks(deadline):
+    """Until another session holds a transaction open that has written (an xid assigned)."""
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the job never started writing")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat_keeps_a_long_job_from_looking_interrupted(monkeypatch):
+    from cards import jobs
+
+    monkeypatch.setattr(jobs, "HEARTBEAT_SECONDS", 0.05)
+    old = timezone.now() - dt.timedelta(hours=1)
+    job = GenerationJob.objects.create(
+        kind=GenerationJobKind.MASS_EDIT,
+        params={},
+        total=1,
+        status=GenerationJobStatus.RUNNING,
+        heartbeat_at=old,
+    )
+    heartbeat = jobs._Heartbeat(job.pk)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            job.refresh_from_db()
+            if job.heartbeat_at > old:
+                break
+            time.sleep(0.02)
+    finally:
+        heartbeat.close()
+
+    assert job.heartbeat_at > old and not job.is_interrupted
