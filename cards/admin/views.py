@@ -18,6 +18,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import localize
 from django.utils.html import format_html
+from django.utils.http import MAX_URL_LENGTH
 
 from cards.exceptions import CardEditError, GenerationError
 from cards.exports import export_with_audit
@@ -118,6 +119,16 @@ class CardScreens:
 
     def _changelist_url(self, query: str = "") -> str:
         return reverse("admin:cards_topupcard_changelist") + query
+
+    def _back_with_search(self, request, query: str, to: str = "admin:cards_topupcard_changelist"):
+        """Redirect to `to` carrying the search. A search too long for a URL (Django refuses to
+        redirect past MAX_URL_LENGTH; no valid search is that long) is dropped with a message,
+        never shortened: a shortened search could select other cards."""
+        url = reverse(to) + query
+        if len(url) > MAX_URL_LENGTH:
+            messages.error(request, "The search is too long to be valid: it was cleared.")
+            url = reverse(to)
+        return HttpResponseRedirect(url)
 
     def generate_view(self, request):
         if not self.has_add_permission(request):
@@ -220,7 +231,7 @@ class CardScreens:
         size = request.POST.get("per_page")
         if size:
             params["per_page"] = size
-        return HttpResponseRedirect(self._changelist_url("?" + urlencode(params) if params else ""))
+        return self._back_with_search(request, "?" + urlencode(params) if params else "")
 
     def _selection(self, request):
         """The cards of the current search (carried in the query string), or None if invalid."""
@@ -238,7 +249,7 @@ class CardScreens:
         selection = self._selection(request)
         query = search_query_string(request.GET)
         if selection is None:
-            return HttpResponseRedirect(self._changelist_url(query))
+            return self._back_with_search(request, query)
         scoped = staff_reseller(request.user)
         can_delete = self.has_delete_permission(request)
 
@@ -345,7 +356,9 @@ class CardScreens:
                     )
                 except CardEditError as error:
                     messages.error(request, error.message)
-                    return HttpResponseRedirect(reverse("admin:cards_topupcard_mass_edit") + query)
+                    return self._back_with_search(
+                        request, query, to="admin:cards_topupcard_mass_edit"
+                    )
                 return self._job_started(request, job, f"Mass Edit of {cards_text(count)}")
         try:
             with transaction.atomic():
@@ -361,7 +374,7 @@ class CardScreens:
                 )
         except CardEditError as error:
             messages.error(request, error.message)
-            return HttpResponseRedirect(reverse("admin:cards_topupcard_mass_edit") + query)
+            return self._back_with_search(request, query, to="admin:cards_topupcard_mass_edit")
         parts = []
         if result is not None:
             labels = {"expires_at": "expiration date", "reseller": "company", "blocked": "block"}
@@ -372,7 +385,7 @@ class CardScreens:
         if marked:
             parts.append(f"{cards_text(deleted)} deleted")
         messages.success(request, "Mass Edit done: " + "; ".join(parts) + ".")
-        return HttpResponseRedirect(self._changelist_url(query))
+        return self._back_with_search(request, query)
 
     def delete_all_view(self, request):
         if not self.has_delete_permission(request):
@@ -380,7 +393,7 @@ class CardScreens:
         selection = self._selection(request)
         query = search_query_string(request.GET)
         if selection is None:
-            return HttpResponseRedirect(self._changelist_url(query))
+            return self._back_with_search(request, query)
         deletable = selection.filter(activated_at__isnull=True).order_by()
         count = deletable.count()
         if request.method == "POST" and "_confirm" in request.POST:
@@ -400,7 +413,7 @@ class CardScreens:
             else:
                 deleted = cards_mass_delete(cards=selection, actor=request.user)
                 messages.success(request, f"Deleted {cards_text(deleted)}.")
-                return HttpResponseRedirect(self._changelist_url(query))
+                return self._back_with_search(request, query)
         return self._render(
             request,
             "delete_all.html",
@@ -422,7 +435,7 @@ class CardScreens:
         selection = self._selection(request)
         query = search_query_string(request.GET)
         if selection is None:
-            return HttpResponseRedirect(self._changelist_url(query))
+            return self._back_with_search(request, query)
         params = search_params(request.GET)
         description = {k: v for k, v in params.items() if k != "pin_ref"}
         if "pin_ref" in params:
