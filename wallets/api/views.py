@@ -21,7 +21,13 @@ from wallets.ratelimits import rate_count_add, rate_limit_hit
 from wallets.selectors import balance_by_ref, wallet_balances
 from wallets.services import balance_adjust, balance_topup_external, request_fingerprint
 
-from .credentials import API_CODENAMES, Principal, credentials_in, principal_lookup
+from .credentials import (
+    API_CODENAMES,
+    Principal,
+    basic_password_ok,
+    credentials_in,
+    principal_lookup,
+)
 from .errors import mtx_exception_handler, mtx_response
 from .parsers import MtxJSONParser, MtxMessage, MtxTextXMLParser, MtxXMLParser
 from .renderers import MtxJSONRenderer, MtxXMLRenderer
@@ -66,7 +72,7 @@ class ClientBasicAuthentication(BasicAuthentication):
         if user is None:
             get_user_model()().set_password(password)  # as long as a real check
             raise AuthenticationFailed("Invalid username/password.")
-        if not user.check_password(password) or not user.is_active:
+        if not basic_password_ok(user, password) or not user.is_active:
             raise AuthenticationFailed("Invalid username/password.")
         return user, None
 
