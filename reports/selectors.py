@@ -49,16 +49,19 @@ from django.db.models import (
     Count,
     DateTimeField,
     DecimalField,
+    Exists,
     F,
     Func,
+    OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Sum,
     Value,
     When,
 )
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce, StrIndex, Substr, Trunc
+from django.db.models.functions import Cast, Coalesce, NullIf, StrIndex, Substr, Trunc
 from django.utils import timezone
 
 from cards.models import CardEvent, CardEventKind, TopUpCard
@@ -264,12 +267,98 @@ LIABILITY_GROUPINGS = {
 
 
 def liability_cards(*, as_of: dt.datetime) -> QuerySet:
-    """Cards that could still be redeemed just before the instant `as_of` (an end of day)."""
+    """Cards that could still be redeemed just before the instant `as_of` (an end of day), among
+    those whose block, expiry and reseller have not changed since: a card Mass Edit changed at or
+    after `as_of` is read by `changed_liability_cards` instead."""
     return TopUpCard.objects.filter(
         Q(activated_at__isnull=True) | Q(activated_at__gte=as_of),
         Q(blocked=False) | Q(reversed_at__gte=as_of),
+        ~Exists(_changes_since(as_of).filter(card_id=OuterRef("pk"))),
         created_at__lt=as_of,
         expires_at__gte=as_of,
+    )
+
+
+# The audit events that change what liability reads: Mass Edit's edits (expires_at, reseller) and
+# blocks. A reversal's block is dated by the card's own `reversed_at`.
+STATE_EVENT_KINDS = (CardEventKind.EDITED, CardEventKind.BLOCKED, CardEventKind.UNBLOCKED)
+
+
+def _changes_since(as_of: dt.datetime) -> QuerySet:
+    """Block, expiry and reseller changes at or after `as_of` (the (kind, created_at) index)."""
+    return CardEvent.objects.filter(kind__in=STATE_EVENT_KINDS, created_at__gte=as_of)
+
+
+def _value_before(as_of: dt.datetime, value, **condition) -> Subquery:
+    """A card's value of a field just before `as_of`, from the earliest change of that field at
+    or after `as_of` (NULL when there is none)."""
+    earliest = (
+        _changes_since(as_of)
+        .filter(card_id=OuterRef("pk"), **condition)
+        .order_by("created_at", "id")
+        .annotate(value_before=value)
+        .values("value_before")[:1]
+    )
+    return Subquery(earliest)
+
+
+NO_VALUE = "-"
+
+
+def changed_liability_cards(*, as_of: dt.datetime) -> QuerySet:
+    """Cards Mass Edit changed (block, expiry or reseller) at or after `as_of`, with the state
+    they had just before it (`blocked_then`, `expires_then`, `reseller_then`), filtered by the
+    rules of `liability_cards` applied to that state.
+
+    A field's value at `as_of` is the `old` value of the card's earliest change of that field at
+    or after `as_of`; a field not changed since is read from the card. The blocked flag before a
+    blocked event was false and before an unblocked event true (Mass Edit writes one only when the
+    flag flips), so the event's kind says it and no JSON boolean is read. An expiry comes from the
+    JSON as the database wrote it (`_Instant` reads both forms); a reseller may have been none
+    (JSON null), which is not "no change", so the subquery answers a placeholder for it.
+    """
+    blocked_before = _value_before(
+        as_of,
+        Case(
+            When(kind=CardEventKind.BLOCKED, then=Value(False)),
+            default=Value(True),
+            output_field=BooleanField(),
+        ),
+        kind__in=(CardEventKind.BLOCKED, CardEventKind.UNBLOCKED),
+    )
+    expires_before = _value_before(
+        as_of,
+        _Instant(_from_changes("old")),
+        kind=CardEventKind.EDITED,
+        changes__field="expires_at",
+    )
+    reseller_before = _value_before(
+        as_of,
+        # SQLite's key text of a JSON null is "null", PostgreSQL's is NULL.
+        Coalesce(NullIf(Cast(_from_changes("old"), CharField()), Value("null")), Value(NO_VALUE)),
+        kind=CardEventKind.EDITED,
+        changes__field="reseller",
+    )
+    return (
+        TopUpCard.objects.filter(
+            Q(activated_at__isnull=True) | Q(activated_at__gte=as_of),
+            Exists(_changes_since(as_of).filter(card_id=OuterRef("pk"))),
+            created_at__lt=as_of,
+        )
+        .alias(
+            blocked_then=Coalesce(blocked_before, F("blocked"), output_field=BooleanField()),
+            expires_then=Coalesce(expires_before, _Instant(F("expires_at"))),
+            reseller_text=Coalesce(
+                reseller_before, Cast("reseller_id", CharField()), Value(NO_VALUE)
+            ),
+        )
+        .annotate(
+            reseller_then=Cast(NullIf("reseller_text", Value(NO_VALUE)), BigIntegerField()),
+        )
+        .filter(
+            Q(blocked_then=False) | Q(reversed_at__gte=as_of),
+            expires_then__gte=_instant(as_of),
+        )
     )
 
 
@@ -281,17 +370,30 @@ def liability(
     currency: str = "",
     series: str = "",
 ) -> list[dict]:
-    """Count and face value of redeemable cards at `as_of`, by currency (+ reseller, + series)."""
+    """Count and face value of redeemable cards at `as_of`, by currency (+ reseller, + series):
+    three aggregates (unchanged cards, cards changed since, deleted cards) merged by group key."""
     keys = LIABILITY_GROUPINGS[group_by]
+    aggregates = {"count": Count("id"), "value": Sum("amount")}
     queryset = _card_filters(
         liability_cards(as_of=as_of), reseller_id=reseller_id, currency=currency, series=series
     )
-    rows = list(queryset.order_by().values(*keys).annotate(count=Count("id"), value=Sum("amount")))
+    rows = list(queryset.order_by().values(*keys).annotate(**aggregates))
+    # The changed cards count for the reseller they had at `as_of` (so does a scoped user's view).
+    changed = changed_liability_cards(as_of=as_of)
+    if reseller_id is not None:
+        changed = changed.filter(reseller_then=reseller_id)
+    changed = _card_filters(changed, reseller_id=None, currency=currency, series=series)
+    then_keys = tuple("reseller_then" if k == "reseller_id" else k for k in keys)
+    changed_rows = list(changed.order_by().values(*then_keys).annotate(**aggregates))
+    for row in changed_rows:
+        if "reseller_then" in row:
+            row["reseller_id"] = row.pop("reseller_then")
     deleted = _card_filters(
         deleted_liability(as_of=as_of), reseller_id=reseller_id, currency=currency, series=series
     )
-    more = list(deleted.order_by().values(*keys).annotate(count=Count("id"), value=Sum("amount")))
-    rows = _name_resellers(_merge(rows, more, keys, ("count", "value")))
+    more = list(deleted.order_by().values(*keys).annotate(**aggregates))
+    rows = _merge(rows, changed_rows, keys, tuple(aggregates))
+    rows = _name_resellers(_merge(rows, more, keys, tuple(aggregates)))
     rows.sort(
         key=lambda r: (
             r["currency"],
