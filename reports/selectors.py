@@ -12,9 +12,17 @@ Point-in-time rules (documented in reports/README.md):
   instant itself belongs to D + 1, so liability(D) = liability(D - 1) + cards created on D
   - redemptions on D - breakage on D (for cards that are never blocked), - deletions on D of
   cards still owed.
-- Blocking is a present-time flag; the only block whose time the card keeps is the one a reversal
-  applies (`reversed_at`), so a card reversed after D counts as unblocked on D, and any other
-  blocked card counts as blocked on every date.
+- Liability reads a card's block, expiry and reseller as they were at the instant: its current
+  value, unless Mass Edit changed that field at or after the instant; then the `old` value of the
+  card's earliest change of that field at or after it (an edited event for expires_at / reseller,
+  blocked / unblocked for the flag: the kind says what the flag was before). So blocking a box of
+  cards today, or moving them to another reseller, leaves last month's figure as reported. The
+  reversal's block keeps its own date (`reversed_at`): a card reversed after D counts as not
+  blocked on D. The cards without such a change are one aggregate with an anti-join on the
+  changes since the instant; those with one are a second aggregate whose state at the instant is
+  read by correlated subqueries (only for them), filtered (reseller, including a scoped user's,
+  currency, series) on that state and merged by group key. Breakage, Expiring soon and
+  Redemptions still read block, expiry and reseller as they are now.
 - Deleted cards (Mass Edit's Delete all; only never-activated cards can go) count on the days
   before their deletion from their `deleted` audit event, which records the card as it was when
   deleted (amount, currency, reseller, series, created_at, expires_at, blocked). Liability as of D
@@ -30,10 +38,9 @@ Point-in-time rules (documented in reports/README.md):
   series from the event's batch (series, failing that, from the serial, whose prefix it is); an
   imported card has no batch, so its creation time is unknown and it counts as created before any
   date (on every day before its deletion while unexpired); a missing blocked flag reads as not
-  blocked. The recorded reseller, expiry and flag are those at deletion time, the same
-  present-time reading as for the cards that remain.
-- Expiry dates and resellers are read as they are now (Mass Edit may have changed them); for a
-  deleted card, as they were when it was deleted.
+  blocked. The recorded reseller, expiry and flag are those at deletion time: Mass Edit's changes
+  to a card before its deletion are not replayed (its events lose the card link), so a deleted
+  card that was blocked after D and deleted later still reads as blocked on D.
 """
 
 import datetime as dt
