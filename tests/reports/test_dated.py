@@ -136,11 +136,14 @@ def test_a_reseller_scoped_user_sees_the_cards_that_were_theirs_then(edited, r1_
 
 def test_a_change_at_the_closing_instant_belongs_to_the_next_day(edited):
     # A block at T exactly: the card is still owed on D (events at T belong to D + 1).
-    r3 = TopUpCardFactory(
-        amount=D("512000"), currency="GBP", created_at=edited.T - DAY, expires_at=edited.T + DAY
-    )
-    _edit(r3, edited.T, blocked=True)
+    # Cents add up exactly with an unchanged card's in the same row.
+    gbp = {"currency": "GBP", "created_at": edited.T - DAY, "expires_at": edited.T + DAY}
+    changed = TopUpCardFactory(amount=D("512000.25"), **gbp)
+    TopUpCardFactory(amount=D("0.10"), **gbp)
+    _edit(changed, edited.T, blocked=True)
     assert _liability(edited.day, currency="GBP", group_by="currency") == [
-        ("GBP", None, None, 1, D("512000"))
+        ("GBP", None, None, 2, D("512000.35"))
     ]
-    assert _liability(edited.day + dt.timedelta(days=1), currency="GBP") == []
+    assert _liability(edited.day + dt.timedelta(days=1), currency="GBP", group_by="currency") == [
+        ("GBP", None, None, 1, D("0.10"))
+    ]
