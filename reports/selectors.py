@@ -22,8 +22,8 @@ Point-in-time rules (documented in reports/README.md):
   changes since the instant; those with one are a second aggregate (`changed_liability`, one SQL
   statement: the earliest change per card and field by a window over the changes since the
   instant, then the cards by primary key), filtered (reseller, including a scoped user's,
-  currency, series) on their state at the instant and merged by group key. Breakage, Expiring soon and
-  Redemptions still read block, expiry and reseller as they are now.
+  currency, series) on their state at the instant and merged by group key. Breakage, Expiring
+  soon and Redemptions still read block, expiry and reseller as they are now.
 - Deleted cards (Mass Edit's Delete all; only never-activated cards can go) count on the days
   before their deletion from their `deleted` audit event, which records the card as it was when
   deleted (amount, currency, reseller, series, created_at, expires_at, blocked). Liability as of D
