@@ -1,4 +1,4 @@
-"""How fast each report page answers with 1,000,000 cards, 200,000 ledger entries, 50,000 deleted.
+"""How fast each report page answers with 1M cards, 200k ledger entries, 50k deleted, 100k edits.
 
     su postgres -c "createdb -O topup topup_bench_d"
     export DATABASE_URL=postgres://topup:topup@127.0.0.1:5432/topup_bench_d
@@ -12,6 +12,12 @@ The deleted cards are audit events only (`kind = "deleted"`, as Mass Edit's Dele
 in five runs of 10,000 at 400, 200, 100, 40 and 5 days ago: liability reads the deletions since its
 date, breakage those since its period's start. `--deleted` changes their number; only the events
 are rewritten when it differs from what is loaded.
+
+The Mass Edit changes are the audit events `cards_mass_update` writes (`edited` with the
+expiry's or the reseller's old and new value, `blocked` / `unblocked`): 200 runs, one every two
+days over the last 400, each changing one field (in turn block, expiry, reseller, unblock) of a
+box of 500 consecutive cards that existed and were unredeemed then. Liability reads the changes
+since its date: 95,000 for "a year ago". `--edits` changes their number.
 
 Each report page is requested through Django's test client (the whole admin view: permission,
 form, aggregate queries, chart, template) `--repeat` times after one warm-up; the median is
@@ -268,6 +274,71 @@ def load_deleted(deleted: int, cards: int) -> None:
         print(f"loaded {deleted:,} deletion events in {time.perf_counter() - started:.1f} s")
 
 
+EDIT_RUNS = 200
+EDIT_DAYS = 400
+
+
+def load_edits(edits: int) -> None:
+    """Mass Edit changes as `cards_mass_update` writes them: `EDIT_RUNS` runs spread evenly over
+    the last `EDIT_DAYS` days, each changing one field of a box of consecutive cards that existed
+    and were not redeemed at the time: in turn block, expiry (+90 days), reseller (to the next
+    one), unblock. Only the audit events are written (the cards keep their state): the reports
+    read the events after their date, which is what costs."""
+    per_run = max(1, edits // EDIT_RUNS)
+    with connection.cursor() as cur:
+        started = time.perf_counter()
+        cur.execute(
+            "DELETE FROM cards_cardevent WHERE channel = 'admin' "
+            "AND kind IN ('edited', 'blocked', 'unblocked')"
+        )
+        cur.execute("SELECT max(id) FROM cards_topupcard")
+        top = cur.fetchone()[0] or 0
+        cur.execute(
+            """
+            INSERT INTO cards_cardevent (kind, card_id, serial, batch_id, channel, changes,
+                created_at)
+            SELECT (ARRAY['blocked', 'edited', 'edited', 'unblocked'])[1 + r %% 4], c.id,
+                   c.series || '-' || lpad(c.number::text, 9, '0'), c.batch_id, 'admin',
+                   CASE r %% 4
+                       WHEN 0 THEN '{"field": "blocked", "old": false, "new": true}'::jsonb
+                       WHEN 1 THEN jsonb_build_object('field', 'expires_at',
+                           'old', c.expires_at, 'new', c.expires_at + interval '90 days')
+                       WHEN 2 THEN jsonb_build_object('field', 'reseller',
+                           'old', c.reseller_id, 'new', 1 + coalesce(c.reseller_id, 0) %% %(res)s,
+                           'new_name', 'Reseller ' || 1 + coalesce(c.reseller_id, 0) %% %(res)s)
+                       ELSE '{"field": "blocked", "old": true, "new": false}'::jsonb
+                   END,
+                   run.at
+            FROM generate_series(1, %(runs)s) r,
+                 LATERAL (SELECT date_trunc('minute', now())
+                                 - (r * %(days)s / %(runs)s) * interval '1 day' AS at) run,
+                 LATERAL (SELECT * FROM cards_topupcard c
+                          WHERE c.id >= 1 + (r * 7919 * 631) %% %(top)s
+                            AND c.created_at < run.at
+                            AND (c.activated_at IS NULL OR c.activated_at > run.at)
+                          ORDER BY c.id LIMIT %(per_run)s) c
+            """,
+            {
+                "runs": EDIT_RUNS,
+                "days": EDIT_DAYS,
+                "top": max(top - per_run * 20, 1),
+                "per_run": per_run,
+                "res": RESELLERS,
+            },
+        )
+        cur.execute("ANALYZE cards_cardevent")
+        print(f"loaded {count_edits():,} Mass Edit events in {time.perf_counter() - started:.1f} s")
+
+
+def count_edits() -> int:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM cards_cardevent WHERE channel = 'admin' "
+            "AND kind IN ('edited', 'blocked', 'unblocked')"
+        )
+        return cur.fetchone()[0]
+
+
 def count_deleted() -> int:
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM cards_cardevent WHERE kind = 'deleted'")
@@ -355,6 +426,7 @@ def main() -> None:
     parser.add_argument("--cards", type=int, default=1_000_000)
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--deleted", type=int, default=50_000, help="deleted cards (events)")
+    parser.add_argument("--edits", type=int, default=100_000, help="Mass Edit change events")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--reload", action="store_true", help="rebuild the data")
     args = parser.parse_args()
@@ -367,9 +439,11 @@ def main() -> None:
     cards, entries = count_rows()
     if args.reload or count_deleted() != args.deleted:
         load_deleted(args.deleted, cards)
+    if args.reload or count_edits() != args.edits:
+        load_edits(args.edits)
     print(
-        f"{cards:,} cards, {entries:,} ledger entries, {count_deleted():,} deleted cards; "
-        f"median of {args.repeat} requests\n"
+        f"{cards:,} cards, {entries:,} ledger entries, {count_deleted():,} deleted cards, "
+        f"{count_edits():,} Mass Edit events; median of {args.repeat} requests\n"
     )
 
     setup_test_environment()

@@ -75,9 +75,9 @@ class TestLiability:
         ]
         assert _liability(finance, finance.day, currency="GBP") == []
 
-    def test_operator_blocks_are_a_present_time_flag(self, finance):
-        """Documented limit: only a reversal's block is dated (reversed_at). A card an operator
-        blocked after D is left out of D too; one unblocked since counts on D."""
+    def test_operator_blocks_are_dated_by_their_audit_events(self, finance):
+        """A card blocked after D still counts on D; one unblocked after D does not (the events
+        as older code wrote them, without `changes`: the kind says what the flag was)."""
         r3 = ResellerFactory(name="Reseller 3")
         blocked = TopUpCardFactory(reseller=r3, amount=D("100"), created_at=finance.T - 10 * DAY)
         CardEventFactory(card=blocked, kind="blocked", created_at=finance.T + HOUR)
@@ -87,6 +87,9 @@ class TestLiability:
         CardEventFactory(card=unblocked, kind="unblocked", created_at=finance.T + HOUR)
 
         assert _liability(finance, finance.day, reseller_id=r3.pk) == [
+            ("USD", "Reseller 3", None, 1, D("100"))
+        ]
+        assert _liability(finance, finance.day + dt.timedelta(days=1), reseller_id=r3.pk) == [
             ("USD", "Reseller 3", None, 1, D("200"))
         ]
 
@@ -332,10 +335,12 @@ def test_periods_cover_every_step_of_the_range():
 def test_reports_run_a_fixed_number_of_queries_whatever_the_card_count(
     finance, django_assert_max_num_queries
 ):
-    TopUpCardFactory.create_batch(20, reseller=finance.r1, created_at=finance.T - DAY)
+    cards = TopUpCardFactory.create_batch(20, reseller=finance.r1, created_at=finance.T - DAY)
+    for card in cards[:10]:
+        CardEventFactory(card=card, kind="blocked", created_at=finance.T + HOUR)
     period = Period(finance.day, finance.day, Granularity.DAY)
-    # Cards, deleted cards (one aggregate each), reseller names.
-    with django_assert_max_num_queries(3):
+    # Unchanged cards, cards changed since, deleted cards (one aggregate each), reseller names.
+    with django_assert_max_num_queries(4):
         selectors.liability(as_of=finance.T)
     with django_assert_max_num_queries(3):
         selectors.breakage(period=period, breakdown="reseller")
