@@ -25,10 +25,11 @@ from django.utils import timezone
 from django_tasks import task
 
 from subscribers.models import Reseller
+from subscribers.selectors import staff_reseller
 
 from .exceptions import CardEditError, CardPermissionDenied, GenerationError
 from .models import GenerationJob, GenerationJobKind, GenerationJobStatus
-from .selectors import InvalidCardSearch, card_list, staff_reseller
+from .selectors import InvalidCardSearch, card_list
 from .services import (
     PRESERVE,
     card_batch_generate,

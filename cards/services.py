@@ -25,6 +25,7 @@ from django.db.models.functions import Cast, Concat, JSONObject, LPad
 from django.utils import timezone
 
 from subscribers.models import Reseller, Subscriber
+from subscribers.selectors import staff_reseller
 from wallets.models import Balance, Channel, LedgerKind
 from wallets.selectors import MAX_RESOURCE_ID, balance_by_ref, owner_filter
 from wallets.services import AMOUNT_LIMIT, balance_topup, decimal_places
@@ -386,8 +387,6 @@ class MassUpdateResult:
 
 
 def _scope_check(*, actor, reseller) -> None:
-    from .selectors import staff_reseller
-
     scoped = staff_reseller(actor)
     if scoped is not None and (reseller is None or reseller.pk != scoped.pk):
         raise CardPermissionDenied(f"You may only assign cards to {scoped.name}.", field="reseller")
@@ -585,8 +584,6 @@ def cards_mass_delete(*, cards: QuerySet, actor) -> int:
 
 def card_pin_reveal(*, card: TopUpCard, actor, ip_address: str | None = None) -> str:
     """The card's PIN for a permitted operator; every reveal is an audit event."""
-    from .selectors import staff_reseller
-
     if actor is None or not actor.has_perm("cards.view_pin"):
         raise CardPermissionDenied("You are not allowed to see PINs.")
     scoped = staff_reseller(actor)

@@ -73,7 +73,7 @@ from django.db.models.functions import Cast, Coalesce, StrIndex, Substr, Trunc
 from django.utils import timezone
 
 from cards.models import CardEvent, CardEventKind, TopUpCard
-from subscribers.models import Reseller, StaffReseller
+from subscribers.models import Reseller
 from wallets.models import Balance, BalanceTemplate, LedgerEntry, LedgerKind
 
 ZERO = Decimal("0")
@@ -86,13 +86,6 @@ class Granularity:
     WEEK = "week"
     MONTH = "month"
     CHOICES = [(DAY, "Day"), (WEEK, "Week"), (MONTH, "Month")]
-
-
-def reseller_scope(user) -> int | None:
-    """The reseller a staff user is limited to, or None for an operator who sees every reseller."""
-    if user is None or not user.is_authenticated:
-        return None
-    return StaffReseller.objects.filter(user=user).values_list("reseller_id", flat=True).first()
 
 
 def start_of_day(day: dt.date) -> dt.datetime:
