@@ -192,6 +192,9 @@ def _merge(rows: list[dict], more: list[dict], keys: tuple[str, ...], sums: tupl
 # --- Deleted cards ------------------------------------------------------------------------------
 
 
+_SQLITE_INSTANT = "%Y-%m-%d %H:%M:%f"  # UTC text to the millisecond
+
+
 class _Instant(Func):
     """A datetime that may come from JSON text, comparable the same way on both databases.
 
@@ -210,7 +213,7 @@ class _Instant(Func):
         sql, params = super().as_sql(
             compiler, connection, template="strftime(%%s, %(expressions)s)", **extra_context
         )
-        return sql, ("%Y-%m-%d %H:%M:%f", *params)
+        return sql, (_SQLITE_INSTANT, *params)
 
 
 def _instant(value: dt.datetime) -> _Instant:
@@ -403,9 +406,6 @@ def _money(value) -> Decimal:
         return value
     places = TopUpCard._meta.get_field("amount").decimal_places
     return Decimal(str(value)).quantize(Decimal(1).scaleb(-places))
-
-
-_SQLITE_INSTANT = "%Y-%m-%d %H:%M:%f"
 
 
 def liability(
