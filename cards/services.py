@@ -26,9 +26,18 @@ from django.utils import timezone
 
 from subscribers.models import Reseller, Subscriber
 from subscribers.selectors import staff_reseller
-from wallets.models import Balance, Channel, LedgerKind
+from wallets.exceptions import AlreadyRedeemed, BadData
+from wallets.models import Balance, Channel, LedgerEntry, LedgerKind
 from wallets.selectors import MAX_RESOURCE_ID, balance_by_ref, owner_filter
-from wallets.services import AMOUNT_LIMIT, balance_topup, decimal_places
+from wallets.services import (
+    AMOUNT_LIMIT,
+    balance_change_end,
+    balance_topup,
+    check_end_time,
+    decimal_places,
+    ledger_entry_reverse,
+)
+from wallets.services import check_topup as balance_topup_checks
 from wallets.sql import hot_cursor
 
 from . import lockout, pins
@@ -758,15 +767,6 @@ def card_redeem(
 
 
 # --- REST top-up in card mode, and reversal (PRODUCT.md sections 4 and 2) --------------------
-# Imported here, not at the top, to keep this section's change to the file in one place.
-from wallets.exceptions import AlreadyRedeemed, BadData  # noqa: E402
-from wallets.models import LedgerEntry  # noqa: E402
-from wallets.services import (  # noqa: E402
-    balance_change_end,
-    check_end_time,
-    ledger_entry_reverse,
-)
-from wallets.services import check_topup as balance_topup_checks  # noqa: E402
 
 
 def card_topup(
