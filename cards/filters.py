@@ -29,6 +29,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from subscribers.models import Reseller, Subscriber
+from subscribers.selectors import staff_reseller
 
 from . import pins
 from .models import PIN_MAX_LENGTH, PIN_MIN_LENGTH, SERIAL_NUMBER_DIGITS, CardStatus, TopUpCard
@@ -155,8 +156,6 @@ class IdFilter(django_filters.NumberFilter):
 
 
 def _reseller_choices(request):
-    from .selectors import staff_reseller
-
     user = getattr(request, "user", None)
     scoped = staff_reseller(user) if user is not None else None
     if scoped is not None:

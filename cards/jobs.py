@@ -25,10 +25,11 @@ from django.utils import timezone
 from django_tasks import task
 
 from subscribers.models import Reseller
+from subscribers.selectors import staff_reseller
 
 from .exceptions import CardEditError, CardPermissionDenied, GenerationError
 from .models import GenerationJob, GenerationJobKind, GenerationJobStatus
-from .selectors import InvalidCardSearch, card_list, staff_reseller
+from .selectors import InvalidCardSearch, card_list
 from .services import (
     PRESERVE,
     card_batch_generate,
@@ -81,13 +82,47 @@ def generation_job_start(
         total=quantity,
         requested_by=actor,
     )
-    transaction.on_commit(lambda: _enqueue(job.pk))
+    transaction.on_commit(lambda: _enqueue(run_generation_job, job.pk))
     return job
 
 
-def _enqueue(job_id: int) -> None:
-    result = run_generation_job.enqueue(job_id)
+def _enqueue(job_task, job_id: int) -> None:
+    result = job_task.enqueue(job_id)
     GenerationJob.objects.filter(pk=job_id).update(task_id=str(result.id))
+
+
+def _run_job(job_id: int, work, *, refused: type[Exception], unexpected: str, watch):
+    """The worker's side of every job: claim it once, run `work(job, watcher)`, record how it
+    ended. `work` returns (what the task returns, the job fields to set on success); an error of
+    type `refused` is the operator's to read, anything else is logged and re-raised."""
+    job = GenerationJob.objects.select_related("requested_by").get(pk=job_id)
+    if job.status != GenerationJobStatus.QUEUED:
+        logger.warning("Job %s is %s already: not run again", job_id, job.status)
+        return None
+    now = timezone.now()
+    GenerationJob.objects.filter(pk=job_id).update(
+        status=GenerationJobStatus.RUNNING, started_at=now, heartbeat_at=now
+    )
+    watcher = watch(job_id)
+    try:
+        value, fields = work(job, watcher)
+    except refused as error:
+        GenerationJob.objects.filter(pk=job_id).update(
+            status=GenerationJobStatus.FAILED, error=error.message, finished_at=timezone.now()
+        )
+        return None
+    except Exception:
+        logger.exception("Job %s failed", job_id)
+        GenerationJob.objects.filter(pk=job_id).update(
+            status=GenerationJobStatus.FAILED, error=unexpected, finished_at=timezone.now()
+        )
+        raise
+    finally:
+        watcher.close()
+    GenerationJob.objects.filter(pk=job_id).update(
+        status=GenerationJobStatus.SUCCEEDED, finished_at=timezone.now(), **fields
+    )
+    return value
 
 
 class _ProgressReporter:
@@ -117,55 +152,34 @@ class _ProgressReporter:
             self.side.close()
 
 
+def _generate(job: GenerationJob, reporter) -> tuple[int, dict]:
+    params = job.params
+    result = card_batch_generate(
+        series=params["series"],
+        quantity=params["quantity"],
+        amount=Decimal(params["amount"]),
+        currency=params["currency"],
+        pin_length=params["pin_length"],
+        reseller=Reseller.objects.filter(pk=params["reseller_id"]).first()
+        if params["reseller_id"]
+        else None,
+        expires_at=dt.datetime.fromisoformat(params["expires_at"]),
+        actor=job.requested_by,
+        progress=reporter,
+    )
+    return result.batch.pk, {"batch": result.batch, "done": params["quantity"]}
+
+
 @task()
 def run_generation_job(job_id: int) -> int | None:
     """The worker's side: generate the batch, then record the outcome on the job."""
-    job = GenerationJob.objects.select_related("requested_by").get(pk=job_id)
-    if job.status != GenerationJobStatus.QUEUED:
-        logger.warning("Generation job %s is %s already: not run again", job_id, job.status)
-        return None
-    now = timezone.now()
-    GenerationJob.objects.filter(pk=job_id).update(
-        status=GenerationJobStatus.RUNNING, started_at=now, heartbeat_at=now
+    return _run_job(
+        job_id,
+        _generate,
+        refused=GenerationError,
+        unexpected="The generation failed unexpectedly; no card was created. See the server log.",
+        watch=_ProgressReporter,
     )
-    params = job.params
-    reporter = _ProgressReporter(job_id)
-    try:
-        result = card_batch_generate(
-            series=params["series"],
-            quantity=params["quantity"],
-            amount=Decimal(params["amount"]),
-            currency=params["currency"],
-            pin_length=params["pin_length"],
-            reseller=Reseller.objects.filter(pk=params["reseller_id"]).first()
-            if params["reseller_id"]
-            else None,
-            expires_at=dt.datetime.fromisoformat(params["expires_at"]),
-            actor=job.requested_by,
-            progress=reporter,
-        )
-    except GenerationError as error:
-        GenerationJob.objects.filter(pk=job_id).update(
-            status=GenerationJobStatus.FAILED, error=error.message, finished_at=timezone.now()
-        )
-        return None
-    except Exception:
-        logger.exception("Generation job %s failed", job_id)
-        GenerationJob.objects.filter(pk=job_id).update(
-            status=GenerationJobStatus.FAILED,
-            error="The generation failed unexpectedly; no card was created. See the server log.",
-            finished_at=timezone.now(),
-        )
-        raise
-    finally:
-        reporter.close()
-    GenerationJob.objects.filter(pk=job_id).update(
-        status=GenerationJobStatus.SUCCEEDED,
-        batch=result.batch,
-        done=params["quantity"],
-        finished_at=timezone.now(),
-    )
-    return result.batch.pk
 
 
 class SelectionChanged(CardEditError):
@@ -190,7 +204,7 @@ def _mass_job_start(*, kind, filters: dict, expected: int, actor, extra: dict) -
         total=expected,
         requested_by=actor,
     )
-    transaction.on_commit(lambda: _enqueue_mass(job.pk))
+    transaction.on_commit(lambda: _enqueue(run_mass_job, job.pk))
     return job
 
 
@@ -228,11 +242,6 @@ def delete_all_job_start(*, filters: dict, expected: int, actor) -> GenerationJo
         actor=actor,
         extra={},
     )
-
-
-def _enqueue_mass(job_id: int) -> None:
-    result = run_mass_job.enqueue(job_id)
-    GenerationJob.objects.filter(pk=job_id).update(task_id=str(result.id))
 
 
 class _Heartbeat:
@@ -329,36 +338,15 @@ def _run_mass(job: GenerationJob) -> dict:
 @task()
 def run_mass_job(job_id: int) -> dict | None:
     """The worker's side of Mass Edit / Delete all: run it, then record the outcome."""
-    job = GenerationJob.objects.select_related("requested_by").get(pk=job_id)
-    if job.status != GenerationJobStatus.QUEUED:
-        logger.warning("Job %s is %s already: not run again", job_id, job.status)
-        return None
-    now = timezone.now()
-    GenerationJob.objects.filter(pk=job_id).update(
-        status=GenerationJobStatus.RUNNING, started_at=now, heartbeat_at=now
-    )
-    heartbeat = _Heartbeat(job_id)
-    try:
+
+    def work(job, _heartbeat):
         outcome = _run_mass(job)
-    except CardEditError as error:
-        GenerationJob.objects.filter(pk=job_id).update(
-            status=GenerationJobStatus.FAILED, error=error.message, finished_at=timezone.now()
-        )
-        return None
-    except Exception:
-        logger.exception("Job %s failed", job_id)
-        GenerationJob.objects.filter(pk=job_id).update(
-            status=GenerationJobStatus.FAILED,
-            error="It failed unexpectedly. See the server log.",
-            finished_at=timezone.now(),
-        )
-        raise
-    finally:
-        heartbeat.close()
-    GenerationJob.objects.filter(pk=job_id).update(
-        status=GenerationJobStatus.SUCCEEDED,
-        result=outcome,
-        done=job.total,
-        finished_at=timezone.now(),
+        return outcome, {"result": outcome, "done": job.total}
+
+    return _run_job(
+        job_id,
+        work,
+        refused=CardEditError,
+        unexpected="It failed unexpectedly. See the server log.",
+        watch=_Heartbeat,
     )
-    return outcome

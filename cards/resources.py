@@ -15,11 +15,11 @@ from django.utils import timezone
 from import_export import fields, resources
 
 from subscribers.models import Reseller
+from subscribers.selectors import staff_reseller
 
 from . import pins
 from .exports import COLUMNS, format_activated, format_time
 from .models import PIN_MAX_LENGTH, PIN_MIN_LENGTH, CardEvent, CardEventKind, TopUpCard
-from .selectors import staff_reseller
 
 _SERIAL = re.compile(r"^([0-9]{1,6})-([0-9]{1,9})$")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")

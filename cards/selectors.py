@@ -19,7 +19,7 @@ from django.db import connections
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from subscribers.models import Reseller, StaffReseller
+from subscribers.selectors import staff_reseller
 
 from .filters import CardFilter
 from .models import (
@@ -42,16 +42,6 @@ class InvalidCardSearch(ValueError):
     def __init__(self, errors):
         self.errors = errors
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
-
-
-def staff_reseller(user) -> Reseller | None:
-    """The reseller a staff user is scoped to, or None for operators who see every card."""
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    if not hasattr(user, "_cards_staff_reseller"):
-        link = StaffReseller.objects.select_related("reseller").filter(user=user).first()
-        user._cards_staff_reseller = link.reseller if link else None
-    return user._cards_staff_reseller
 
 
 def cards_visible_to(user) -> QuerySet:

@@ -25,9 +25,19 @@ from django.db.models.functions import Cast, Concat, JSONObject, LPad
 from django.utils import timezone
 
 from subscribers.models import Reseller, Subscriber
-from wallets.models import Balance, Channel, LedgerKind
+from subscribers.selectors import staff_reseller
+from wallets.exceptions import AlreadyRedeemed, BadData
+from wallets.models import Balance, Channel, LedgerEntry, LedgerKind
 from wallets.selectors import MAX_RESOURCE_ID, balance_by_ref, owner_filter
-from wallets.services import AMOUNT_LIMIT, balance_topup, decimal_places
+from wallets.services import (
+    AMOUNT_LIMIT,
+    balance_change_end,
+    balance_topup,
+    check_end_time,
+    decimal_places,
+    ledger_entry_reverse,
+)
+from wallets.services import check_topup as balance_topup_checks
 from wallets.sql import hot_cursor
 
 from . import lockout, pins
@@ -386,8 +396,6 @@ class MassUpdateResult:
 
 
 def _scope_check(*, actor, reseller) -> None:
-    from .selectors import staff_reseller
-
     scoped = staff_reseller(actor)
     if scoped is not None and (reseller is None or reseller.pk != scoped.pk):
         raise CardPermissionDenied(f"You may only assign cards to {scoped.name}.", field="reseller")
@@ -585,8 +593,6 @@ def cards_mass_delete(*, cards: QuerySet, actor) -> int:
 
 def card_pin_reveal(*, card: TopUpCard, actor, ip_address: str | None = None) -> str:
     """The card's PIN for a permitted operator; every reveal is an audit event."""
-    from .selectors import staff_reseller
-
     if actor is None or not actor.has_perm("cards.view_pin"):
         raise CardPermissionDenied("You are not allowed to see PINs.")
     scoped = staff_reseller(actor)
@@ -761,15 +767,6 @@ def card_redeem(
 
 
 # --- REST top-up in card mode, and reversal (PRODUCT.md sections 4 and 2) --------------------
-# Imported here, not at the top, to keep this section's change to the file in one place.
-from wallets.exceptions import AlreadyRedeemed, BadData  # noqa: E402
-from wallets.models import LedgerEntry  # noqa: E402
-from wallets.services import (  # noqa: E402
-    balance_change_end,
-    check_end_time,
-    ledger_entry_reverse,
-)
-from wallets.services import check_topup as balance_topup_checks  # noqa: E402
 
 
 def card_topup(

@@ -15,9 +15,10 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.text import slugify
 
+from subscribers.selectors import staff_reseller_id
+
 from . import forms, tables
 from .models import BalanceReport, BreakageReport, ExpiringReport, LiabilityReport, RedemptionReport
-from .selectors import reseller_scope
 
 # Spreadsheet programs run a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -54,7 +55,7 @@ class ReportAdmin(admin.ModelAdmin):
         day = forms.today()
         params = {k: v for k, v in request.GET.items() if k not in {"format", "table"}}
         data = {**self.form_class.defaults(day), **params}
-        form = self.form_class(data, scope_reseller_id=reseller_scope(request.user))
+        form = self.form_class(data, scope_reseller_id=staff_reseller_id(request.user))
         result = self.build(form) if form.is_valid() else None
         if request.GET.get("format") == "csv":
             return self.csv_response(form, result, request.GET.get("table", ""))

@@ -73,7 +73,7 @@ from django.db.models.functions import Cast, Coalesce, StrIndex, Substr, Trunc
 from django.utils import timezone
 
 from cards.models import CardEvent, CardEventKind, TopUpCard
-from subscribers.models import Reseller, StaffReseller
+from subscribers.models import Reseller
 from wallets.models import Balance, BalanceTemplate, LedgerEntry, LedgerKind
 
 ZERO = Decimal("0")
@@ -86,13 +86,6 @@ class Granularity:
     WEEK = "week"
     MONTH = "month"
     CHOICES = [(DAY, "Day"), (WEEK, "Week"), (MONTH, "Month")]
-
-
-def reseller_scope(user) -> int | None:
-    """The reseller a staff user is limited to, or None for an operator who sees every reseller."""
-    if user is None or not user.is_authenticated:
-        return None
-    return StaffReseller.objects.filter(user=user).values_list("reseller_id", flat=True).first()
 
 
 def start_of_day(day: dt.date) -> dt.datetime:
@@ -199,6 +192,9 @@ def _merge(rows: list[dict], more: list[dict], keys: tuple[str, ...], sums: tupl
 # --- Deleted cards ------------------------------------------------------------------------------
 
 
+_SQLITE_INSTANT = "%Y-%m-%d %H:%M:%f"  # UTC text to the millisecond
+
+
 class _Instant(Func):
     """A datetime that may come from JSON text, comparable the same way on both databases.
 
@@ -217,7 +213,7 @@ class _Instant(Func):
         sql, params = super().as_sql(
             compiler, connection, template="strftime(%%s, %(expressions)s)", **extra_context
         )
-        return sql, ("%Y-%m-%d %H:%M:%f", *params)
+        return sql, (_SQLITE_INSTANT, *params)
 
 
 def _instant(value: dt.datetime) -> _Instant:
@@ -410,9 +406,6 @@ def _money(value) -> Decimal:
         return value
     places = TopUpCard._meta.get_field("amount").decimal_places
     return Decimal(str(value)).quantize(Decimal(1).scaleb(-places))
-
-
-_SQLITE_INSTANT = "%Y-%m-%d %H:%M:%f"
 
 
 def liability(

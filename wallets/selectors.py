@@ -17,39 +17,29 @@ from django.utils import timezone
 from .exceptions import BadData, NotFound, UnknownSearchTerm
 from .models import AMOUNT_PLACES, Balance, BalanceInterval, BalanceKind, LedgerEntry, Wallet
 
+_TOTAL = DecimalField(max_digits=30, decimal_places=6)
+_UNITS = BigIntegerField()
 
-def _ledger_total(field: str):
-    """Sum of the ledger entries pointing at the outer row through `field`."""
+
+def _ledger_total(field: str, amount=None, output_field=_TOTAL):
+    """Sum of the ledger entries pointing at the outer row through `field` (of `amount`, an
+    expression over an entry's amount; the amount itself by default)."""
     return Coalesce(
         Subquery(
             LedgerEntry.objects.filter(**{field: OuterRef("pk")})
             .order_by()
             .values(field)
-            .annotate(total=Sum("amount"))
+            .annotate(total=Sum(amount or F("amount"), output_field=output_field))
             .values("total")[:1]
         ),
-        Value(Decimal("0")),
-        output_field=DecimalField(max_digits=30, decimal_places=6),
+        Value(0 if output_field is _UNITS else Decimal("0")),
+        output_field=output_field,
     )
 
 
 def _units(expression):
     """An amount in whole millionths (AMOUNT_PLACES), rounded: an exact integer on SQLite."""
-    return Round(expression * Value(10**AMOUNT_PLACES), output_field=BigIntegerField())
-
-
-def _ledger_units(field: str):
-    return Coalesce(
-        Subquery(
-            LedgerEntry.objects.filter(**{field: OuterRef("pk")})
-            .order_by()
-            .values(field)
-            .annotate(total=Sum(_units(F("amount")), output_field=BigIntegerField()))
-            .values("total")[:1]
-        ),
-        Value(0),
-        output_field=BigIntegerField(),
-    )
+    return Round(expression * Value(10**AMOUNT_PLACES), output_field=_UNITS)
 
 
 def _out_of_ledger(queryset: QuerySet, field: str) -> QuerySet:
@@ -61,7 +51,8 @@ def _out_of_ledger(queryset: QuerySet, field: str) -> QuerySet:
     # has entries summing to 1004.9100000000001, and an exact comparison reports a balance
     # that agrees with its ledger. Compare whole millionths, each entry rounded on its own.
     return queryset.annotate(
-        amount_units=_units(F("amount")), ledger_units=_ledger_units(field)
+        amount_units=_units(F("amount")),
+        ledger_units=_ledger_total(field, _units(F("amount")), _UNITS),
     ).exclude(amount_units=F("ledger_units"))
 
 

@@ -13,11 +13,9 @@ from django.utils.html import format_html
 from cards.models import GenerationJob, GenerationJobKind, GenerationJobStatus
 from cards.selectors import jobs_visible_to
 
+from .views import cards_text
+
 FIELD_LABELS = {"expires_at": "expiration date", "reseller": "company", "blocked": "block"}
-
-
-def _cards(count: int) -> str:
-    return f"{count:,} card" if count == 1 else f"{count:,} cards"
 
 
 def _elapsed(job: GenerationJob) -> str:
@@ -37,17 +35,17 @@ def mass_job_state(job: GenerationJob) -> dict:
     elif job.status == GenerationJobStatus.SUCCEEDED:
         changed = job.result.get("changed", {})  # jsonb keeps no key order: the form's order
         parts = [
-            f"{label} changed on {_cards(changed[field])}"
+            f"{label} changed on {cards_text(changed[field])}"
             for field, label in FIELD_LABELS.items()
             if field in changed
         ]
         if "deleted" in job.result:
-            parts.append(f"{_cards(job.result['deleted'])} deleted")
+            parts.append(f"{cards_text(job.result['deleted'])} deleted")
         label = "Done: " + "; ".join(parts) + "."
     elif job.status == GenerationJobStatus.RUNNING:
         verb = "Deleting" if deleting else "Changing"
         label = (
-            f"{verb} {_cards(job.total)}… running for {_elapsed(job)}. "
+            f"{verb} {cards_text(job.total)}… running for {_elapsed(job)}. "
             "The cards change all at once when it ends."
         )
     else:

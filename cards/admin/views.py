@@ -27,13 +27,14 @@ from cards.forms import GenerateCardsForm, MassEditForm
 from cards.jobs import delete_all_job_start, generation_job_start, mass_edit_job_start
 from cards.models import CardBatch, CardStatus, TopUpCard
 from cards.pins import format_pin
-from cards.selectors import InvalidCardSearch, batches_visible_to, card_list, staff_reseller
+from cards.selectors import InvalidCardSearch, batches_visible_to, card_list
 from cards.services import (
     card_batch_generate,
     card_pin_reveal,
     cards_mass_delete,
     cards_mass_update,
 )
+from subscribers.selectors import staff_reseller
 from wallets.models import Channel
 
 from .changelist import CappedCountPaginator, page_size, search_params, search_query_string

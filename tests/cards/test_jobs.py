@@ -98,18 +98,7 @@ def test_stale_running_job_shows_as_interrupted(settings):
 @pytest.mark.django_db(transaction=True)
 def test_worker_killed_mid_batch_leaves_no_card_and_progress_was_visible():
     job = start(series="66", quantity=300_000, pin_length=14)  # committed: on_commit enqueues
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = spawn_worker()
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -128,6 +117,22 @@ def test_worker_killed_mid_batch_leaves_no_card_and_progress_was_visible():
     assert job.status == GenerationJobStatus.RUNNING and job.batch is None
     assert not TopUpCard.objects.filter(series="66").exists()
     assert not CardBatch.objects.filter(series="66").exists()
+
+
+def spawn_worker() -> subprocess.Popen:
+    """A real `db_worker` process on the test database, to be killed by the test."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _database_url() -> str:

@@ -1,10 +1,7 @@
 """Mass Edit and Delete all of selections above MASS_EDIT_SYNC_LIMIT run as background jobs."""
 
 import datetime as dt
-import os
 import signal
-import subprocess
-import sys
 import time
 from urllib.parse import urlencode
 
@@ -22,7 +19,7 @@ from cards.models import (
 )
 from subscribers.models import StaffReseller
 from tests.cards.admin_helpers import operator, snapshot
-from tests.cards.test_jobs import ROOT, _database_url, run_worker
+from tests.cards.test_jobs import run_worker, spawn_worker
 from tests.factories import ResellerFactory, TopUpCardFactory
 
 MASS_EDIT = reverse("admin:cards_topupcard_mass_edit")
@@ -299,18 +296,7 @@ def test_worker_killed_mid_mass_edit_leaves_every_card_as_it_was(settings, admin
         cursor.execute("ANALYZE cards_topupcard")
     admin_client.post(url(MASS_EDIT, serial_from="77"), EXPIRY_AND_BLOCK)
     job = GenerationJob.objects.get()
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = spawn_worker()
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -7,12 +7,15 @@ request's binding; nothing else (no HTML page, no DRF default JSON) leaves the A
 import logging
 import math
 
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.utils import timezone
+from django.views import defaults
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from wallets.exceptions import Result, WalletError
+
+from .renderers import MtxJSONRenderer, MtxXMLRenderer
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +44,16 @@ def mtx_response(
     name: str = "MtxResponse",
     **extra,
 ) -> Response:
-    data = {"$": name, "RouteId": ROUTE_ID, "Result": result, "ResultText": text, **extra}
-    return Response(data, status=status or HTTP_STATUS[result], headers=headers)
+    return Response(
+        mtx_data(result, text, name=name, **extra),
+        status=status or HTTP_STATUS[result],
+        headers=headers,
+    )
+
+
+def mtx_data(result: int, text: str, *, name: str = "MtxResponse", **extra) -> dict:
+    """An MtxResponse before rendering, in either binding."""
+    return {"$": name, "RouteId": ROUTE_ID, "Result": result, "ResultText": text, **extra}
 
 
 def _retry_after(seconds) -> dict:
@@ -97,15 +108,10 @@ GATEWAY_PREFIX = "/rsgateway/"
 
 
 def _gateway_reply(request, result: int, text: str):
-    from django.http import HttpResponse
-
-    from .renderers import MtxJSONRenderer, MtxXMLRenderer
-
     json = request.path.startswith(GATEWAY_PREFIX + "data/json/")
     renderer = MtxJSONRenderer() if json else MtxXMLRenderer()
-    data = {"$": "MtxResponse", "RouteId": ROUTE_ID, "Result": result, "ResultText": text}
     return HttpResponse(
-        renderer.render(data),
+        renderer.render(mtx_data(result, text)),
         status=HTTP_STATUS[result],
         content_type="application/json" if json else "application/xml; charset=utf-8",
         headers={"Cache-Control": "no-store"},
@@ -115,14 +121,10 @@ def _gateway_reply(request, result: int, text: str):
 def bad_request(request, exception=None):
     if request.path.startswith(GATEWAY_PREFIX):
         return _gateway_reply(request, Result.MALFORMED, "Bad request.")
-    from django.views import defaults
-
     return defaults.bad_request(request, exception)
 
 
 def server_error(request):
     if request.path.startswith(GATEWAY_PREFIX):
         return _gateway_reply(request, Result.INTERNAL_ERROR, "Internal error.")
-    from django.views import defaults
-
     return defaults.server_error(request)

@@ -3,8 +3,6 @@
 import uuid
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
-from django.db.models import Exists, Q
 from django.utils import timezone
 from rest_framework.authentication import BasicAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed, Throttled
@@ -14,7 +12,7 @@ from rest_framework.views import APIView
 
 from cards.lockout import client_ip
 from cards.services import card_topup_by_ref
-from subscribers.models import StaffReseller
+from subscribers.selectors import staff_reseller_id
 from wallets.exceptions import Malformed, NotFound
 from wallets.models import Channel, VoucherMode
 from wallets.ratelimits import rate_count_add, rate_limit_hit
@@ -105,33 +103,21 @@ class HasRequiredPermission(BasePermission):
     message = "You do not have permission to do this."
 
     def has_permission(self, request, view) -> bool:
+        """Any of the view's permissions. A staff user limited to one reseller sees and changes
+        only that reseller's balances in the admin; the API reaches every subscription, so it
+        serves no such user."""
         user = request.user
-        # A staff user limited to one reseller sees and changes only that reseller's balances
-        # in the admin; the API addresses any subscription, so it serves no such user.
+        codenames = {perm.split(".", 1)[1] for perm in view.required_permissions}
         loaded = getattr(request, "mtx_principal", None)
-        if loaded is not None and loaded[1].user is user:
+        if loaded is not None and loaded[1].user is user and codenames <= set(API_CODENAMES):
+            # MtxView.initial's one query already holds all of it.
             principal = loaded[1]
-            codenames = [perm.split(".", 1)[1] for perm in view.required_permissions]
             if principal.reseller_scoped:
                 return False
-            if user.is_superuser:
-                return True
-            if set(codenames) <= set(API_CODENAMES):
-                return bool(principal.permissions.intersection(codenames))
-        scoped = StaffReseller.objects.filter(user=user)
-        if user.is_superuser:
-            return not scoped.exists()
-        # One query for the user's and their groups' permissions (has_perm makes two).
-        codenames = [perm.split(".", 1)[1] for perm in view.required_permissions]
-        return (
-            Permission.objects.filter(
-                Q(user=user) | Q(group__user=user),
-                content_type__app_label="wallets",
-                codename__in=codenames,
-            )
-            .filter(~Exists(scoped))
-            .exists()
-        )
+            return user.is_superuser or bool(principal.permissions & codenames)
+        if staff_reseller_id(user) is not None:
+            return False
+        return any(user.has_perm(perm) for perm in view.required_permissions)
 
 
 class MtxView(APIView):
