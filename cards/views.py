@@ -20,12 +20,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from common.http import client_ip
 from wallets.exceptions import WalletError
 from wallets.models import Channel
 from wallets.selectors import subscriber_main_balance
 
 from .exceptions import CardError, NoMainBalance
-from .lockout import client_ip, locked_message, redemption_locked_until
+from .lockout import locked_message, redemption_locked_until
 from .panel_selectors import subscriber_balances, subscriber_recent_entries
 from .services import card_redeem
 from .templatetags.panel import format_amount

@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from common.admin import ReadOnlyAdminMixin
 from subscribers.admin_scoping import ResellerScopedAdmin
 
 from .exceptions import WalletError
@@ -23,23 +24,14 @@ from .models import (
 from .services import REVERSIBLE_KINDS, balance_adjust, balance_change_validity
 
 
-class ReadOnlyAdmin(ResellerScopedAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, ResellerScopedAdmin):
     """History: readable, never added, edited or deleted by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 _BALANCE_RESELLER = "wallet__subscription__subscriber__reseller_id"
 
 
-class BalanceInline(admin.TabularInline):
+class BalanceInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The wallet's balances, to read: each is changed on its own page, where the amount and the
     validity follow the rules (Adjust, Change validity) and every change is recorded. Editable
     rows here would let an operator move a balance's start or end with no rule and no event."""
@@ -49,15 +41,6 @@ class BalanceInline(admin.TabularInline):
     readonly_fields = fields
     extra = 0
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Wallet)

@@ -9,12 +9,15 @@ from django.utils.html import format_html
 
 from cards.models import CardBatch
 from cards.selectors import batch_figures, batches_visible_to
+from common.admin import ReadOnlyAdminMixin
 
 from .views import batch_download, download_offered
 
 
 @admin.register(CardBatch)
-class CardBatchAdmin(admin.ModelAdmin):
+class CardBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Batches are made by Generate Top-Up Cards, never by hand."""
+
     list_display = [
         "__str__",
         "amount",
@@ -59,15 +62,6 @@ class CardBatchAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
-
-    def has_add_permission(self, request):
-        return False  # batches are made by Generate Top-Up Cards
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Serial numbers")
     def serials(self, batch):

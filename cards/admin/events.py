@@ -5,12 +5,13 @@ from django.utils.html import format_html_join
 
 from cards.models import CardEvent
 from cards.selectors import events_visible_to
+from common.admin import ReadOnlyAdminMixin
 
 from .changelist import CappedCountPaginator, EstimatingChangeList
 
 
 @admin.register(CardEvent)
-class CardEventAdmin(admin.ModelAdmin):
+class CardEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "created_at",
         "kind",
@@ -60,12 +61,3 @@ class CardEventAdmin(admin.ModelAdmin):
         if not isinstance(changes, dict):
             return str(changes)
         return format_html_join(", ", "{}: {}", ((k, v) for k, v in changes.items()))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -12,6 +12,7 @@ from django.utils.html import format_html
 
 from cards.models import GenerationJob, GenerationJobKind, GenerationJobStatus
 from cards.selectors import jobs_visible_to
+from common.admin import ReadOnlyAdminMixin
 
 from .views import cards_text
 
@@ -96,7 +97,7 @@ def job_state(job: GenerationJob) -> dict:
 
 
 @admin.register(GenerationJob)
-class GenerationJobAdmin(admin.ModelAdmin):
+class GenerationJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "status_label", "progress", "requested_by", "created_at"]
     list_select_related = ["requested_by"]
     change_form_template = "admin/cards/generationjob/change_form.html"
@@ -162,12 +163,3 @@ class GenerationJobAdmin(admin.ModelAdmin):
         return format_html(
             '<progress max="100" value="{}"></progress> {}%', job.percent, job.percent
         )
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

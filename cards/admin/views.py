@@ -34,6 +34,7 @@ from cards.services import (
     cards_mass_delete,
     cards_mass_update,
 )
+from common.http import client_ip
 from subscribers.selectors import staff_reseller
 from wallets.models import Channel
 
@@ -41,10 +42,6 @@ from .changelist import CappedCountPaginator, page_size, search_params, search_q
 
 DOWNLOADS_SESSION_KEY = "cards_batch_downloads"
 DATETIME = "%m/%d/%Y %H:%M:%S %z"
-
-
-def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def offer_download(request, batch: CardBatch) -> None:

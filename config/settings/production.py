@@ -36,7 +36,7 @@ CSRF_COOKIE_SAMESITE = "Lax"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 # SECURE_PROXY_SSL_HEADER above assumes one reverse proxy; the redemption lockout must then count
-# the client address it forwards, not the proxy's own (cards.lockout.client_ip).
+# the client address it forwards, not the proxy's own (common.http.client_ip).
 TRUSTED_PROXY_COUNT = int(env("TRUSTED_PROXY_COUNT", "1"))
 REST_FRAMEWORK = {**REST_FRAMEWORK, "NUM_PROXIES": TRUSTED_PROXY_COUNT}
 # Keep each app server's database connections for a minute (Django's default closes them after

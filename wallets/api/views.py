@@ -10,8 +10,8 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from cards.lockout import client_ip
 from cards.services import card_topup_by_ref
+from common.http import client_ip
 from subscribers.selectors import staff_reseller_id
 from wallets.exceptions import Malformed, NotFound
 from wallets.models import Channel, VoucherMode
