@@ -33,7 +33,7 @@ from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from cards.models import TopUpCard  # noqa: E402
-from cards.services import card_batch_generate  # noqa: E402
+from cards.services.generation import card_batch_generate  # noqa: E402
 
 BASELINE_SQL = """
 COPY (

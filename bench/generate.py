@@ -153,7 +153,7 @@ def run_baseline(n: int) -> dict:
 def run_service(n: int) -> dict:
     from django.utils import timezone
 
-    from cards.services import card_batch_generate
+    from cards.services.generation import card_batch_generate
     from subscribers.models import Reseller
 
     reseller = Reseller.objects.get(name="Bench Reseller")

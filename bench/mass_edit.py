@@ -32,7 +32,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-import cards.services  # noqa: E402
+import cards.services.mass_edit  # noqa: E402
 from cards.models import TopUpCard  # noqa: E402
 
 LOAD_SQL = """
@@ -80,7 +80,7 @@ def main() -> None:
     new_expiry = timezone.now() + dt.timedelta(days=200)
 
     def service():
-        result = cards.services.cards_mass_update(
+        result = cards.services.mass_edit.cards_mass_update(
             cards=TopUpCard.objects.filter(series="1"),
             expires_at=new_expiry,
             blocked=True,
@@ -95,12 +95,12 @@ def main() -> None:
                 [new_expiry],
             )
 
-    current = cards.services._lock_cards
+    current = cards.services.mass_edit._lock_cards
     results = {}
     for name, work in (("baseline UPDATE", baseline), ("service", service), ("before", service)):
-        cards.services._lock_cards = previous_lock_cards if name == "before" else current
+        cards.services.mass_edit._lock_cards = previous_lock_cards if name == "before" else current
         results[name] = statistics.median(timed(work, args.runs))
-    cards.services._lock_cards = current
+    cards.services.mass_edit._lock_cards = current
     base = results["baseline UPDATE"]
     print(f"Mass Edit of {selected:,} cards (expiry + block), median of {args.runs} runs:")
     for name, seconds in results.items():

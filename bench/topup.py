@@ -57,7 +57,7 @@ def prepare(subscriptions: int, cards: int):
     from rest_framework.authtoken.models import Token
 
     from cards.models import TopUpCard
-    from cards.services import card_batch_generate
+    from cards.services.generation import card_batch_generate
     from subscribers.models import AccessNumber, Subscriber, Subscription
     from wallets.models import ApiClient, Balance, BalanceKind, BalanceTemplate, Wallet
 

@@ -1,5 +1,5 @@
 """Operator forms of the top-up cards section. They only parse and validate input: the
-services (`cards.services`) hold the rules and do the writes."""
+services (`cards/services/`) hold the rules and do the writes."""
 
 import datetime as dt
 

@@ -24,20 +24,14 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 from django_tasks import task
 
+from cards.services.generation import card_batch_generate, generation_request_check, pin_space_check
+from cards.services.mass_edit import PRESERVE, cards_mass_delete, cards_mass_update
 from subscribers.models import Reseller
 from subscribers.selectors import staff_reseller
 
 from .exceptions import CardEditError, CardPermissionDenied, GenerationError
 from .models import GenerationJob, GenerationJobKind, GenerationJobStatus
 from .selectors import InvalidCardSearch, card_list
-from .services import (
-    PRESERVE,
-    card_batch_generate,
-    cards_mass_delete,
-    cards_mass_update,
-    generation_request_check,
-    pin_space_check,
-)
 
 logger = logging.getLogger(__name__)
 

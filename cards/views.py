@@ -20,6 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from cards.services.redemption import card_redeem
 from common.http import client_ip
 from wallets.exceptions import WalletError
 from wallets.models import Channel
@@ -28,7 +29,6 @@ from wallets.selectors import subscriber_main_balance
 from .exceptions import CardError, NoMainBalance
 from .lockout import locked_message, redemption_locked_until
 from .panel_selectors import subscriber_balances, subscriber_recent_entries
-from .services import card_redeem
 from .templatetags.panel import format_amount
 
 REDEEM_PERMISSION = "cards.redeem_card"

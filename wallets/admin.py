@@ -201,7 +201,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
     def reverse_view(self, request, pk):
         # The outer layer may use both apps; the card side of a reversal lives with the cards.
-        from cards.services import entry_reverse
+        from cards.services.reversal import entry_reverse
 
         if not request.user.has_perm("wallets.reverse_ledgerentry"):
             raise PermissionDenied

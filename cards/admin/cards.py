@@ -11,7 +11,7 @@ from import_export.formats.base_formats import CSV, JSON, XLSX
 from cards.models import CardEvent, CardEventKind, TopUpCard
 from cards.resources import TopUpCardExportResource, TopUpCardImportResource
 from cards.selectors import card_history, cards_visible_to
-from cards.services import cards_mass_delete, cards_mass_update
+from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from subscribers.selectors import staff_reseller
 from wallets.models import Channel
 

@@ -28,12 +28,9 @@ from cards.jobs import delete_all_job_start, generation_job_start, mass_edit_job
 from cards.models import CardBatch, CardStatus, TopUpCard
 from cards.pins import format_pin
 from cards.selectors import InvalidCardSearch, batches_visible_to, card_list
-from cards.services import (
-    card_batch_generate,
-    card_pin_reveal,
-    cards_mass_delete,
-    cards_mass_update,
-)
+from cards.services.generation import card_batch_generate
+from cards.services.mass_edit import cards_mass_delete, cards_mass_update
+from cards.services.reveal import card_pin_reveal
 from common.http import client_ip
 from subscribers.selectors import staff_reseller
 from wallets.models import Channel

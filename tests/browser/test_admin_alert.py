@@ -4,7 +4,7 @@ import pytest
 
 from cards import pins
 from cards.exceptions import CardNotFound
-from cards.services import card_redeem
+from cards.services.redemption import card_redeem
 from tests.factories import BalanceFactory, SubscriberFactory, UserFactory, WalletFactory
 from wallets.models import Channel
 

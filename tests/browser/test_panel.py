@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from cards import pins
-from cards.services import card_redeem
+from cards.services.redemption import card_redeem
 from tests.factories import BalanceFactory, SubscriberFactory, TopUpCardFactory, WalletFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

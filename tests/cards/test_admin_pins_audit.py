@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from cards import pins
 from cards.models import CardEvent, CardEventKind
-from cards.services import card_batch_generate
+from cards.services.generation import card_batch_generate
 from tests.cards.admin_helpers import operator, snapshot
 from tests.factories import CardEventFactory, TopUpCardFactory
 

@@ -124,7 +124,7 @@ def test_an_imported_pin_without_check_digit_is_redeemable_and_searchable(
 ):
     from django.urls import reverse
 
-    from cards.services import card_redeem
+    from cards.services.redemption import card_redeem
 
     pin = "123456789010"  # another system's PIN: its last digit is no Luhn check digit
     assert not pins.luhn_valid(pin)

@@ -11,7 +11,7 @@ from cards import pins
 from cards.exceptions import CardNotFound, RedemptionLocked
 from cards.lockout import failure_budget_status, redemption_locked_until
 from cards.models import CardEvent, CardEventKind, TopUpCard
-from cards.services import card_redeem
+from cards.services.redemption import card_redeem
 from common.http import client_ip
 from tests.factories import (
     BalanceFactory,

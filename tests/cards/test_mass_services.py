@@ -10,12 +10,9 @@ from django.utils import timezone
 from cards.exceptions import CardEditError, CardPermissionDenied
 from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
 from cards.selectors import InvalidCardSearch, card_count, card_list
-from cards.services import (
-    card_batch_generate,
-    card_pin_reveal,
-    cards_mass_delete,
-    cards_mass_update,
-)
+from cards.services.generation import card_batch_generate
+from cards.services.mass_edit import cards_mass_delete, cards_mass_update
+from cards.services.reveal import card_pin_reveal
 from subscribers.models import StaffReseller
 from tests.cards.admin_helpers import operator, snapshot
 from tests.factories import ResellerFactory, TopUpCardFactory

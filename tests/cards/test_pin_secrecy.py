@@ -11,7 +11,8 @@ from django.utils import timezone
 from cards import pins
 from cards.exceptions import CardError
 from cards.models import CardBatch, TopUpCard
-from cards.services import card_batch_generate, card_redeem
+from cards.services.generation import card_batch_generate
+from cards.services.redemption import card_redeem
 from tests.cards.admin_helpers import operator
 
 

@@ -18,7 +18,8 @@ from cards.exceptions import (
     GenerationError,
 )
 from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
-from cards.services import card_batch_generate, card_redeem
+from cards.services.generation import card_batch_generate
+from cards.services.redemption import card_redeem
 from tests.factories import ResellerFactory, TopUpCardFactory
 from wallets.models import LedgerEntry, LedgerKind
 

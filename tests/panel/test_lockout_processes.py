@@ -22,7 +22,7 @@ from django.db import connection, connections
 from cards import pins
 from cards.exceptions import CardNotFound, RedemptionLocked
 from cards.models import CardEvent, CardEventKind
-from cards.services import card_redeem
+from cards.services.redemption import card_redeem
 from tests.factories import BalanceFactory, SubscriberFactory, TopUpCardFactory, WalletFactory
 from tests.panel.conftest import grant_redeem
 

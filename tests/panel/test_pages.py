@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from cards.services import card_redeem
+from cards.services.redemption import card_redeem
 from tests.factories import BalanceFactory, BalanceTemplateFactory, TopUpCardFactory
 from wallets.models import BalanceKind
 

@@ -22,7 +22,7 @@ from cards.exceptions import (
     NoMainBalance,
 )
 from cards.models import CardEvent, CardEventKind, TopUpCard
-from cards.services import card_reverse
+from cards.services.reversal import card_reverse
 from tests.factories import (
     ResellerFactory,
     SubscriberFactory,
@@ -128,7 +128,7 @@ def _card_for(subscriber, **fields):
 
 
 def _used(subscriber):
-    from cards.services import card_redeem
+    from cards.services.redemption import card_redeem
     from wallets.selectors import subscriber_main_balance
 
     card = _card_for(subscriber)

@@ -19,7 +19,7 @@ django.setup()
 from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from cards.services import card_batch_generate  # noqa: E402
+from cards.services.generation import card_batch_generate  # noqa: E402
 from tests.factories import BalanceFactory, ResellerFactory, SubscriberFactory  # noqa: E402
 from tests.panel.conftest import grant_redeem  # noqa: E402
 from tests.wallets.conftest import make_client_user  # noqa: E402

@@ -12,9 +12,10 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-import cards.services
+import cards.services.mass_edit
 from cards.models import CardEvent, CardEventKind, TopUpCard
-from cards.services import card_batch_generate, cards_mass_delete, cards_mass_update
+from cards.services.generation import card_batch_generate
+from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from tests.factories import TopUpCardFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -42,7 +43,7 @@ def generate_in_another_transaction():
 
 @pytest.fixture
 def commit_a_batch_after_the_first_audit_insert(monkeypatch):
-    original = cards.services._insert_events
+    original = cards.services.mass_edit._insert_events
     calls = []
 
     def patched(*args, **kwargs):
@@ -52,7 +53,7 @@ def commit_a_batch_after_the_first_audit_insert(monkeypatch):
             generate_in_another_transaction()
         return inserted
 
-    monkeypatch.setattr(cards.services, "_insert_events", patched)
+    monkeypatch.setattr(cards.services.mass_edit, "_insert_events", patched)
 
 
 def test_mass_update_changes_and_audits_only_the_cards_it_locked(

@@ -25,7 +25,7 @@ from django.db import connection
 from django.utils import timezone
 
 from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
-from cards.services import card_batch_generate
+from cards.services.generation import card_batch_generate
 from tests.factories import BalanceFactory, ResellerFactory, SubscriberFactory, UserFactory
 from tests.panel.conftest import grant_redeem
 from tests.reliability.support import assert_books_balance

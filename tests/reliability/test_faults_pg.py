@@ -15,7 +15,9 @@ import psycopg
 import pytest
 from django.utils import timezone
 
-import cards.services
+import cards.services.generation
+import cards.services.mass_edit
+import cards.services.redemption
 import wallets.services
 from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
 from tests.factories import BalanceFactory, SubscriberFactory, TopUpCardFactory, UserFactory
@@ -88,8 +90,8 @@ def test_rest_card_top_up_killed_after_the_credit_before_the_end_time_leaves_not
     external_id = balance.wallet.subscription.external_id
     fields = {"Amount": "25.00", "Voucher": card.pin, "EndTime": "P1W"}
     before = state()
-    # The card is activated and the balance credited; the end-time change comes next.
-    pause_after(monkeypatch, cards.services, "card_redeem", killer)
+    # The balance is credited and its event written; the end-time change comes next.
+    pause_after(monkeypatch, wallets.services, "_record", killer)
     client = HttpClient(live_server.url)
 
     killed = api_put(client, "partner", external_id, 12, "topup", **fields)
@@ -182,7 +184,7 @@ def test_panel_redemption_killed_after_the_credit_before_the_card_is_marked_leav
     assert "Redeem" in client.get("/panel/redeem/").body  # sets the CSRF cookie
     before = state()
     # Balance credited, ledger entry and balance event written; the card is marked next.
-    pause_after(monkeypatch, cards.services, "balance_topup", killer)
+    pause_after(monkeypatch, cards.services.redemption, "balance_topup", killer)
 
     killed = client.post_form("/panel/redeem/", {"code": card.pin})
 
@@ -219,7 +221,7 @@ def test_generation_killed_inside_the_copy_leaves_no_batch_and_no_card(
         "expires_at": (timezone.now() + dt.timedelta(days=90)).strftime("%Y-%m-%d %H:%M:%S"),
     }
     before = state()
-    original_rows = cards.services._card_rows
+    original_rows = cards.services.generation._card_rows
     produced = []
 
     def rows_then_kill(batch, pin_list, progress):
@@ -229,7 +231,7 @@ def test_generation_killed_inside_the_copy_leaves_no_batch_and_no_card(
             produced.append(1)
             yield row
 
-    monkeypatch.setattr(cards.services, "_card_rows", rows_then_kill)
+    monkeypatch.setattr(cards.services.generation, "_card_rows", rows_then_kill)
 
     killed = client.post_form("/admin/cards/topupcard/generate/", form)
 
@@ -240,7 +242,7 @@ def test_generation_killed_inside_the_copy_leaves_no_batch_and_no_card(
     assert state() == before
     assert not CardBatch.objects.exists()
 
-    monkeypatch.setattr(cards.services, "_card_rows", original_rows)
+    monkeypatch.setattr(cards.services.generation, "_card_rows", original_rows)
     again = client.post_form("/admin/cards/topupcard/generate/", form)
 
     assert again.status == 302
@@ -273,9 +275,9 @@ def test_mass_edit_killed_between_two_fields_changes_no_card(live_server, killer
     before = state()
     # The new expiry is written on every card with its audit events; blocking comes next.
     monkeypatch.setattr(
-        cards.services.QuerySet,
+        cards.services.mass_edit.QuerySet,
         "update",
-        _pause_after_first_update(cards.services.QuerySet.update, killer),
+        _pause_after_first_update(cards.services.mass_edit.QuerySet.update, killer),
     )
 
     killed = client.post_form(url, form)

@@ -46,16 +46,11 @@ from hypothesis.stateful import (
 
 from cards import lockout, pins
 from cards.models import CardEvent, CardEventKind, TopUpCard
-from cards.services import (
-    PRESERVE,
-    card_batch_generate,
-    card_redeem,
-    card_reverse,
-    card_topup,
-    cards_mass_delete,
-    cards_mass_update,
-    entry_reverse,
-)
+from cards.services.generation import card_batch_generate
+from cards.services.mass_edit import PRESERVE, cards_mass_delete, cards_mass_update
+from cards.services.redemption import card_redeem
+from cards.services.reversal import card_reverse, entry_reverse
+from cards.services.topup import card_topup
 from subscribers.models import StaffReseller
 from tests.factories import (
     ApiClientFactory,

@@ -24,7 +24,7 @@ from decimal import Decimal
 import pytest
 
 from cards.models import CardEvent, TopUpCard
-from cards.services import cards_mass_update
+from cards.services.mass_edit import cards_mass_update
 from reports import selectors
 from reports.selectors import NO_RESELLER, end_of_day
 from tests.factories import TopUpCardFactory

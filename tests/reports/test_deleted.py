@@ -30,7 +30,7 @@ from decimal import Decimal
 import pytest
 
 from cards.models import CardEvent, CardEventKind, TopUpCard
-from cards.services import cards_mass_delete
+from cards.services.mass_edit import cards_mass_delete
 from reports import selectors
 from reports.selectors import Granularity, Period, end_of_day
 from tests.factories import CardBatchFactory, TopUpCardFactory

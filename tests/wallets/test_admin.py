@@ -8,7 +8,8 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from cards.models import CardEvent, CardEventKind
-from cards.services import card_redeem, entry_reverse
+from cards.services.redemption import card_redeem
+from cards.services.reversal import entry_reverse
 from tests.factories import TopUpCardFactory, UserFactory
 from tests.wallets.conftest import make_balance, snapshot
 from wallets.durations import parse_duration

@@ -9,7 +9,7 @@ from django.utils import timezone
 from cards import pins
 from cards.exceptions import RedemptionLocked
 from cards.models import CardEvent, CardEventKind
-from cards.services import card_reverse, entry_reverse
+from cards.services.reversal import card_reverse, entry_reverse
 from tests.factories import AccessNumberFactory, TopUpCardFactory, UserFactory, WalletFactory
 from tests.wallets.api import TOPUP, Api, body, reply, subscription_ref
 from tests.wallets.conftest import DAY, make_balance, make_client_user, snapshot
@@ -323,7 +323,7 @@ def test_behind_a_proxy_the_forwarded_address_is_the_client(partner, monkeypatch
         seen.update(kwargs)
         raise RedemptionLocked()
 
-    monkeypatch.setattr("cards.services.card_redeem", spy)
+    monkeypatch.setattr("cards.services.topup.card_redeem", spy)
     settings.TRUSTED_PROXY_COUNT = 1
     balance = make_balance()
 
@@ -343,7 +343,7 @@ def test_a_redemption_lockout_is_429_with_retry_after(partner, monkeypatch):
     def locked(**kwargs):
         raise RedemptionLocked(locked_until=timezone.now() + dt.timedelta(minutes=15))
 
-    monkeypatch.setattr("cards.services.card_redeem", locked)
+    monkeypatch.setattr("cards.services.topup.card_redeem", locked)
     balance = make_balance()
     before = snapshot()
 
@@ -361,7 +361,7 @@ def test_card_mode_passes_channel_actor_and_client_ip_to_card_redeem(partner, mo
         seen.update(kwargs)
         raise RedemptionLocked()
 
-    monkeypatch.setattr("cards.services.card_redeem", spy)
+    monkeypatch.setattr("cards.services.topup.card_redeem", spy)
     balance = make_balance()
 
     partner.put(

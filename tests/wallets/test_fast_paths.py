@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from cards import services as card_services
+import cards.services.topup
 from cards.models import CardEvent, TopUpCard
 from tests.factories import TopUpCardFactory
 from tests.wallets.api import Api
@@ -69,7 +69,7 @@ def test_the_one_statement_top_up_writes_what_card_redeem_writes(client, card_cl
     with CaptureQueriesContext(connection) as fast_queries:
         assert api.topup(balance, Amount="25.00", Voucher=fast_card.pin).status_code == 200
     round_trips = len(fast_queries.captured_queries)  # before the next request clears the log
-    monkeypatch.setattr(card_services, "_topup_in_one_statement", lambda **kwargs: False)
+    monkeypatch.setattr(cards.services.topup, "_topup_in_one_statement", lambda **kwargs: False)
     assert api.topup(balance, Amount="25.00", Voucher=slow_card.pin).status_code == 200
 
     fast, slow = _written(fast_card), _written(slow_card)

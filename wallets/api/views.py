@@ -10,7 +10,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from cards.services import card_topup_by_ref
+from cards.services.topup import card_topup_by_ref
 from common.http import client_ip
 from subscribers.selectors import staff_reseller_id
 from wallets.exceptions import Malformed, NotFound

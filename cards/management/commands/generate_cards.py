@@ -11,7 +11,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from cards.exceptions import GenerationError
 from cards.management.progress import ProgressBar
 from cards.models import PIN_DEFAULT_LENGTH
-from cards.services import card_batch_generate
+from cards.services.generation import card_batch_generate
 from subscribers.models import Reseller
 
 

@@ -15,7 +15,8 @@ from rest_framework.authtoken.models import Token
 
 from cards import pins
 from cards.models import TopUpCard
-from cards.services import card_batch_generate, card_redeem
+from cards.services.generation import card_batch_generate
+from cards.services.redemption import card_redeem
 from subscribers.models import AccessNumber, Group, Reseller, Subscriber, Subscription
 from wallets.models import (
     ApiClient,

@@ -1,0 +1,345 @@
+"""Generate a batch of cards: sequential serials, unique PINs, all or nothing (docs/cards.md)."""
+
+import datetime as dt
+import hmac
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import (
+    Max,
+)
+from django.utils import timezone
+
+from cards import pins
+from cards.exceptions import (
+    CardPermissionDenied,
+    GenerationError,
+)
+from cards.models import (
+    MAX_CARD_NUMBER,
+    PIN_MAX_LENGTH,
+    PIN_MIN_LENGTH,
+    CardBatch,
+    CardEvent,
+    CardEventKind,
+    CardSeries,
+    TopUpCard,
+)
+from cards.services.scope import check_reseller_scope
+from subscribers.models import Reseller
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_QUANTITY = 1_000_000
+# Live cards of one PIN length may fill at most this share of the PIN space (PRODUCT.md 2).
+PIN_SPACE_SHARE = 10_000
+_SERIES = re.compile(r"^[0-9]{1,6}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CHUNK = 5_000
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    batch: CardBatch
+    pins: list[str]
+    """The new PINs in serial order, for the one-time download. Never logged, never stored."""
+
+
+def _validate_generation(
+    *, series, quantity, amount, currency, pin_length, expires_at
+) -> tuple[Decimal, str]:
+    if not isinstance(series, str) or not _SERIES.match(series):
+        raise GenerationError("Series must be 1 to 6 digits.", field="series")
+    if not isinstance(quantity, int) or not 1 <= quantity <= MAX_BATCH_QUANTITY:
+        raise GenerationError(
+            f"Quantity must be between 1 and {MAX_BATCH_QUANTITY:,}.", field="quantity"
+        )
+    try:
+        amount = Decimal(str(amount))
+    except InvalidOperation:
+        raise GenerationError("Amount must be a number.", field="amount") from None
+    if not amount.is_finite() or amount <= 0:
+        raise GenerationError("Amount must be greater than zero.", field="amount")
+    if amount != amount.quantize(Decimal("0.01")) or amount >= Decimal("1e12"):
+        raise GenerationError(
+            "Amount may have at most 2 decimal places and 12 digits.", field="amount"
+        )
+    currency = (currency or "").strip().upper()
+    if not _CURRENCY.match(currency):
+        raise GenerationError("Currency must be a three-letter code such as USD.", field="currency")
+    if not isinstance(pin_length, int) or not PIN_MIN_LENGTH <= pin_length <= PIN_MAX_LENGTH:
+        raise GenerationError(
+            f"PIN length must be between {PIN_MIN_LENGTH} and {PIN_MAX_LENGTH} digits.",
+            field="pin_length",
+        )
+    if expires_at <= timezone.now():
+        raise GenerationError("Expiry date must be in the future.", field="expires_at")
+    return amount.quantize(Decimal("0.01")), currency
+
+
+def pin_space_capacity(pin_length: int) -> int:
+    """How many live cards of this PIN length the 1-in-10,000 rule allows at once."""
+    return pins.pin_space(pin_length) // PIN_SPACE_SHARE
+
+
+def pin_space_check(pin_length: int, quantity: int) -> None:
+    live = (
+        TopUpCard.objects.filter(
+            pin_length=pin_length,
+            activated_at__isnull=True,
+            expires_at__gt=timezone.now(),
+        )
+        .order_by()
+        .count()
+    )
+    capacity = pin_space_capacity(pin_length)
+    if live + quantity > capacity:
+        raise GenerationError(
+            f"{pin_length}-digit PINs would become guessable: at most {capacity:,} live cards "
+            f"may share that length (1 in {PIN_SPACE_SHARE:,} of the PIN space) and "
+            f"{live:,} exist already. Choose a longer PIN or a smaller quantity.",
+            field="pin_length",
+        )
+
+
+def _lock_series(series: str) -> int:
+    """Lock the series for this transaction and return its next free number."""
+    CardSeries.objects.bulk_create([CardSeries(series=series)], ignore_conflicts=True)
+    CardSeries.objects.select_for_update().get(series=series)
+    highest = TopUpCard.objects.filter(series=series).aggregate(top=Max("number"))["top"]
+    return (highest or 0) + 1
+
+
+def _unique_pins(length: int, count: int, exclude: set[str] | None = None) -> list[str]:
+    seen = set(exclude or ())
+    result: list[str] = []
+    while len(result) < count:
+        pin = pins.generate_pin(length)
+        if pin not in seen:
+            seen.add(pin)
+            result.append(pin)
+    return result
+
+
+def _existing_digests(digests: list[bytes]) -> set[bytes]:
+    found: set[bytes] = set()
+    for start in range(0, len(digests), _CHUNK):
+        chunk = digests[start : start + _CHUNK]
+        found.update(
+            bytes(d)
+            for d in TopUpCard.objects.filter(pin_digest__in=chunk).values_list(
+                "pin_digest", flat=True
+            )
+        )
+    return found
+
+
+def _replace_colliding(pin_list: list[str], length: int) -> int:
+    """Give a fresh PIN to every card whose PIN another card already has. Returns how many."""
+    replaced = 0
+    while True:
+        digests = [pins.pin_digest(p) for p in pin_list]
+        taken = _existing_digests(digests)
+        if not taken:
+            return replaced
+        in_use = set(pin_list)
+        for index, digest in enumerate(digests):
+            if digest in taken:
+                fresh = _unique_pins(length, 1, exclude=in_use)[0]
+                in_use.add(fresh)
+                pin_list[index] = fresh
+                replaced += 1
+
+
+_COPY_COLUMNS = (
+    "series",
+    "number",
+    "amount",
+    "currency",
+    "pin_digest",
+    "pin_encrypted",
+    "pin_length",
+    "pin_last4",
+    "reseller_id",
+    "expires_at",
+    "blocked",
+    "batch_id",
+    "created_at",
+)
+_COPY_TYPES = (
+    "varchar",
+    "int8",
+    "numeric",
+    "varchar",
+    "bytea",
+    "bytea",
+    "int2",
+    "varchar",
+    "int8",
+    "timestamptz",
+    "bool",
+    "int8",
+    "timestamptz",
+)
+
+
+def _card_rows(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> Iterable[tuple]:
+    # The per-row work is the cost of a million-card batch: keys are looked up once and the
+    # constant columns bound to locals.
+    digest_key = pins.digest_keys()[0]
+    encrypt = pins.pin_encrypter()
+    digest = hmac.digest
+    series, first, amount, currency = batch.series, batch.first_number, batch.amount, batch.currency
+    length, reseller, expires = batch.pin_length, batch.reseller_id, batch.expires_at
+    batch_id, created = batch.pk, batch.created_at
+    total = len(pin_list)
+    for offset, pin in enumerate(pin_list):
+        yield (
+            series,
+            first + offset,
+            amount,
+            currency,
+            digest(digest_key, pin.encode(), "sha256"),
+            encrypt(pin),
+            length,
+            pin[-4:],
+            reseller,
+            expires,
+            False,
+            batch_id,
+            created,
+        )
+        if progress and (offset + 1) % _CHUNK == 0:
+            progress(offset + 1, total)
+
+
+def _write_cards(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> None:
+    if connection.vendor == "postgresql":
+        table = TopUpCard._meta.db_table
+        with connection.cursor() as cursor, connection.wrap_database_errors:
+            raw = cursor.cursor  # the psycopg cursor, inside Django's transaction
+            sql = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            with raw.copy(sql) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in _card_rows(batch, pin_list, progress):
+                    copy.write_row(row)
+    else:
+        fields = _COPY_COLUMNS
+        cards = (
+            TopUpCard(**dict(zip(fields, row, strict=True)))
+            for row in _card_rows(batch, pin_list, progress)
+        )
+        chunk: list[TopUpCard] = []
+        for card in cards:
+            chunk.append(card)
+            if len(chunk) == _CHUNK:
+                TopUpCard.objects.bulk_create(chunk)
+                chunk = []
+        if chunk:
+            TopUpCard.objects.bulk_create(chunk)
+    if progress:
+        progress(len(pin_list), len(pin_list))
+
+
+def generation_request_check(
+    *, series, quantity, amount, currency, pin_length, reseller, expires_at, actor
+) -> tuple[Decimal, str]:
+    """The checks a generation request passes before anything is written (also used to refuse
+    a background job at once). Returns the normalised amount and currency."""
+    amount, currency = _validate_generation(
+        series=series,
+        quantity=quantity,
+        amount=amount,
+        currency=currency,
+        pin_length=pin_length,
+        expires_at=expires_at,
+    )
+    try:
+        check_reseller_scope(actor=actor, reseller=reseller)
+    except CardPermissionDenied as error:
+        raise GenerationError(error.message, field="reseller") from None
+    return amount, currency
+
+
+@transaction.atomic
+def card_batch_generate(
+    *,
+    series: str,
+    quantity: int,
+    amount: Decimal | str,
+    currency: str,
+    pin_length: int,
+    reseller: Reseller | None,
+    expires_at: dt.datetime,
+    actor=None,
+    progress: Progress | None = None,
+) -> GenerationResult:
+    """Generate `quantity` cards with sequential serials: all of them or none."""
+    amount, currency = generation_request_check(
+        series=series,
+        quantity=quantity,
+        amount=amount,
+        currency=currency,
+        pin_length=pin_length,
+        reseller=reseller,
+        expires_at=expires_at,
+        actor=actor,
+    )
+    first_number = _lock_series(series)
+    if first_number + quantity - 1 > MAX_CARD_NUMBER:
+        raise GenerationError(
+            f"Series {series} has room for only {MAX_CARD_NUMBER - first_number + 1:,} more cards.",
+            field="quantity",
+        )
+    pin_space_check(pin_length, quantity)
+    batch = CardBatch.objects.create(
+        series=series,
+        first_number=first_number,
+        quantity=quantity,
+        amount=amount,
+        currency=currency,
+        pin_length=pin_length,
+        reseller=reseller,
+        expires_at=expires_at,
+        created_by=actor,
+    )
+    pin_list = _unique_pins(pin_length, quantity)
+    existing = TopUpCard.objects.filter(pin_length=pin_length).exists()
+    # An existing card of the same length can share a PIN (about once per million at 12 digits
+    # with a million cards): write optimistically, and only on a clash look the PINs up and
+    # replace the clashing ones, so the common case is a single COPY.
+    try:
+        with transaction.atomic():
+            _write_cards(batch, pin_list, progress)
+    except IntegrityError:
+        if not existing:
+            raise
+        replaced = _replace_colliding(pin_list, pin_length)
+        logger.info(
+            "Batch %s: replaced %d PINs that existing cards already had", batch.pk, replaced
+        )
+        _write_cards(batch, pin_list, progress)
+    CardEvent.objects.create(
+        kind=CardEventKind.GENERATED,
+        batch=batch,
+        actor=actor,
+        serial=batch.first_serial,
+        changes={
+            "series": series,
+            "first_serial": batch.first_serial,
+            "last_serial": batch.last_serial,
+            "quantity": quantity,
+            "amount": str(amount),
+            "currency": currency,
+            "pin_length": pin_length,
+            "reseller": reseller.name if reseller else None,
+            "expires_at": expires_at.isoformat(),
+        },
+    )
+    return GenerationResult(batch=batch, pins=pin_list)

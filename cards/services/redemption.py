@@ -1,0 +1,192 @@
+"""Redeem a card onto a balance: credit, activate, audit in one transaction (docs/panel.md)."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from cards import lockout, pins
+from cards.exceptions import (
+    CardAlreadyRedeemed,
+    CardAmountMismatch,
+    CardBlocked,
+    CardCodeInvalid,
+    CardCurrencyMismatch,
+    CardError,
+    CardExpired,
+    CardNotFound,
+    CardWrongReseller,
+    RedemptionLocked,
+)
+from cards.models import (
+    PIN_MAX_LENGTH,
+    PIN_MIN_LENGTH,
+    CardEvent,
+    CardEventKind,
+    TopUpCard,
+)
+from subscribers.models import Subscriber
+from wallets.models import Balance, Channel, LedgerKind
+from wallets.services import (
+    balance_topup,
+)
+
+
+def card_find_by_pin(pin: str, *, for_update: bool = False) -> TopUpCard | None:
+    queryset = TopUpCard.objects.filter(pin_digest__in=pins.pin_digests(pin))
+    if for_update:
+        queryset = queryset.select_for_update(of=("self",))
+    return queryset.select_related("reseller", "ledger_entry").first()
+
+
+@dataclass(frozen=True)
+class Redemption:
+    card: TopUpCard
+    balance: Balance
+    replayed: bool = False
+
+
+def pin_well_formed(pin: str) -> bool:
+    return pin.isascii() and pin.isdigit()
+
+
+def _redeem_locked(
+    *,
+    pin,
+    check_digit_ok,
+    balance,
+    subscriber,
+    actor,
+    channel,
+    request_id,
+    expected_amount,
+    end_time,
+    allow_replay,
+) -> Redemption:
+    card = card_find_by_pin(pin, for_update=True)
+    if card is None:
+        # Our PINs end in a Luhn check digit, so a failing one is most likely a typo; it is
+        # still looked up because cards imported from other systems carry PINs without one.
+        raise CardNotFound() if check_digit_ok else CardCodeInvalid()
+    if card.activated_at is not None:
+        entry = card.ledger_entry
+        if (
+            allow_replay
+            and entry is not None
+            # A reversed redemption is no longer a success to repeat.
+            and card.reversed_at is None
+            and entry.balance_id == balance.pk
+            and entry.actor_id == getattr(actor, "pk", None)
+            and (expected_amount is None or expected_amount == card.amount)
+        ):
+            return Redemption(card=card, balance=entry.balance, replayed=True)
+        raise CardAlreadyRedeemed(card=card)
+    if card.blocked:
+        raise CardBlocked(card=card)
+    if card.expires_at <= timezone.now():
+        raise CardExpired(card=card)
+    if card.reseller_id is not None and card.reseller_id != subscriber.reseller_id:
+        raise CardWrongReseller(card=card)
+    if card.currency != balance.template.currency:
+        raise CardCurrencyMismatch(card=card)
+    if expected_amount is not None and Decimal(expected_amount) != card.amount:
+        raise CardAmountMismatch(card=card)
+    result = balance_topup(
+        balance=balance,
+        amount=card.amount,
+        voucher=card.serial,
+        end_time=end_time,
+        actor=actor,
+        channel=channel,
+        kind=LedgerKind.REDEMPTION,
+        request_id=request_id,
+    )
+    card.activated_at = result.entry.created_at
+    card.activated_by = subscriber
+    card.ledger_entry = result.entry
+    card.save(update_fields=["activated_at", "activated_by", "ledger_entry"])
+    CardEvent.objects.create(
+        kind=CardEventKind.REDEEMED,
+        card=card,
+        serial=card.serial,
+        actor=actor,
+        subscriber=subscriber,
+        channel=channel,
+        changes={"balance": balance.pk, "amount": str(card.amount), "currency": card.currency},
+    )
+    return Redemption(card=card, balance=result.balance)
+
+
+def _record_failed_redemption(*, error: CardError, subscriber, actor, channel, ip_address) -> None:
+    CardEvent.objects.create(
+        kind=CardEventKind.REDEEM_FAILED,
+        serial=error.card.serial if error.card else "",
+        card_id=error.card.pk if error.card else None,
+        actor=actor,
+        subscriber=subscriber,
+        channel=channel,
+        ip_address=ip_address,
+        changes={"reason": error.code},
+    )
+
+
+def card_redeem(
+    *,
+    pin: str,
+    balance: Balance,
+    subscriber: Subscriber,
+    actor=None,
+    channel: str = Channel.PANEL,
+    ip_address: str | None = None,
+    request_id: str = "",
+    expected_amount: Decimal | None = None,
+    end_time=None,
+    allow_replay: bool = False,
+) -> Redemption:
+    """Redeem the card with this PIN onto `balance`: credit, activate, audit, in one transaction.
+
+    Refused with RedemptionLocked, without looking the code up, while the subscriber, the client
+    IP or the API client is locked out (cards.lockout). A failure changes nothing but is itself
+    recorded as an audit event (for the lockout and the operators), after the failed attempt's
+    savepoint has rolled back. Call it outside any transaction of your own: an outer rollback
+    would erase that event and with it the lockout count.
+    """
+    pin = pins.normalize_pin(pin)
+    with transaction.atomic():
+        # One attempt at a time per subscriber, so parallel requests cannot all pass the lockout
+        # check before any of their failures is recorded.
+        Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
+        try:
+            locked_until = lockout.redemption_locked_until(
+                subscriber=subscriber, actor=actor, channel=channel, ip_address=ip_address
+            )
+            if locked_until is not None:
+                raise RedemptionLocked(
+                    lockout.locked_message(locked_until), locked_until=locked_until
+                )
+            if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin_well_formed(pin)):
+                raise CardCodeInvalid()
+            with transaction.atomic():
+                return _redeem_locked(
+                    pin=pin,
+                    check_digit_ok=pins.luhn_valid(pin),
+                    balance=balance,
+                    subscriber=subscriber,
+                    actor=actor,
+                    channel=channel,
+                    request_id=request_id,
+                    expected_amount=expected_amount,
+                    end_time=end_time,
+                    allow_replay=allow_replay,
+                )
+        except CardError as error:
+            failure = error
+            _record_failed_redemption(
+                error=error,
+                subscriber=subscriber,
+                actor=actor,
+                channel=channel,
+                ip_address=ip_address,
+            )
+    raise failure
