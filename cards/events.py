@@ -22,17 +22,23 @@ from .exceptions import RedemptionLocked
 from .models import CardBatch, CardEvent, CardEventKind, TopUpCard
 
 
-class Generated:
+class _CardFields:
+    """Keys named after the card's field whose value they record."""
+
     SERIES: Final = "series"
+    AMOUNT: Final = "amount"
+    CURRENCY: Final = "currency"
+    RESELLER: Final = "reseller"
+    EXPIRES_AT: Final = "expires_at"
+
+
+class Generated(_CardFields):
+    """`generated`: the batch's parameters; RESELLER is the reseller's name, or null."""
+
     FIRST_SERIAL: Final = "first_serial"
     LAST_SERIAL: Final = "last_serial"
     QUANTITY: Final = "quantity"
-    AMOUNT: Final = "amount"
-    CURRENCY: Final = "currency"
     PIN_LENGTH: Final = "pin_length"
-    RESELLER: Final = "reseller"
-    """The reseller's name, or null."""
-    EXPIRES_AT: Final = "expires_at"
 
 
 class Edited:
@@ -49,21 +55,16 @@ class Edited:
     BLOCKED: Final = "blocked"
 
 
-class Deleted:
+class Deleted(_CardFields):
     """`deleted` (Delete all): the card as it was when it went, for the reports' past days.
 
-    The datetimes are as the database writes them into JSON: ISO 8601 with a "T" and an offset
-    on PostgreSQL (jsonb), the column's own "YYYY-MM-DD HH:MM:SS[.ffffff]" UTC text on SQLite;
-    BLOCKED is true/false on PostgreSQL, 1/0 on SQLite.
+    RESELLER is the reseller's id, or null. The datetimes are as the database writes them into
+    JSON: ISO 8601 with a "T" and an offset on PostgreSQL (jsonb), the column's own
+    "YYYY-MM-DD HH:MM:SS[.ffffff]" UTC text on SQLite; BLOCKED is true/false on PostgreSQL, 1/0
+    on SQLite.
     """
 
-    AMOUNT: Final = "amount"
-    CURRENCY: Final = "currency"
-    RESELLER: Final = "reseller"
-    """The reseller's id, or null."""
-    SERIES: Final = "series"
     CREATED_AT: Final = "created_at"
-    EXPIRES_AT: Final = "expires_at"
     BLOCKED: Final = "blocked"
 
 
