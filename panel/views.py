@@ -20,15 +20,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from cards.exceptions import CardError, NoMainBalance
+from cards.lockout import locked_message, redemption_locked_until
+from cards.services import card_redeem
 from common.http import client_ip
 from wallets.exceptions import WalletError
 from wallets.models import Channel
 from wallets.selectors import subscriber_main_balance
 
-from .exceptions import CardError, NoMainBalance
-from .lockout import locked_message, redemption_locked_until
-from .panel_selectors import subscriber_balances, subscriber_recent_entries
-from .services import card_redeem
+from .selectors import subscriber_balances, subscriber_recent_entries
 from .templatetags.panel import format_amount
 
 REDEEM_PERMISSION = "cards.redeem_card"
