@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("panel/", include("cards.urls_panel")),
+    path("panel/", include("panel.urls")),
     path("rsgateway/", include("wallets.api.urls")),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]

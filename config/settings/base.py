@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "wallets",
     "cards",
     "reports",
+    "panel",
 ]
 
 MIDDLEWARE = [
