@@ -370,7 +370,7 @@ def openapi_page(request):
     host = request.get_host()
     return TemplateResponse(
         request,
-        "wallets/api_docs.html",
+        "rsgateway/api_docs.html",
         {
             "results": [
                 {"result": r, "http": HTTP_STATUS[r], "when": when, "xml": _xml(r, text)}

@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.hashers import check_password as real_check_password
 
-from tests.wallets.api import Api, reply
+from rsgateway import credentials
+from tests.rsgateway.api import Api, reply
 from tests.wallets.conftest import make_balance
-from wallets.api import credentials
 from wallets.exceptions import Result
 
 pytestmark = pytest.mark.django_db

@@ -10,10 +10,10 @@ from cards import pins
 from cards.exceptions import RedemptionLocked
 from cards.models import CardEvent, CardEventKind
 from cards.services.reversal import card_reverse, entry_reverse
+from rsgateway.views import ClientRateThrottle
 from tests.factories import AccessNumberFactory, TopUpCardFactory, UserFactory, WalletFactory
-from tests.wallets.api import TOPUP, Api, body, reply, subscription_ref
+from tests.rsgateway.api import TOPUP, Api, body, reply, subscription_ref
 from tests.wallets.conftest import DAY, make_balance, make_client_user, snapshot
-from wallets.api.views import ClientRateThrottle
 from wallets.exceptions import Result
 from wallets.models import Balance, BalanceKind, LedgerEntry, VoucherMode
 
@@ -296,7 +296,7 @@ def test_throttled_reply_is_an_mtx_response_with_retry_after(vms, monkeypatch):
 
 
 def test_repeated_wrong_credentials_from_one_address_are_stopped(client, binding, external_client):
-    from wallets.api.views import AUTH_FAILURE_LIMIT
+    from rsgateway.views import AUTH_FAILURE_LIMIT
 
     balance = make_balance()
     wrong = Api(client, binding, external_client, password="guess")
@@ -871,7 +871,7 @@ def test_an_unexpected_error_is_a_500_mtx_response(vms, monkeypatch):
     def boom(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("wallets.api.views.balance_topup_external", boom)
+    monkeypatch.setattr("rsgateway.views.balance_topup_external", boom)
     balance = make_balance()
     before = snapshot()
 
@@ -956,7 +956,7 @@ def test_a_host_the_site_does_not_serve_gets_an_mtx_response_not_a_page(client, 
 
 @pytest.mark.parametrize("binding", ["xml", "json"])
 def test_a_crash_outside_the_views_handler_is_an_mtx_response(client, binding, monkeypatch):
-    from wallets.api import views
+    from rsgateway import views
 
     def crash(self, request, *args, **kwargs):
         raise RuntimeError("boom")
