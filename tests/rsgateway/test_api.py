@@ -1,4 +1,4 @@
-"""The REST gateway through HTTP, in both bindings: every Result row of PRODUCT.md section 4."""
+"""The REST gateway through HTTP, in both bindings: every Result row of docs/rest-api.md."""
 
 import datetime as dt
 from decimal import Decimal
