@@ -232,7 +232,7 @@ class TopupView(MtxView):
                 start_time=topup.start_time,
                 actor=request.user,
                 channel=Channel.REST,
-                ip_address=client_ip(request) or "unknown",
+                ip_address=client_ip(request),
                 request_id=request.request_id,
             )
         return mtx_response()

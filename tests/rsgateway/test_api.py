@@ -377,6 +377,23 @@ def test_card_mode_passes_channel_actor_and_client_ip_to_card_redeem(partner, mo
     assert seen["expected_amount"] == Decimal("25.00") and seen["allow_replay"] is True
 
 
+def test_an_address_that_cannot_be_read_is_recorded_as_none(partner, monkeypatch):
+    seen = {}
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        raise RedemptionLocked()
+
+    monkeypatch.setattr("cards.services.topup.card_redeem", spy)
+    balance = make_balance()
+
+    partner.put(
+        balance, "topup", TOPUP, {"Amount": "25.00", "Voucher": "1234"}, REMOTE_ADDR="unix:0"
+    )
+
+    assert seen["ip_address"] is None
+
+
 # --- Result 11, -17, 404 ------------------------------------------------------------------------
 
 
