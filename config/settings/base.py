@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "cards",
     "reports",
     "panel",
+    "rsgateway",
 ]
 
 MIDDLEWARE = [

@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.factories import TopUpCardFactory
-from tests.wallets.api import Api, reply
+from tests.rsgateway.api import Api, reply
 from tests.wallets.conftest import DAY, make_balance, make_client_user
 from wallets.durations import parse_duration
 from wallets.models import Balance, ExternalVoucher, LedgerEntry, VoucherMode
