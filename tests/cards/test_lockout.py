@@ -1,4 +1,4 @@
-"""Brute-force lockout inside card_redeem (PRODUCT.md 3), per subscriber, client IP, API client."""
+"""Brute-force lockout inside card_redeem (docs/panel.md), per subscriber, client IP, API client."""
 
 import datetime as dt
 from decimal import Decimal
