@@ -21,7 +21,9 @@ from .models import (
     LedgerEntry,
     Wallet,
 )
-from .services import REVERSIBLE_KINDS, balance_adjust, balance_change_validity
+from .services.adjust import balance_adjust
+from .services.reversal import REVERSIBLE_KINDS
+from .services.validity import balance_change_validity
 
 
 class ReadOnlyAdmin(ReadOnlyAdminMixin, ResellerScopedAdmin):

@@ -11,7 +11,7 @@ from django.db import connection, connections
 from tests.factories import BalanceFactory, BalanceIntervalFactory, BalanceTemplateFactory
 from wallets.exceptions import BadData, Result
 from wallets.models import Balance, LedgerEntry, LedgerKind
-from wallets.services import balance_apply
+from wallets.services.ledger import balance_apply
 
 pytestmark = pytest.mark.django_db
 
