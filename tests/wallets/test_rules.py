@@ -1,4 +1,4 @@
-"""Balance rules of PRODUCT.md section 5, one service test per rule id (T1–T7, S1–S7, E1–E9)."""
+"""Balance rules of docs/balance-rules.md, one service test per rule id (T1–T7, S1–S7, E1–E9)."""
 
 import datetime as dt
 from decimal import Decimal

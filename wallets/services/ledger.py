@@ -1,4 +1,4 @@
-"""The ledger: `balance_apply` is the only place a balance amount changes.
+"""The ledger: `balance_apply` is the only place a balance amount changes (docs/domain.md).
 
 Locking order, everywhere: a card (in the cards app) before any balance; a balance before the
 aggregated balances above it, walking up the `parent` chain. Hierarchies are trees, so this order
