@@ -17,7 +17,8 @@ from wallets.exceptions import Malformed, NotFound
 from wallets.models import Channel, VoucherMode
 from wallets.ratelimits import rate_count_add, rate_limit_hit
 from wallets.selectors import balance_by_ref, wallet_balances
-from wallets.services import balance_adjust, balance_topup_external, request_fingerprint
+from wallets.services.adjust import balance_adjust, request_fingerprint
+from wallets.services.topup import balance_topup_external
 
 from .credentials import (
     API_CODENAMES,

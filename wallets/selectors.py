@@ -17,7 +17,7 @@ from django.utils import timezone
 from .exceptions import BadData, NotFound, UnknownSearchTerm
 from .models import AMOUNT_PLACES, Balance, BalanceInterval, BalanceKind, LedgerEntry, Wallet
 
-_TOTAL = DecimalField(max_digits=30, decimal_places=6)
+_TOTAL = DecimalField(max_digits=30, decimal_places=AMOUNT_PLACES)
 _UNITS = BigIntegerField()
 
 
@@ -123,18 +123,22 @@ def owner_filter(owner: str, ref: str) -> dict:
     return {OBJECT_ID[owner]: int(ref)}
 
 
+def _no_such_balance(owner: str, resource_id: int) -> NotFound:
+    return NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
+
+
 def _not_found(owner: str, where: dict, resource_id: int | None) -> NotFound:
     wallet_where = {key.removeprefix("wallet__"): value for key, value in where.items()}
     if resource_id is not None and Wallet.objects.filter(**wallet_where).exists():
-        return NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
+        return _no_such_balance(owner, resource_id)
     return NotFound(f"No {owner} matches this reference.")
 
 
-def balance_by_ref(*, owner: str, ref: str, resource_id: int, for_api: bool = True) -> Balance:
+def balance_by_ref(*, owner: str, ref: str, resource_id: int) -> Balance:
     """The balance `resourceId` of a subscription's (or subscriber's single) wallet."""
     where = owner_filter(owner, ref)
     if resource_id > MAX_RESOURCE_ID:
-        raise NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
+        raise _no_such_balance(owner, resource_id)
     queryset = Balance.objects.select_related(
         "template", "wallet__subscription__subscriber"
     ).filter(resource_id=resource_id, **where)
@@ -157,7 +161,7 @@ def wallet_balances(*, owner: str, ref: str, resource_id: int | None = None) -> 
     queryset = Balance.objects.select_related("template").filter(**where).distinct()
     if resource_id is not None:
         if resource_id > MAX_RESOURCE_ID:
-            raise NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
+            raise _no_such_balance(owner, resource_id)
         queryset = queryset.filter(resource_id=resource_id)
     balances = list(queryset.order_by("wallet_id", "resource_id"))
     if not balances:
@@ -167,10 +171,8 @@ def wallet_balances(*, owner: str, ref: str, resource_id: int | None = None) -> 
     now = timezone.now()
     current = {
         interval.balance_id: interval
-        for interval in BalanceInterval.objects.filter(
-            balance__in=[b.pk for b in balances if b.template.kind == BalanceKind.PERIODIC],
-            start_time__lte=now,
-            end_time__gt=now,
+        for interval in BalanceInterval.objects.live(now).filter(
+            balance__in=[b.pk for b in balances if b.template.kind == BalanceKind.PERIODIC]
         )
     }
     for balance in balances:

@@ -9,9 +9,7 @@ from cards.models import (
 )
 from wallets.exceptions import AlreadyRedeemed, BadData
 from wallets.models import Channel, LedgerEntry
-from wallets.services import (
-    ledger_entry_reverse,
-)
+from wallets.services.reversal import ledger_entry_reverse
 
 
 @transaction.atomic

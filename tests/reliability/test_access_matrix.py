@@ -57,7 +57,7 @@ from wallets.models import (
     LedgerKind,
     VoucherMode,
 )
-from wallets.services import balance_apply
+from wallets.services.ledger import balance_apply
 
 pytestmark = pytest.mark.django_db
 

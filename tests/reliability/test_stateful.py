@@ -74,12 +74,9 @@ from wallets.models import (
     IdempotencyKey,
     LedgerEntry,
 )
-from wallets.services import (
-    balance_adjust,
-    balance_change_validity,
-    balance_topup_external,
-    request_fingerprint,
-)
+from wallets.services.adjust import balance_adjust, request_fingerprint
+from wallets.services.topup import balance_topup_external
+from wallets.services.validity import balance_change_validity
 
 EXAMPLES = int(os.environ.get("TOPUP_STATEFUL_EXAMPLES", "20"))
 STEPS = int(os.environ.get("TOPUP_STATEFUL_STEPS", "30"))
