@@ -1,7 +1,8 @@
 """The in-memory model that tests/reliability/test_stateful.py holds the real services against.
 
-Plain Python written from docs/ (cards.md, panel.md, rest-api.md, balance-rules.md), not from the services: cards, balances, the
-ledger, external references, idempotency keys, the redemption lockout and the audit counts. Each
+Plain Python written from docs/ (cards.md, panel.md, rest-api.md, balance-rules.md), not from
+the services: cards, balances, the ledger, external references, idempotency keys, the redemption
+lockout and the audit counts. Each
 `predict_*` method says what one operation must do: either a `Fail` (the typed error and rule it
 must raise, and whether it is audited as a failed redemption) or the new values, which the machine
 applies with `apply_*` only after the real call succeeded. It reads no database.
