@@ -107,7 +107,9 @@ def balance_topup(
             via_topup=True,
             actor=actor,
             channel=channel,
-            reason=f"Top-up {voucher}" if kind == LedgerKind.TOPUP else "Top-up",
+            reason=(
+                f"Top-up {voucher}" if kind == LedgerKind.TOPUP else f"Top-up with card {voucher}"
+            ),
             request_id=request_id,
         )
         entry.balance.refresh_from_db(fields=["end_time"])
