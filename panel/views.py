@@ -26,14 +26,18 @@ from cards.services.redemption import card_redeem
 from common.http import client_ip
 from wallets.exceptions import WalletError
 from wallets.models import Channel
-from wallets.selectors import subscriber_main_balance
+from wallets.selectors import (
+    subscriber_balances,
+    subscriber_main_balance,
+    subscriber_recent_entries,
+)
 
 from .decorators import panel_headers, subscriber_required
 from .forms import RedeemForm
-from .selectors import subscriber_balances, subscriber_recent_entries
 from .templatetags.panel import format_amount
 
 REDEEM_PERMISSION = "cards.redeem_card"
+RECENT_ENTRIES = 10  # ledger entries on the dashboard
 
 
 def _panel_context(request, form=None, *, back: str = "redeem") -> dict:
@@ -62,7 +66,7 @@ def _panel_context(request, form=None, *, back: str = "redeem") -> dict:
 def dashboard(request):
     context = _panel_context(request, back="dashboard")
     context["balances"] = subscriber_balances(request.subscriber)
-    context["entries"] = subscriber_recent_entries(request.subscriber)
+    context["entries"] = subscriber_recent_entries(request.subscriber, limit=RECENT_ENTRIES)
     return render(request, "panel/dashboard.html", context)
 
 

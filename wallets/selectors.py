@@ -74,12 +74,25 @@ def intervals_out_of_ledger() -> QuerySet[BalanceInterval]:
     )
 
 
-def subscriber_main_balance(subscriber) -> Balance | None:
+def subscriber_balances(subscriber) -> QuerySet[Balance]:
+    """The balances of the subscriber's own wallets, main balance first."""
     return (
-        Balance.objects.select_related("template")
-        .filter(wallet__subscription__subscriber=subscriber, is_main=True)
-        .order_by("wallet_id")
-        .first()
+        Balance.objects.filter(wallet__subscription__subscriber=subscriber)
+        .select_related("template")
+        .order_by("-is_main", "wallet_id", "resource_id")
+    )
+
+
+def subscriber_main_balance(subscriber) -> Balance | None:
+    return subscriber_balances(subscriber).filter(is_main=True).first()
+
+
+def subscriber_recent_entries(subscriber, *, limit: int) -> QuerySet[LedgerEntry]:
+    """The latest ledger entries of the subscriber's own balances, newest first."""
+    return (
+        LedgerEntry.objects.filter(balance__wallet__subscription__subscriber=subscriber)
+        .select_related("balance__template")
+        .order_by("-created_at", "-id")[:limit]
     )
 
 
