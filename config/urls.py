@@ -4,11 +4,11 @@ from django.views.generic import RedirectView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("panel/", include("cards.urls_panel")),
-    path("rsgateway/", include("wallets.api.urls")),
+    path("panel/", include("panel.urls")),
+    path("rsgateway/", include("rsgateway.urls")),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]
 
 # Django's own 400 and 500 pages, except under /rsgateway/ where they are MtxResponses.
-handler400 = "wallets.api.errors.bad_request"
-handler500 = "wallets.api.errors.server_error"
+handler400 = "rsgateway.errors.bad_request"
+handler500 = "rsgateway.errors.server_error"

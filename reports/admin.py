@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.text import slugify
 
+from common.admin import ReadOnlyAdminMixin
 from subscribers.selectors import staff_reseller_id
 
 from . import forms, tables
@@ -30,19 +31,10 @@ def _csv_safe(text: str, numeric: bool) -> str:
     return text
 
 
-class ReportAdmin(admin.ModelAdmin):
+class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     form_class: type[forms.ReportForm]
     build = staticmethod(tables.liability_report)
     description = ""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         name = f"{self.opts.app_label}_{self.opts.model_name}_changelist"

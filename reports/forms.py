@@ -9,7 +9,7 @@ from django.utils import timezone
 from subscribers.models import Reseller
 from wallets.models import BalanceTemplate, Channel
 
-from .selectors import Granularity, periods
+from .selectors.common import Granularity, periods
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _UNIT = re.compile(r"^[A-Z]{1,10}$")
@@ -80,13 +80,6 @@ class ReportForm(forms.Form):
             return self.scope_reseller_id
         reseller = self.cleaned_data.get("reseller")
         return reseller.pk if reseller else None
-
-    def card_filters(self) -> dict:
-        return {
-            "reseller_id": self.reseller_id,
-            "currency": self.cleaned_data["currency"],
-            "series": self.cleaned_data["series"],
-        }
 
 
 GROUPINGS = [
@@ -283,12 +276,4 @@ class BalanceForm(PeriodForm):
             "date_from": year_ago.isoformat(),
             "date_to": day.isoformat(),
             "granularity": Granularity.MONTH,
-        }
-
-    def balance_filters(self) -> dict:
-        template = self.cleaned_data.get("template")
-        return {
-            "reseller_id": self.reseller_id,
-            "currency": self.cleaned_data["currency"],
-            "template_id": template.pk if template else None,
         }

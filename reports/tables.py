@@ -13,9 +13,13 @@ from django.utils.safestring import SafeString
 
 from wallets.models import Channel
 
-from . import selectors
 from .charts import bar_chart, fold_series
-from .selectors import Granularity, Period
+from .selectors.balances import balance_flows, balance_totals
+from .selectors.breakage import breakage
+from .selectors.common import Granularity, Period, end_of_day, periods
+from .selectors.expiring import EXPIRY_WINDOWS, expiring
+from .selectors.liability import liability
+from .selectors.redemptions import redemptions
 
 MAX_CATEGORIES = 30
 MAX_CHARTS = 6
@@ -176,8 +180,14 @@ def liability_report(form) -> ReportResult:
     group_by = form.cleaned_data["group_by"]
     # Today has not ended: its figures are those of this moment.
     now = timezone.now()
-    instant = min(selectors.end_of_day(as_of_day), now)
-    rows = selectors.liability(as_of=instant, group_by=group_by, **form.card_filters())
+    instant = min(end_of_day(as_of_day), now)
+    rows = liability(
+        as_of=instant,
+        group_by=group_by,
+        reseller_id=form.reseller_id,
+        currency=form.cleaned_data["currency"],
+        series=form.cleaned_data["series"],
+    )
     section = Section(
         key="liability",
         title="Unredeemed cards that could still be redeemed",
@@ -230,7 +240,7 @@ _BREAKDOWN_COLUMNS = {
 def _period_chart_categories(period: Period) -> list[str]:
     return [
         period_label(day, period.granularity)
-        for day in selectors.periods(period.date_from, period.date_to, period.granularity)
+        for day in periods(period.date_from, period.date_to, period.granularity)
     ]
 
 
@@ -243,11 +253,13 @@ def _series_name(breakdown: str, default: str) -> Callable[[dict], str]:
 def redemptions_report(form) -> ReportResult:
     period = _period(form)
     breakdown = form.cleaned_data["breakdown"]
-    rows = selectors.redemptions(
+    rows = redemptions(
         period=period,
         breakdown=breakdown,
+        reseller_id=form.reseller_id,
+        currency=form.cleaned_data["currency"],
+        series=form.cleaned_data["series"],
         channel=form.cleaned_data["channel"],
-        **form.card_filters(),
     )
     channel_names = dict(Channel.choices)
     for row in rows:
@@ -282,7 +294,13 @@ def redemptions_report(form) -> ReportResult:
 def breakage_report(form) -> ReportResult:
     period = _period(form)
     breakdown = form.cleaned_data["breakdown"]
-    rows = selectors.breakage(period=period, breakdown=breakdown, **form.card_filters())
+    rows = breakage(
+        period=period,
+        breakdown=breakdown,
+        reseller_id=form.reseller_id,
+        currency=form.cleaned_data["currency"],
+        series=form.cleaned_data["series"],
+    )
     extra = _BREAKDOWN_COLUMNS[breakdown]
     section = Section(
         key="breakage",
@@ -312,9 +330,15 @@ def breakage_report(form) -> ReportResult:
 def expiring_report(form) -> ReportResult:
     group_by = form.cleaned_data["group_by"]
     now = timezone.now()
-    rows = selectors.expiring(now=now, group_by=group_by, **form.card_filters())
+    rows = expiring(
+        now=now,
+        group_by=group_by,
+        reseller_id=form.reseller_id,
+        currency=form.cleaned_data["currency"],
+        series=form.cleaned_data["series"],
+    )
     window_columns = []
-    for days in selectors.EXPIRY_WINDOWS:
+    for days in EXPIRY_WINDOWS:
         window_columns += [
             Column(f"count_{days}", f"Cards within {days} days", "count"),
             Column(f"value_{days}", f"Value within {days} days", "money"),
@@ -326,11 +350,11 @@ def expiring_report(form) -> ReportResult:
         rows=rows,
     )
     # Each window includes the shorter ones: chart the value of each window, stacked by group.
-    windows = [f"within {days} days" for days in selectors.EXPIRY_WINDOWS]
+    windows = [f"within {days} days" for days in EXPIRY_WINDOWS]
     window_rows = [
         {**row, "window": label, "window_value": row[f"value_{days}"]}
         for row in rows
-        for days, label in zip(selectors.EXPIRY_WINDOWS, windows, strict=True)
+        for days, label in zip(EXPIRY_WINDOWS, windows, strict=True)
     ]
     section.charts = _per_currency_charts(
         window_rows,
@@ -356,8 +380,12 @@ _FLOW_LABELS = {
 
 def balances_report(form) -> ReportResult:
     period = _period(form)
-    filters = form.balance_filters()
-    totals = selectors.balance_totals(**filters)
+    template = form.cleaned_data.get("template")
+    template_id = template.pk if template else None
+    currency = form.cleaned_data["currency"]
+    totals = balance_totals(
+        reseller_id=form.reseller_id, currency=currency, template_id=template_id
+    )
     totals_section = Section(
         key="totals",
         title="Balances now, per currency and balance template",
@@ -376,7 +404,9 @@ def balances_report(form) -> ReportResult:
         series=lambda row: "Total",
         value_key="value",
     )
-    flows = selectors.balance_flows(period=period, **filters)
+    flows = balance_flows(
+        period=period, reseller_id=form.reseller_id, currency=currency, template_id=template_id
+    )
     flows_section = Section(
         key="flows",
         title="Top-ups versus adjustments (ledger entries)",

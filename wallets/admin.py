@@ -21,7 +21,9 @@ from .models import (
     LedgerEntry,
     Wallet,
 )
-from .services import REVERSIBLE_KINDS, balance_adjust, balance_change_validity
+from .services.adjust import balance_adjust
+from .services.reversal import REVERSIBLE_KINDS, ledger_entry_reverse
+from .services.validity import balance_change_validity
 
 
 class ReadOnlyAdmin(ReadOnlyAdminMixin, ResellerScopedAdmin):
@@ -199,10 +201,16 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
             request, object_id, form_url, {**(extra_context or {}), "can_reverse": can_reverse}
         )
 
-    def reverse_view(self, request, pk):
-        # The outer layer may use both apps; the card side of a reversal lives with the cards.
-        from cards.services.reversal import entry_reverse
+    def reverse_entry(self, *, entry: LedgerEntry, reason: str, actor) -> LedgerEntry:
+        """The reversal the confirmed form asks for; an app whose rows hang on ledger entries
+        registers a subclass that also reverses its side (the cards app blocks the card)."""
+        return ledger_entry_reverse(entry_id=entry.pk, reason=reason, actor=actor)
 
+    def reverse_consequence(self, entry: LedgerEntry) -> str:
+        """What else the reversal changes, told on the confirmation page (HTML)."""
+        return ""
+
+    def reverse_view(self, request, pk):
         if not request.user.has_perm("wallets.reverse_ledgerentry"):
             raise PermissionDenied
         entry = get_object_or_404(
@@ -211,8 +219,8 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         form = ReverseEntryForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                reversal = entry_reverse(
-                    entry_id=entry.pk, reason=form.cleaned_data["reason"], actor=request.user
+                reversal = self.reverse_entry(
+                    entry=entry, reason=form.cleaned_data["reason"], actor=request.user
                 )
             except WalletError as error:
                 self.message_user(
@@ -227,7 +235,6 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
                 return HttpResponseRedirect(
                     reverse("admin:wallets_ledgerentry_change", args=[reversal.pk])
                 )
-        card = getattr(entry, "card", None)  # the redeemed card, when there is one
         return TemplateResponse(
             request,
             "admin/wallets/ledgerentry/reverse.html",
@@ -236,7 +243,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
                 "opts": self.opts,
                 "original": entry,
                 "entry": entry,
-                "card": card,
+                "consequence": self.reverse_consequence(entry),
                 "title": "Reverse this entry",
                 "form": form,
             },

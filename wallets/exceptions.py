@@ -1,6 +1,6 @@
 """Typed errors of the wallet engine.
 
-Each carries its MATRIXX `Result` code (PRODUCT.md section 4).
+Each carries its MATRIXX `Result` code (docs/rest-api.md, the Result table).
 """
 
 

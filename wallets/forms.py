@@ -5,7 +5,8 @@ from decimal import Decimal
 from django import forms
 
 from .durations import parse_duration
-from .services import MAX_REASON_LENGTH, AdjustType
+from .models import AMOUNT_DIGITS, AMOUNT_PLACES, MAX_REASON_LENGTH
+from .services.adjust import AdjustType
 
 _DATETIME = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
 
@@ -14,7 +15,11 @@ class BalanceAdjustForm(forms.Form):
     adjust_type = forms.TypedChoiceField(
         label="Adjustment", choices=AdjustType.CHOICES, coerce=int, initial=AdjustType.CREDIT
     )
-    amount = forms.DecimalField(min_value=Decimal("0.000001"), max_digits=24, decimal_places=6)
+    amount = forms.DecimalField(
+        min_value=Decimal(1).scaleb(-AMOUNT_PLACES),
+        max_digits=AMOUNT_DIGITS,
+        decimal_places=AMOUNT_PLACES,
+    )
     reason = forms.CharField(max_length=MAX_REASON_LENGTH)
 
 

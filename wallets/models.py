@@ -9,6 +9,9 @@ from subscribers.models import Group, Subscription
 
 AMOUNT_DIGITS = 24
 AMOUNT_PLACES = 6
+# A card serial or an external voucher reference; an operator's or partner's reason.
+MAX_VOUCHER_LENGTH = 64
+MAX_REASON_LENGTH = 255
 
 
 class Wallet(models.Model):
@@ -81,7 +84,7 @@ class BalanceTemplate(models.Model):
 
 
 class Balance(models.Model):
-    """One balance in a wallet. Its amount changes only through wallets.services.balance_apply."""
+    """One balance in a wallet. Its amount changes only through services.ledger.balance_apply."""
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="balances")
     resource_id = models.PositiveIntegerField()
@@ -132,6 +135,12 @@ class Balance(models.Model):
         return self.start_time <= at and (self.end_time is None or at < self.end_time)
 
 
+class BalanceIntervalQuerySet(models.QuerySet):
+    def live(self, at):
+        """The intervals containing the moment `at`: a periodic balance's live one."""
+        return self.filter(start_time__lte=at, end_time__gt=at)
+
+
 class BalanceInterval(models.Model):
     """One period of a periodic balance; only the interval containing "now" is live."""
 
@@ -141,6 +150,8 @@ class BalanceInterval(models.Model):
     amount = models.DecimalField(
         max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, default=Decimal("0")
     )
+
+    objects = BalanceIntervalQuerySet.as_manager()
 
     class Meta:
         ordering = ["balance", "start_time"]
@@ -182,11 +193,11 @@ class LedgerEntry(models.Model):
     kind = models.CharField(max_length=12, choices=LedgerKind.choices)
     channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.SYSTEM)
     voucher = models.CharField(
-        max_length=64,
+        max_length=MAX_VOUCHER_LENGTH,
         blank=True,
         help_text="Card serial or external voucher reference (never a PIN).",
     )
-    reason = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(max_length=MAX_REASON_LENGTH, blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -255,7 +266,7 @@ class BalanceEvent(models.Model):
         LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
     )
     changes = models.JSONField(default=dict, blank=True)
-    reason = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(max_length=MAX_REASON_LENGTH, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -277,7 +288,7 @@ class ExternalVoucher(models.Model):
     """
 
     client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="vouchers")
-    reference = models.CharField(max_length=64)
+    reference = models.CharField(max_length=MAX_VOUCHER_LENGTH)
     balance = models.ForeignKey(Balance, on_delete=models.PROTECT, related_name="+")
     amount = models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES)
     ledger_entry = models.OneToOneField(

@@ -17,7 +17,7 @@ from django.utils import timezone
 from .exceptions import BadData, NotFound, UnknownSearchTerm
 from .models import AMOUNT_PLACES, Balance, BalanceInterval, BalanceKind, LedgerEntry, Wallet
 
-_TOTAL = DecimalField(max_digits=30, decimal_places=6)
+_TOTAL = DecimalField(max_digits=30, decimal_places=AMOUNT_PLACES)
 _UNITS = BigIntegerField()
 
 
@@ -74,12 +74,25 @@ def intervals_out_of_ledger() -> QuerySet[BalanceInterval]:
     )
 
 
-def subscriber_main_balance(subscriber) -> Balance | None:
+def subscriber_balances(subscriber) -> QuerySet[Balance]:
+    """The balances of the subscriber's own wallets, main balance first."""
     return (
-        Balance.objects.select_related("template")
-        .filter(wallet__subscription__subscriber=subscriber, is_main=True)
-        .order_by("wallet_id")
-        .first()
+        Balance.objects.filter(wallet__subscription__subscriber=subscriber)
+        .select_related("template")
+        .order_by("-is_main", "wallet_id", "resource_id")
+    )
+
+
+def subscriber_main_balance(subscriber) -> Balance | None:
+    return subscriber_balances(subscriber).filter(is_main=True).first()
+
+
+def subscriber_recent_entries(subscriber, *, limit: int) -> QuerySet[LedgerEntry]:
+    """The latest ledger entries of the subscriber's own balances, newest first."""
+    return (
+        LedgerEntry.objects.filter(balance__wallet__subscription__subscriber=subscriber)
+        .select_related("balance__template")
+        .order_by("-created_at", "-id")[:limit]
     )
 
 
@@ -123,18 +136,22 @@ def owner_filter(owner: str, ref: str) -> dict:
     return {OBJECT_ID[owner]: int(ref)}
 
 
+def _no_such_balance(owner: str, resource_id: int) -> NotFound:
+    return NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
+
+
 def _not_found(owner: str, where: dict, resource_id: int | None) -> NotFound:
     wallet_where = {key.removeprefix("wallet__"): value for key, value in where.items()}
     if resource_id is not None and Wallet.objects.filter(**wallet_where).exists():
-        return NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
+        return _no_such_balance(owner, resource_id)
     return NotFound(f"No {owner} matches this reference.")
 
 
-def balance_by_ref(*, owner: str, ref: str, resource_id: int, for_api: bool = True) -> Balance:
+def balance_by_ref(*, owner: str, ref: str, resource_id: int) -> Balance:
     """The balance `resourceId` of a subscription's (or subscriber's single) wallet."""
     where = owner_filter(owner, ref)
     if resource_id > MAX_RESOURCE_ID:
-        raise NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
+        raise _no_such_balance(owner, resource_id)
     queryset = Balance.objects.select_related(
         "template", "wallet__subscription__subscriber"
     ).filter(resource_id=resource_id, **where)
@@ -157,7 +174,7 @@ def wallet_balances(*, owner: str, ref: str, resource_id: int | None = None) -> 
     queryset = Balance.objects.select_related("template").filter(**where).distinct()
     if resource_id is not None:
         if resource_id > MAX_RESOURCE_ID:
-            raise NotFound(f"The {owner}'s wallet has no balance with resource id {resource_id}.")
+            raise _no_such_balance(owner, resource_id)
         queryset = queryset.filter(resource_id=resource_id)
     balances = list(queryset.order_by("wallet_id", "resource_id"))
     if not balances:
@@ -167,10 +184,8 @@ def wallet_balances(*, owner: str, ref: str, resource_id: int | None = None) -> 
     now = timezone.now()
     current = {
         interval.balance_id: interval
-        for interval in BalanceInterval.objects.filter(
-            balance__in=[b.pk for b in balances if b.template.kind == BalanceKind.PERIODIC],
-            start_time__lte=now,
-            end_time__gt=now,
+        for interval in BalanceInterval.objects.live(now).filter(
+            balance__in=[b.pk for b in balances if b.template.kind == BalanceKind.PERIODIC]
         )
     }
     for balance in balances:

@@ -12,5 +12,6 @@ from . import jobs  # noqa: F401  (registers GenerationJobAdmin)
 from .batches import CardBatchAdmin
 from .cards import TopUpCardAdmin
 from .events import CardEventAdmin
+from .ledger import CardLedgerEntryAdmin  # noqa: F401  (replaces the wallets LedgerEntryAdmin)
 
 __all__ = ["CardBatchAdmin", "CardEventAdmin", "TopUpCardAdmin"]

@@ -27,9 +27,7 @@ from cards.models import (
 )
 from subscribers.models import Subscriber
 from wallets.models import Balance, Channel, LedgerKind
-from wallets.services import (
-    balance_topup,
-)
+from wallets.services.topup import balance_topup
 
 
 def card_find_by_pin(pin: str, *, for_update: bool = False) -> TopUpCard | None:

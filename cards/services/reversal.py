@@ -6,7 +6,7 @@ from cards.events import card_reversed_event
 from cards.models import TopUpCard
 from wallets.exceptions import AlreadyRedeemed, BadData
 from wallets.models import Channel, LedgerEntry
-from wallets.services import ledger_entry_reverse
+from wallets.services.reversal import ledger_entry_reverse
 
 
 @transaction.atomic

@@ -14,7 +14,9 @@ from cards.services.redemption import Redemption, card_redeem, pin_well_formed
 from wallets.exceptions import BadData
 from wallets.models import Balance, Channel
 from wallets.selectors import MAX_RESOURCE_ID, balance_by_ref, owner_filter
-from wallets.services import AMOUNT_LIMIT, check_end_time, check_topup, decimal_places
+from wallets.services.checks import AMOUNT_LIMIT, decimal_places
+from wallets.services.topup import check_topup
+from wallets.services.validity import check_end_time
 from wallets.sql import hot_cursor
 
 

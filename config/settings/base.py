@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "wallets",
     "cards",
     "reports",
+    "panel",
+    "rsgateway",
 ]
 
 MIDDLEWARE = [
@@ -127,7 +129,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 LOGIN_URL = "/panel/login/"
 LOGIN_REDIRECT_URL = "/panel/"
 
-# --- Redemption brute-force protection (PRODUCT.md 3, cards/lockout.py) ---
+# --- Redemption brute-force protection (docs/panel.md, cards/lockout.py) ---
 # N failed redemptions within the window, per subscriber and per client IP (panel) or per API
 # client (REST), lock redemption for the duration.
 REDEEM_LOCKOUT_FAILURES = int(env("REDEEM_LOCKOUT_FAILURES", "5"))

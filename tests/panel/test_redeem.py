@@ -1,4 +1,4 @@
-"""Redeem Voucher through the panel (PRODUCT.md 3): every outcome, every right, nothing leaks."""
+"""Redeem Voucher through the panel (docs/panel.md): every outcome, every right, nothing leaks."""
 
 import datetime as dt
 import logging

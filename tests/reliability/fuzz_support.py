@@ -49,7 +49,7 @@ from wallets.models import (
     LedgerKind,
     VoucherMode,
 )
-from wallets.services import balance_apply
+from wallets.services.ledger import balance_apply
 
 EXTERNAL_ID = "fuzz-sub-7f3a"
 ACCESS_NUMBER = "5557300421"

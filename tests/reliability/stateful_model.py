@@ -1,7 +1,8 @@
 """The in-memory model that tests/reliability/test_stateful.py holds the real services against.
 
-Plain Python written from PRODUCT.md (sections 2–5), not from the services: cards, balances, the
-ledger, external references, idempotency keys, the redemption lockout and the audit counts. Each
+Plain Python written from docs/ (cards.md, panel.md, rest-api.md, balance-rules.md), not from
+the services: cards, balances, the ledger, external references, idempotency keys, the redemption
+lockout and the audit counts. Each
 `predict_*` method says what one operation must do: either a `Fail` (the typed error and rule it
 must raise, and whether it is audited as a failed redemption) or the new values, which the machine
 applies with `apply_*` only after the real call succeeded. It reads no database.
@@ -15,8 +16,8 @@ from decimal import Decimal
 from cards import exceptions as card_errors
 from wallets import exceptions as wallet_errors
 
-LOCKOUT_FAILURES = 5  # PRODUCT.md 3: five failed attempts lock redemption (panel and API)
-PIN_SPACE_SHARE = 10_000  # PRODUCT.md 2: live cards of one length ≤ 1 in 10,000 of its PINs
+LOCKOUT_FAILURES = 5  # docs/panel.md: five failed attempts lock redemption (panel and API)
+PIN_SPACE_SHARE = 10_000  # docs/cards.md: live cards of one length ≤ 1 in 10,000 of its PINs
 RELATIVE = {"P1D": dt.timedelta(days=1), "P1W": dt.timedelta(weeks=1), "P4W": dt.timedelta(weeks=4)}
 
 
@@ -131,7 +132,7 @@ class Model:
         return next((c for c in self.cards.values() if c.pin == pin), None)
 
     def next_number(self, series: str) -> int:
-        """Serials continue after the highest existing card of the series (PRODUCT.md 2)."""
+        """Serials continue after the highest existing card of the series (docs/cards.md)."""
         return max((c.number for c in self.cards.values() if c.series == series), default=0) + 1
 
     def predict_generate(
@@ -416,7 +417,7 @@ class Model:
 
 
 def luhn_ok(pin: str) -> bool:
-    """The Luhn check, written out (PRODUCT.md 2: the last digit of a PIN is a check digit)."""
+    """The Luhn check, written out (docs/cards.md: the last digit of a PIN is a check digit)."""
     total = 0
     for index, char in enumerate(reversed(pin)):
         digit = int(char)

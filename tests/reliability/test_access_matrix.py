@@ -46,7 +46,7 @@ from tests.factories import (
     UserFactory,
     WalletFactory,
 )
-from tests.wallets.api import ADJUST, TOPUP, body, reply
+from tests.rsgateway.api import ADJUST, TOPUP, body, reply
 from tests.wallets.conftest import basic_auth
 from wallets.exceptions import Result
 from wallets.models import (
@@ -57,7 +57,7 @@ from wallets.models import (
     LedgerKind,
     VoucherMode,
 )
-from wallets.services import balance_apply
+from wallets.services.ledger import balance_apply
 
 pytestmark = pytest.mark.django_db
 

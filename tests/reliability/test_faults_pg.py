@@ -18,7 +18,6 @@ from django.utils import timezone
 import cards.services.generation
 import cards.services.mass_edit
 import cards.services.redemption
-import wallets.services
 from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
 from tests.factories import BalanceFactory, SubscriberFactory, TopUpCardFactory, UserFactory
 from tests.panel.conftest import grant_redeem
@@ -32,7 +31,7 @@ from tests.reliability.support import (
 )
 from tests.wallets.conftest import make_client_user
 from wallets.exceptions import Result
-from wallets.models import Balance, ExternalVoucher, LedgerEntry, VoucherMode
+from wallets.models import Balance, BalanceEvent, ExternalVoucher, LedgerEntry, VoucherMode
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -91,7 +90,7 @@ def test_rest_card_top_up_killed_after_the_credit_before_the_end_time_leaves_not
     fields = {"Amount": "25.00", "Voucher": card.pin, "EndTime": "P1W"}
     before = state()
     # The balance is credited and its event written; the end-time change comes next.
-    pause_after(monkeypatch, wallets.services, "_record", killer)
+    pause_after(monkeypatch, BalanceEvent.objects, "create", killer)
     client = HttpClient(live_server.url)
 
     killed = api_put(client, "partner", external_id, 12, "topup", **fields)
@@ -121,7 +120,7 @@ def test_rest_external_top_up_killed_before_its_reference_is_recorded_credits_on
     external_id = rose.balance.wallet.subscription.external_id
     before = state()
     # Credited, ledger entry and balance event written; the reference row comes next.
-    pause_after(monkeypatch, wallets.services, "_topup", killer)
+    pause_after(monkeypatch, BalanceEvent.objects, "create", killer)
     client = HttpClient(live_server.url)
 
     killed = api_put(client, "vms", external_id, 12, "topup", Amount="10.00", Voucher="EXT-1")

@@ -1,4 +1,4 @@
-"""Hostile input against the REST gateway (PRODUCT.md section 4), both bindings, hypothesis-driven.
+"""Hostile input against the REST gateway (docs/rest-api.md), both bindings, hypothesis-driven.
 
 For the top-up (card and external voucher mode) and adjustment endpoints, in XML
 (`/rsgateway/data/v3/…`) and JSON (`/rsgateway/data/json/…`): random bytes, valid bodies with
@@ -54,7 +54,7 @@ TOPUP = "MtxRequestSubscriberTopupBalance"
 ADJUST = "MtxRequestSubscriberAdjustBalance"
 CONTENT_TYPE = {"xml": "application/xml", "json": "application/json"}
 PREFIX = {"xml": "/rsgateway/data/v3", "json": "/rsgateway/data/json"}
-# PRODUCT.md section 4, written out again here rather than imported from the code under test.
+# docs/rest-api.md, written out again here rather than imported from the code under test.
 # -1 is 400, or 405 for a wrong method and 415 for a wrong content type (DRF's own statuses).
 RESULT_HTTP = {
     -1: {400, 405, 415},

@@ -74,12 +74,9 @@ from wallets.models import (
     IdempotencyKey,
     LedgerEntry,
 )
-from wallets.services import (
-    balance_adjust,
-    balance_change_validity,
-    balance_topup_external,
-    request_fingerprint,
-)
+from wallets.services.adjust import balance_adjust, request_fingerprint
+from wallets.services.topup import balance_topup_external
+from wallets.services.validity import balance_change_validity
 
 EXAMPLES = int(os.environ.get("TOPUP_STATEFUL_EXAMPLES", "20"))
 STEPS = int(os.environ.get("TOPUP_STATEFUL_STEPS", "30"))
@@ -352,7 +349,7 @@ class CardsAndBalances(RuleBasedStateMachine):
     @rule(**BATCH_ARGS)
     def generate(self, series, quantity, pin_length, amount, currency, owner, expiry_days, scoped):
         """Generate Top-Up Cards: refused when the expiry is past, when a scoped operator names
-        another company, or when the PINs of that length would become guessable (PRODUCT.md 2:
+        another company, or when the PINs of that length would become guessable (docs/cards.md:
         5-digit PINs allow 1 live card, 6-digit 10, 7-digit 100)."""
         w, m = self.world, self.model
         reseller = None if owner is None else w.resellers[owner]
@@ -828,7 +825,7 @@ class CardsAndBalances(RuleBasedStateMachine):
     @precondition(lambda self: any(self.model.failures.values()))
     @rule()
     def an_hour_passes_for_the_lockout(self):
-        """Age every failed redemption by an hour: every lock and count ends (PRODUCT.md 3)."""
+        """Age every failed redemption by an hour: every lock and count ends (docs/panel.md)."""
         CardEvent.objects.filter(kind=CardEventKind.REDEEM_FAILED).update(
             created_at=F("created_at") - dt.timedelta(hours=1)
         )

@@ -32,7 +32,7 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from reports.forms import end_of_previous_month
-from reports.selectors import end_of_day
+from reports.selectors.common import end_of_day
 from tests.factories import (
     BalanceFactory,
     BalanceTemplateFactory,

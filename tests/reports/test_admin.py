@@ -370,7 +370,7 @@ class TestLiabilityToday:
     def test_today_counts_cards_that_expire_later_today(self, finance_client, db):
         from django.utils import timezone
 
-        from reports.selectors import end_of_day
+        from reports.selectors.common import end_of_day
 
         now = timezone.now()
         end_of_today = end_of_day(timezone.localdate())

@@ -25,8 +25,8 @@ import pytest
 
 from cards.models import CardEvent, TopUpCard
 from cards.services.mass_edit import cards_mass_update
-from reports import selectors
-from reports.selectors import NO_RESELLER, end_of_day
+from reports.selectors.common import NO_RESELLER, end_of_day
+from reports.selectors.liability import liability
 from tests.factories import TopUpCardFactory
 
 from .conftest import DAY, HOUR
@@ -79,7 +79,7 @@ def edited(finance):
 def _liability(day, **kwargs):
     return [
         (r["currency"], r.get("reseller"), r.get("series"), r["count"], r["value"])
-        for r in selectors.liability(as_of=end_of_day(day), **kwargs)
+        for r in liability(as_of=end_of_day(day), **kwargs)
     ]
 
 

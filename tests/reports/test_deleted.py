@@ -31,8 +31,9 @@ import pytest
 
 from cards.models import CardEvent, CardEventKind, TopUpCard
 from cards.services.mass_edit import cards_mass_delete
-from reports import selectors
-from reports.selectors import Granularity, Period, end_of_day
+from reports.selectors.breakage import breakage
+from reports.selectors.common import Granularity, Period, end_of_day
+from reports.selectors.liability import liability
 from tests.factories import CardBatchFactory, TopUpCardFactory
 
 from .conftest import DAY, HOUR, SECOND
@@ -95,7 +96,7 @@ def deletions(finance):
 def _liability(day, **kwargs):
     return [
         (r["currency"], r.get("reseller"), r.get("series"), r["count"], r["value"])
-        for r in selectors.liability(as_of=end_of_day(day), **kwargs)
+        for r in liability(as_of=end_of_day(day), **kwargs)
     ]
 
 
@@ -200,7 +201,7 @@ class TestBreakage:
         )
 
     def test_a_deleted_card_that_expired_stays_in_its_period(self, deletions):
-        rows = selectors.breakage(period=self.period(deletions), now=deletions.T + DAY)
+        rows = breakage(period=self.period(deletions), now=deletions.T + DAY)
 
         day = deletions.day
         # D-1: d5 (blocked) expired at T-2d. D: c5 160 + d3 40000 + d13 40960000. Not d9 nor
@@ -221,14 +222,14 @@ class TestBreakage:
             date_to=deletions.day,
             granularity=Granularity.MONTH,
         )
-        rows = selectors.breakage(period=month, now=deletions.T + 90 * DAY)
+        rows = breakage(period=month, now=deletions.T + 90 * DAY)
         assert [(r["period"], r["count"], r["value"], r["blocked_value"]) for r in rows] == [
             (deletions.day.replace(day=1), 5, D("41160160.50"), D("160000.50"))
         ]
 
     def test_breakdowns_filters_and_scope(self, deletions):
         period, now = self.period(deletions), deletions.T + DAY
-        both = selectors.breakage(period=period, now=now, breakdown="reseller_series")
+        both = breakage(period=period, now=now, breakdown="reseller_series")
         assert [(r["period"], r["reseller"], r["series"], r["value"]) for r in both] == [
             (deletions.day - dt.timedelta(days=4), "Reseller 1", "100", D("0.50")),
             (deletions.day - dt.timedelta(days=1), "Reseller 1", "100", D("160000")),
@@ -237,11 +238,11 @@ class TestBreakage:
             (deletions.day + dt.timedelta(days=1), "Reseller 1", "100", D("80")),
         ]
         for kwargs in ({"reseller_id": deletions.r2.pk}, {"series": "700"}):
-            rows = selectors.breakage(period=period, now=now, **kwargs)
+            rows = breakage(period=period, now=now, **kwargs)
             assert [(r["period"], r["count"], r["value"]) for r in rows] == [
                 (deletions.day, 1, D("40960000"))
             ], kwargs
-        assert selectors.breakage(period=period, now=now, currency="EUR") == []
+        assert breakage(period=period, now=now, currency="EUR") == []
 
 
 def test_datetimes_in_either_databases_json_form_compare_as_instants(finance):
@@ -266,4 +267,4 @@ def test_datetimes_in_either_databases_json_form_compare_as_instants(finance):
         ("USD", "Reseller 2", None, 1, D("7"))
     ]
     period = Period(finance.day + dt.timedelta(days=1), finance.day + dt.timedelta(days=1), "day")
-    assert [r["value"] for r in selectors.breakage(period=period, now=T + DAY)] == [D("10080")]
+    assert [r["value"] for r in breakage(period=period, now=T + DAY)] == [D("10080")]

@@ -6,8 +6,12 @@ from decimal import Decimal
 import pytest
 
 from cards.models import TopUpCard
-from reports import selectors
-from reports.selectors import NO_RESELLER, Granularity, Period, end_of_day
+from reports.selectors.balances import balance_flows, balance_totals
+from reports.selectors.breakage import breakage
+from reports.selectors.common import NO_RESELLER, Granularity, Period, end_of_day, periods
+from reports.selectors.expiring import expiring
+from reports.selectors.liability import liability
+from reports.selectors.redemptions import redemptions
 from tests.factories import CardEventFactory, ResellerFactory, TopUpCardFactory
 
 from .conftest import DAY, HOUR, SECOND
@@ -20,7 +24,7 @@ D = Decimal
 def _liability(finance, day, **kwargs):
     return [
         (r["currency"], r.get("reseller"), r.get("series"), r["count"], r["value"])
-        for r in selectors.liability(as_of=end_of_day(day), **kwargs)
+        for r in liability(as_of=end_of_day(day), **kwargs)
     ]
 
 
@@ -106,7 +110,7 @@ class TestRedemptions:
         )
 
     def test_per_day_by_channel(self, finance):
-        rows = selectors.redemptions(period=self.period(finance), breakdown="channel")
+        rows = redemptions(period=self.period(finance), breakdown="channel")
 
         day = finance.day
         # c10 at T-2d (the first instant of D-1), c2 at T-1s, c3 at T exactly, c9 at T+1h.
@@ -121,7 +125,7 @@ class TestRedemptions:
         ]
 
     def test_per_month(self, finance):
-        rows = selectors.redemptions(period=self.period(finance, Granularity.MONTH))
+        rows = redemptions(period=self.period(finance, Granularity.MONTH))
 
         # D is the last day of its month: c10 and c2 fall in it, c3 and c9 in the next one.
         assert [(r["period"], r["count"], r["value"]) for r in rows] == [
@@ -130,7 +134,7 @@ class TestRedemptions:
         ]
 
     def test_per_week(self, finance):
-        rows = selectors.redemptions(period=self.period(finance, Granularity.WEEK))
+        rows = redemptions(period=self.period(finance, Granularity.WEEK))
 
         def monday(day):
             return day - dt.timedelta(days=day.weekday())
@@ -159,13 +163,13 @@ class TestRedemptions:
         )
         one_day = Period(date_from=finance.day, date_to=finance.day, granularity=Granularity.DAY)
 
-        rows = selectors.redemptions(period=one_day, breakdown="reseller_series")
+        rows = redemptions(period=one_day, breakdown="reseller_series")
 
         assert [(r["reseller"], r["series"], r["count"], r["value"]) for r in rows] == [
             ("Reseller 1", "100", 1, D("20")),
             ("Reseller 2", "200", 1, D("9")),
         ]
-        channels = selectors.redemptions(period=one_day, breakdown="reseller_channel")
+        channels = redemptions(period=one_day, breakdown="reseller_channel")
         # The new card has no ledger entry (made by hand here): its channel is unknown.
         assert [(r["reseller"], r["channel"]) for r in channels] == [
             ("Reseller 1", "panel"),
@@ -173,9 +177,7 @@ class TestRedemptions:
         ]
 
     def test_channel_filter_and_series_breakdown(self, finance):
-        rows = selectors.redemptions(
-            period=self.period(finance), breakdown="series", channel="panel"
-        )
+        rows = redemptions(period=self.period(finance), breakdown="series", channel="panel")
 
         assert [(r["period"], r["series"], r["value"]) for r in rows] == [
             (finance.day, "100", D("20")),
@@ -183,13 +185,13 @@ class TestRedemptions:
         ]
 
     def test_by_reseller_and_scope(self, finance):
-        rows = selectors.redemptions(period=self.period(finance), breakdown="reseller")
+        rows = redemptions(period=self.period(finance), breakdown="reseller")
         assert {r["reseller"] for r in rows} == {"Reseller 1"}
-        assert selectors.redemptions(period=self.period(finance), reseller_id=finance.r2.pk) == []
+        assert redemptions(period=self.period(finance), reseller_id=finance.r2.pk) == []
 
     def test_a_single_day_excludes_what_happened_at_its_closing_instant(self, finance):
         one_day = Period(date_from=finance.day, date_to=finance.day, granularity=Granularity.DAY)
-        rows = selectors.redemptions(period=one_day)
+        rows = redemptions(period=one_day)
         assert [(r["count"], r["value"]) for r in rows] == [(1, D("20"))]  # c2, not c3 at T
 
 
@@ -202,7 +204,7 @@ class TestBreakage:
         )
 
     def test_cards_expired_unredeemed_per_day(self, finance):
-        rows = selectors.breakage(period=self.period(finance), now=finance.T + DAY)
+        rows = breakage(period=self.period(finance), now=finance.T + DAY)
 
         day = finance.day
         # c15 (blocked) expired at T-5d = start of D-4; c5 at T-1s; c4 exactly at T (so on D+1).
@@ -215,15 +217,13 @@ class TestBreakage:
         ]
 
     def test_only_expiries_that_already_happened(self, finance):
-        rows = selectors.breakage(period=self.period(finance), now=finance.T - SECOND / 2)
+        rows = breakage(period=self.period(finance), now=finance.T - SECOND / 2)
         assert [r["value"] for r in rows] == [D("0.50"), D("160")]  # c4 expires at T: not yet
 
     def test_by_series_and_scope(self, finance):
-        rows = selectors.breakage(
-            period=self.period(finance), now=finance.T + DAY, breakdown="series"
-        )
+        rows = breakage(period=self.period(finance), now=finance.T + DAY, breakdown="series")
         assert {r["series"] for r in rows} == {"100"}
-        both = selectors.breakage(
+        both = breakage(
             period=self.period(finance), now=finance.T + DAY, breakdown="reseller_series"
         )
         assert [(r["reseller"], r["series"], r["value"]) for r in both] == [
@@ -231,7 +231,7 @@ class TestBreakage:
             ("Reseller 1", "100", D("160")),
             ("Reseller 1", "100", D("80")),
         ]
-        other = selectors.breakage(
+        other = breakage(
             period=self.period(finance), now=finance.T + DAY, reseller_id=finance.r2.pk
         )
         assert other == []
@@ -239,7 +239,7 @@ class TestBreakage:
 
 class TestExpiring:
     def test_windows_of_7_30_and_90_days(self, finance):
-        rows = selectors.expiring(now=finance.T)
+        rows = expiring(now=finance.T)
 
         def figures(row):
             return [row[f"{kind}_{days}"] for days in (7, 30, 90) for kind in ("count", "value")]
@@ -253,7 +253,7 @@ class TestExpiring:
         ]
 
     def test_scope_and_series(self, finance):
-        rows = selectors.expiring(now=finance.T, reseller_id=finance.r2.pk, group_by="series")
+        rows = expiring(now=finance.T, reseller_id=finance.r2.pk, group_by="series")
         assert [(r["reseller"], r["series"], r["value_90"]) for r in rows] == [
             ("Reseller 2", "100", D("7"))
         ]
@@ -261,7 +261,7 @@ class TestExpiring:
 
 class TestBalances:
     def test_totals_per_currency_and_template(self, finance):
-        rows = selectors.balance_totals()
+        rows = balance_totals()
         assert [(r["currency"], r["template"], r["count"], r["value"]) for r in rows] == [
             ("MB", "Data MB", 1, D("1024")),
             ("USD", "Group USD", 1, D("7")),
@@ -269,7 +269,7 @@ class TestBalances:
         ]
 
     def test_a_reseller_sees_its_subscribers_balances_only(self, finance):
-        rows = selectors.balance_totals(reseller_id=finance.r1.pk)
+        rows = balance_totals(reseller_id=finance.r1.pk)
         assert [(r["currency"], r["template"], r["value"]) for r in rows] == [
             ("MB", "Data MB", D("1024")),
             ("USD", "Main USD", D("100")),
@@ -284,7 +284,7 @@ class TestBalances:
         keys = ("topups", "redemptions", "adjustments_credit", "adjustments_debit", "reversals")
         return [
             (r["period"], r["currency"], *(r[k] for k in keys), r["net"], r["entries"])
-            for r in selectors.balance_flows(period=period, **kwargs)
+            for r in balance_flows(period=period, **kwargs)
         ]
 
     def test_topups_versus_adjustments_per_day(self, finance):
@@ -314,18 +314,18 @@ class TestBalances:
 
 def test_periods_cover_every_step_of_the_range():
     start = dt.date(2026, 1, 30)
-    assert selectors.periods(start, dt.date(2026, 2, 2), Granularity.DAY) == [
+    assert periods(start, dt.date(2026, 2, 2), Granularity.DAY) == [
         dt.date(2026, 1, 30),
         dt.date(2026, 1, 31),
         dt.date(2026, 2, 1),
         dt.date(2026, 2, 2),
     ]
-    assert selectors.periods(start, dt.date(2026, 3, 1), Granularity.MONTH) == [
+    assert periods(start, dt.date(2026, 3, 1), Granularity.MONTH) == [
         dt.date(2026, 1, 1),
         dt.date(2026, 2, 1),
         dt.date(2026, 3, 1),
     ]
-    assert selectors.periods(start, dt.date(2026, 2, 9), Granularity.WEEK) == [
+    assert periods(start, dt.date(2026, 2, 9), Granularity.WEEK) == [
         dt.date(2026, 1, 26),
         dt.date(2026, 2, 2),
         dt.date(2026, 2, 9),
@@ -341,13 +341,13 @@ def test_reports_run_a_fixed_number_of_queries_whatever_the_card_count(
     period = Period(finance.day, finance.day, Granularity.DAY)
     # Unchanged cards, cards changed since, deleted cards (one aggregate each), reseller names.
     with django_assert_max_num_queries(4):
-        selectors.liability(as_of=finance.T)
+        liability(as_of=finance.T)
     with django_assert_max_num_queries(3):
-        selectors.breakage(period=period, breakdown="reseller")
+        breakage(period=period, breakdown="reseller")
     with django_assert_max_num_queries(2):
-        selectors.redemptions(period=period, breakdown="reseller")
+        redemptions(period=period, breakdown="reseller")
     with django_assert_max_num_queries(2):
-        selectors.expiring(now=finance.T + HOUR)
+        expiring(now=finance.T + HOUR)
 
 
 def test_days_follow_the_current_time_zone(finance):
@@ -364,12 +364,10 @@ def test_days_follow_the_current_time_zone(finance):
     day = finance.day
     period = Period(day, day + dt.timedelta(days=1), Granularity.DAY)
 
-    utc = selectors.redemptions(period=period, reseller_id=finance.r2.pk)
+    utc = redemptions(period=period, reseller_id=finance.r2.pk)
     with timezone.override("Asia/Tokyo"):
-        tokyo = selectors.redemptions(period=period, reseller_id=finance.r2.pk)
-        owed_end_of_d = selectors.liability(
-            as_of=end_of_day(day), reseller_id=finance.r2.pk, currency="USD"
-        )
+        tokyo = redemptions(period=period, reseller_id=finance.r2.pk)
+        owed_end_of_d = liability(as_of=end_of_day(day), reseller_id=finance.r2.pk, currency="USD")
 
     assert [(r["period"], r["value"]) for r in utc] == [(day, card.amount)]
     assert [(r["period"], r["value"]) for r in tokyo] == [(day + dt.timedelta(days=1), card.amount)]

@@ -22,7 +22,7 @@ from tests.factories import (
     WalletFactory,
 )
 from wallets.models import Balance, BalanceEvent, ExternalVoucher, LedgerEntry
-from wallets.services import balance_topup_external
+from wallets.services.topup import balance_topup_external
 
 pytestmark = pytest.mark.django_db
 

@@ -27,7 +27,7 @@ from wallets.models import (
     LedgerKind,
     VoucherMode,
 )
-from wallets.services import balance_apply
+from wallets.services.ledger import balance_apply
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,9 @@ from tests.wallets.conftest import make_balance, snapshot
 from wallets.durations import parse_duration
 from wallets.exceptions import AlreadyRedeemed, BadData, Result
 from wallets.models import Balance, BalanceEvent, BalanceEventKind, LedgerEntry, LedgerKind
-from wallets.services import balance_topup, ledger_entry_reverse
+from wallets.services.adjust import balance_adjust
+from wallets.services.reversal import ledger_entry_reverse
+from wallets.services.topup import balance_topup
 
 pytestmark = pytest.mark.django_db
 
@@ -227,12 +229,8 @@ def test_reversal_refusals_change_nothing(case):
     topup = balance_topup(balance=balance, amount=Decimal("9.00"), voucher="EXT-9")
     entry_id, reason, error = topup.entry.pk, "why", BadData
     if case == "spent":
-        from wallets.services import balance_adjust
-
         balance_adjust(balance=balance, adjust_type=2, amount=Decimal("5"), reason="usage")
     elif case == "adjustment":
-        from wallets.services import balance_adjust
-
         entry_id = balance_adjust(
             balance=balance, adjust_type=1, amount=Decimal("5"), reason="bonus"
         ).entry.pk

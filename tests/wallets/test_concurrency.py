@@ -11,11 +11,11 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.factories import TopUpCardFactory
-from tests.wallets.api import Api, reply
+from tests.rsgateway.api import Api, reply
 from tests.wallets.conftest import DAY, make_balance, make_client_user
 from wallets.durations import parse_duration
 from wallets.models import Balance, ExternalVoucher, LedgerEntry, VoucherMode
-from wallets.services import balance_change_end, balance_change_start
+from wallets.services.validity import balance_change_end, balance_change_start
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -161,7 +161,7 @@ def test_top_ups_of_balances_sharing_a_template_do_not_wait_for_each_other():
     from django.db import connection, transaction
 
     from tests.factories import BalanceFactory
-    from wallets.services import balance_topup
+    from wallets.services.topup import balance_topup
 
     first = make_balance()
     second = BalanceFactory(template=first.template)

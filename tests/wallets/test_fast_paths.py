@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 import cards.services.topup
 from cards.models import CardEvent, TopUpCard
 from tests.factories import TopUpCardFactory
-from tests.wallets.api import Api
+from tests.rsgateway.api import Api
 from tests.wallets.conftest import make_balance
 from wallets.models import BalanceEvent, LedgerEntry
 from wallets.ratelimits import rate_count, rate_count_add, rate_limit_hit

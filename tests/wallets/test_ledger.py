@@ -11,7 +11,7 @@ from django.db import connection, connections
 from tests.factories import BalanceFactory, BalanceIntervalFactory, BalanceTemplateFactory
 from wallets.exceptions import BadData, Result
 from wallets.models import Balance, LedgerEntry, LedgerKind
-from wallets.services import balance_apply
+from wallets.services.ledger import balance_apply
 
 pytestmark = pytest.mark.django_db
 
@@ -100,8 +100,8 @@ def test_check_ledger_names_every_hand_corrupted_balance(main_balance):
 
 def test_check_ledger_is_exact_where_the_database_sums_decimals_as_floats(main_balance):
     """SQLite keeps decimals as floats: 0.10 + 0.20 sums to 0.30000000000000004 there, which is
-    not the 0.30 the balance holds. check_ledger reported such a balance (found by the stateful
-    test); a real difference of one millionth is still reported."""
+    not the 0.30 the balance holds: such a balance agrees with its ledger and is not reported; a
+    real difference of one millionth is."""
     other = BalanceFactory(template=BalanceTemplateFactory(currency="EUR", precision=6))
     for amount in ("0.10", "0.20", "1004.61", "123456789.07"):
         balance_apply(balance_id=main_balance.pk, amount=Decimal(amount), kind=LedgerKind.TOPUP)

@@ -1,4 +1,4 @@
-"""Balance rules of PRODUCT.md section 5, one service test per rule id (T1–T7, S1–S7, E1–E9)."""
+"""Balance rules of docs/balance-rules.md, one service test per rule id (T1–T7, S1–S7, E1–E9)."""
 
 import datetime as dt
 from decimal import Decimal
@@ -10,11 +10,8 @@ from tests.wallets.conftest import DAY, make_balance, snapshot
 from wallets.durations import parse_duration
 from wallets.exceptions import BadData, NotSupported, Result
 from wallets.models import Balance, BalanceEvent, BalanceEventKind, BalanceKind, LedgerEntry
-from wallets.services import (
-    balance_change_end,
-    balance_change_start,
-    balance_topup,
-)
+from wallets.services.topup import balance_topup
+from wallets.services.validity import balance_change_end, balance_change_start
 
 pytestmark = pytest.mark.django_db
 

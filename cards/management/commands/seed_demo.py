@@ -29,7 +29,7 @@ from wallets.models import (
     VoucherMode,
     Wallet,
 )
-from wallets.services import balance_apply
+from wallets.services.ledger import balance_apply
 
 # The JeraSoft screenshot's cards. Their printed PINs fail our Luhn check digit, so the demo keeps
 # the first eleven digits and computes the twelfth.

@@ -1,4 +1,4 @@
-"""The one Result ↔ HTTP table (PRODUCT.md section 4) and the exception handler that uses it.
+"""The one Result ↔ HTTP table (docs/rest-api.md) and the exception handler that uses it.
 
 Every failure of a /rsgateway/ request, DRF's own included, becomes an `MtxResponse` in the
 request's binding; nothing else (no HTML page, no DRF default JSON) leaves the API.
@@ -10,12 +10,12 @@ import math
 from django.http import Http404, HttpResponse
 from django.utils import timezone
 from django.views import defaults
-from rest_framework import exceptions as drf
+from rest_framework import exceptions
 from rest_framework.response import Response
 
 from wallets.exceptions import Result, WalletError
 
-from .renderers import MtxJSONRenderer, MtxXMLRenderer
+from .renderers import content_type_of, renderer_for
 
 logger = logging.getLogger(__name__)
 
@@ -69,22 +69,22 @@ def mtx_exception_handler(exc, context) -> Response:
             headers = _retry_after((locked_until - timezone.now()).total_seconds())
         text = f"{exc.message} (rule {exc.rule})" if exc.rule else exc.message
         return mtx_response(exc.result, text, status=status, headers=headers)
-    if isinstance(exc, Http404 | drf.NotFound):
+    if isinstance(exc, Http404 | exceptions.NotFound):
         return mtx_response(Result.NOT_FOUND, "Not found.")
-    if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         auth_header = getattr(exc, "auth_header", None)
         headers = {"WWW-Authenticate": auth_header} if auth_header else None
         return mtx_response(Result.UNAUTHENTICATED, str(exc.detail), headers=headers)
-    if isinstance(exc, drf.PermissionDenied):
+    if isinstance(exc, exceptions.PermissionDenied):
         return mtx_response(Result.FORBIDDEN, str(exc.detail))
-    if isinstance(exc, drf.Throttled):
+    if isinstance(exc, exceptions.Throttled):
         return mtx_response(
             Result.FORBIDDEN,
             str(exc.detail),
             status=429,
             headers=_retry_after(exc.wait),
         )
-    if isinstance(exc, drf.MethodNotAllowed):
+    if isinstance(exc, exceptions.MethodNotAllowed):
         allowed = context["view"].allowed_methods if context.get("view") else []
         return mtx_response(
             Result.MALFORMED,
@@ -92,7 +92,7 @@ def mtx_exception_handler(exc, context) -> Response:
             status=405,
             headers={"Allow": ", ".join(allowed)},
         )
-    if isinstance(exc, drf.APIException):
+    if isinstance(exc, exceptions.APIException):
         # UnsupportedMediaType (415), ParseError (400), NotAcceptable (406) and the like.
         return mtx_response(Result.MALFORMED, str(exc.detail), status=exc.status_code)
     logger.exception("Unexpected error in the REST API", exc_info=exc)
@@ -108,12 +108,12 @@ GATEWAY_PREFIX = "/rsgateway/"
 
 
 def _gateway_reply(request, result: int, text: str):
-    json = request.path.startswith(GATEWAY_PREFIX + "data/json/")
-    renderer = MtxJSONRenderer() if json else MtxXMLRenderer()
+    json = request.path.startswith(GATEWAY_PREFIX + "data/json/")  # as urls._BINDINGS
+    renderer = renderer_for("json" if json else "xml")
     return HttpResponse(
         renderer.render(mtx_data(result, text)),
         status=HTTP_STATUS[result],
-        content_type="application/json" if json else "application/xml; charset=utf-8",
+        content_type=content_type_of(renderer),
         headers={"Cache-Control": "no-store"},
     )
 

@@ -1,4 +1,4 @@
-"""The REST gateway through HTTP, in both bindings: every Result row of PRODUCT.md section 4."""
+"""The REST gateway through HTTP, in both bindings: every Result row of docs/rest-api.md."""
 
 import datetime as dt
 from decimal import Decimal
@@ -10,10 +10,10 @@ from cards import pins
 from cards.exceptions import RedemptionLocked
 from cards.models import CardEvent, CardEventKind
 from cards.services.reversal import card_reverse, entry_reverse
+from rsgateway.views import ClientRateThrottle
 from tests.factories import AccessNumberFactory, TopUpCardFactory, UserFactory, WalletFactory
-from tests.wallets.api import TOPUP, Api, body, reply, subscription_ref
+from tests.rsgateway.api import TOPUP, Api, body, reply, subscription_ref
 from tests.wallets.conftest import DAY, make_balance, make_client_user, snapshot
-from wallets.api.views import ClientRateThrottle
 from wallets.exceptions import Result
 from wallets.models import Balance, BalanceKind, LedgerEntry, VoucherMode
 
@@ -296,7 +296,7 @@ def test_throttled_reply_is_an_mtx_response_with_retry_after(vms, monkeypatch):
 
 
 def test_repeated_wrong_credentials_from_one_address_are_stopped(client, binding, external_client):
-    from wallets.api.views import AUTH_FAILURE_LIMIT
+    from rsgateway.views import AUTH_FAILURE_LIMIT
 
     balance = make_balance()
     wrong = Api(client, binding, external_client, password="guess")
@@ -375,6 +375,23 @@ def test_card_mode_passes_channel_actor_and_client_ip_to_card_redeem(partner, mo
     assert seen["channel"] == "rest" and seen["actor"].username == "partner-test"
     assert seen["ip_address"] == "203.0.113.9"
     assert seen["expected_amount"] == Decimal("25.00") and seen["allow_replay"] is True
+
+
+def test_an_address_that_cannot_be_read_is_recorded_as_none(partner, monkeypatch):
+    seen = {}
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        raise RedemptionLocked()
+
+    monkeypatch.setattr("cards.services.topup.card_redeem", spy)
+    balance = make_balance()
+
+    partner.put(
+        balance, "topup", TOPUP, {"Amount": "25.00", "Voucher": "1234"}, REMOTE_ADDR="unix:0"
+    )
+
+    assert seen["ip_address"] is None
 
 
 # --- Result 11, -17, 404 ------------------------------------------------------------------------
@@ -871,7 +888,7 @@ def test_an_unexpected_error_is_a_500_mtx_response(vms, monkeypatch):
     def boom(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("wallets.api.views.balance_topup_external", boom)
+    monkeypatch.setattr("rsgateway.views.balance_topup_external", boom)
     balance = make_balance()
     before = snapshot()
 
@@ -956,7 +973,7 @@ def test_a_host_the_site_does_not_serve_gets_an_mtx_response_not_a_page(client, 
 
 @pytest.mark.parametrize("binding", ["xml", "json"])
 def test_a_crash_outside_the_views_handler_is_an_mtx_response(client, binding, monkeypatch):
-    from wallets.api import views
+    from rsgateway import views
 
     def crash(self, request, *args, **kwargs):
         raise RuntimeError("boom")

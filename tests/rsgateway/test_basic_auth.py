@@ -5,11 +5,11 @@ effect on the next request."""
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.hashers import check_password as real_check_password
+from django.contrib.auth import hashers
 
-from tests.wallets.api import Api, reply
+from rsgateway import credentials
+from tests.rsgateway.api import Api, reply
 from tests.wallets.conftest import make_balance
-from wallets.api import credentials
 from wallets.exceptions import Result
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ def hashes(monkeypatch):
 
     def counting(password, encoded, setter=None, preferred="default"):
         calls.append(password)
-        return real_check_password(password, encoded, setter, preferred)
+        return hashers.check_password(password, encoded, setter, preferred)
 
     monkeypatch.setattr("django.contrib.auth.base_user.check_password", counting)
     monkeypatch.setattr(credentials, "_verified", type(credentials._verified)())

@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 
 from wallets.exceptions import Result
 
-from .errors import HTTP_STATUS
+from .errors import HTTP_STATUS, ROUTE_ID, mtx_data
 
 # Result → (when, ResultText of the example)
 RESULTS = [
@@ -58,9 +58,19 @@ RESULTS = [
 ]
 
 
+# Results that mtx_exception_handler also answers with another HTTP status than HTTP_STATUS's:
+# -7 when throttled or the redemption is locked, -1 for a method or Content-Type not served.
+_OTHER_STATUSES = {Result.FORBIDDEN: (429,), Result.MALFORMED: (405, 415)}
+
+
+def _statuses(result: int) -> list[int]:
+    return [HTTP_STATUS[result], *_OTHER_STATUSES.get(result, ())]
+
+
 def _xml(result: int, text: str) -> str:
     return (
-        '<?xml version="1.0" encoding="utf-8"?>\n<MtxResponse>\n    <RouteId>1</RouteId>\n'
+        '<?xml version="1.0" encoding="utf-8"?>\n<MtxResponse>\n'
+        f"    <RouteId>{ROUTE_ID}</RouteId>\n"
         f"    <Result>{result}</Result>\n    <ResultText>{text}</ResultText>\n</MtxResponse>\n"
     )
 
@@ -70,12 +80,7 @@ def _responses(results: list[int]) -> dict:
     for result, when, text in RESULTS:
         if result not in results:
             continue
-        statuses = [HTTP_STATUS[result]]
-        if result == Result.FORBIDDEN:
-            statuses.append(429)
-        if result == Result.MALFORMED:
-            statuses += [405, 415]
-        for status in statuses:
+        for status in _statuses(result):
             entry = by_status.setdefault(
                 str(status),
                 {
@@ -96,7 +101,7 @@ def _responses(results: list[int]) -> dict:
             }
             entry["content"]["application/json"]["examples"][name] = {
                 "summary": when,
-                "value": {"$": "MtxResponse", "RouteId": 1, "Result": result, "ResultText": text},
+                "value": mtx_data(result, text),
             }
     for entry in by_status.values():
         for media in entry["content"].values():
@@ -234,26 +239,27 @@ def openapi() -> dict:
     wallet["responses"]["200"]["content"]["application/json"]["schema"] = {
         "$ref": "#/components/schemas/MtxResponseWallet"
     }
-    wallet["responses"]["200"]["content"]["application/json"]["examples"]["Result 0"]["value"] = {
-        "$": "MtxResponseWallet",
-        "RouteId": 1,
-        "Result": 0,
-        "ResultText": "OK",
-        "BalanceArray": [
-            {
-                "$": "MtxBalanceInfo",
-                "ResourceId": 12,
-                "TemplateName": "Main balance USD",
-                "Class": "simple",
-                "Currency": "USD",
-                "Amount": "40.00",
-                "StartTime": "2026-11-08T00:00:00Z",
-                "IsLive": True,
-                "IsMain": True,
-                "IsPrivate": False,
-            }
-        ],
-    }
+    wallet["responses"]["200"]["content"]["application/json"]["examples"]["Result 0"]["value"] = (
+        mtx_data(
+            Result.OK,
+            "OK",
+            name="MtxResponseWallet",
+            BalanceArray=[
+                {
+                    "$": "MtxBalanceInfo",
+                    "ResourceId": 12,
+                    "TemplateName": "Main balance USD",
+                    "Class": "simple",
+                    "Currency": "USD",
+                    "Amount": "40.00",
+                    "StartTime": "2026-11-08T00:00:00Z",
+                    "IsLive": True,
+                    "IsMain": True,
+                    "IsPrivate": False,
+                }
+            ],
+        )
+    )
     wallet_one = {**wallet, "summary": "Read one balance of a wallet (MtxResponseWallet)"}
     wallet_all = {**wallet, "parameters": _PARAMETERS[:2]}
     paths = {}
@@ -370,10 +376,15 @@ def openapi_page(request):
     host = request.get_host()
     return TemplateResponse(
         request,
-        "wallets/api_docs.html",
+        "rsgateway/api_docs.html",
         {
             "results": [
-                {"result": r, "http": HTTP_STATUS[r], "when": when, "xml": _xml(r, text)}
+                {
+                    "result": r,
+                    "http": ", ".join(str(status) for status in _statuses(r)),
+                    "when": when,
+                    "xml": _xml(r, text),
+                }
                 for r, when, text in RESULTS
             ],
             "base": f"{request.scheme}://{host}",

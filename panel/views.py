@@ -1,108 +1,43 @@
-"""The client panel: a subscriber's balances and history, and Redeem Voucher (PRODUCT.md 3).
+"""The client panel: a subscriber's balances and history, and Redeem Voucher (docs/panel.md).
 
 Thin views: a form that only validates, one service call, a message, a redirect. The PIN is
 never put in a URL, a message, the session or a log: after a POST the browser is always
 redirected, so a refresh cannot send the code again and the form comes back empty.
 """
 
-from functools import wraps
-
-from django import forms
 from django.contrib import messages
-from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import (
+    LoginView,
+    LogoutView,
+    PasswordChangeDoneView,
+    PasswordChangeView,
+)
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.formats import date_format
-from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from cards.exceptions import CardError, NoMainBalance
+from cards.lockout import locked_message, redemption_locked_until
 from cards.services.redemption import card_redeem
 from common.http import client_ip
 from wallets.exceptions import WalletError
 from wallets.models import Channel
-from wallets.selectors import subscriber_main_balance
+from wallets.selectors import (
+    subscriber_balances,
+    subscriber_main_balance,
+    subscriber_recent_entries,
+)
 
-from .exceptions import CardError, NoMainBalance
-from .lockout import locked_message, redemption_locked_until
-from .panel_selectors import subscriber_balances, subscriber_recent_entries
+from .decorators import panel_headers, subscriber_required
+from .forms import RedeemForm
 from .templatetags.panel import format_amount
 
 REDEEM_PERMISSION = "cards.redeem_card"
-# The panel loads nothing but its own stylesheet and posts only to itself: a content security
-# policy that says so stops injected scripts, foreign forms and framing.
-PANEL_CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
-
-
-def panel_headers(view):
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        response = view(request, *args, **kwargs)
-        response.headers.setdefault("Content-Security-Policy", PANEL_CSP)
-        return response
-
-    return wrapped
-
-
-class CodeInput(forms.TextInput):
-    """A text box that never writes the typed code back into the page."""
-
-    def format_value(self, value):
-        return None
-
-
-class RedeemForm(forms.Form):
-    code = forms.CharField(
-        label="Voucher Code",
-        max_length=64,
-        error_messages={
-            "required": "Enter the voucher code printed on your card.",
-            "max_length": "This is not a valid voucher code: please check the code and try again.",
-        },
-        widget=CodeInput(
-            attrs={
-                "autocomplete": "off",
-                "autocapitalize": "off",
-                "autocorrect": "off",
-                "spellcheck": "false",
-                "inputmode": "numeric",
-                "placeholder": "1234 5678 9012",
-                "autofocus": True,
-            }
-        ),
-    )
-
-
-def _forbidden(request, reason: str):
-    return render(request, "panel/forbidden.html", {"reason": reason}, status=403)
-
-
-def subscriber_required(permission: str | None = None):
-    """Logged in, linked to a subscriber and, when given, holding `permission`; else 403."""
-
-    def decorator(view):
-        @wraps(view)
-        @panel_headers
-        @login_required
-        @never_cache
-        def wrapped(request, *args, **kwargs):
-            subscriber = getattr(request.user, "subscriber", None)
-            if subscriber is None:
-                return _forbidden(request, "Your login is not linked to a subscriber account.")
-            if permission and not request.user.has_perm(permission):
-                return _forbidden(request, "Your account is not allowed to redeem vouchers.")
-            request.subscriber = subscriber
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
+RECENT_ENTRIES = 10  # ledger entries on the dashboard
 
 
 def _panel_context(request, form=None, *, back: str = "redeem") -> dict:
@@ -131,7 +66,7 @@ def _panel_context(request, form=None, *, back: str = "redeem") -> dict:
 def dashboard(request):
     context = _panel_context(request, back="dashboard")
     context["balances"] = subscriber_balances(request.subscriber)
-    context["entries"] = subscriber_recent_entries(request.subscriber)
+    context["entries"] = subscriber_recent_entries(request.subscriber, limit=RECENT_ENTRIES)
     return render(request, "panel/dashboard.html", context)
 
 
@@ -189,7 +124,7 @@ def redeem(request):
 
 
 @method_decorator(panel_headers, name="dispatch")
-class PanelLoginView(auth_views.LoginView):
+class PanelLoginView(LoginView):
     """Django's login: `next` is followed only when it points at this site."""
 
     template_name = "panel/login.html"
@@ -198,16 +133,16 @@ class PanelLoginView(auth_views.LoginView):
 
 
 @method_decorator(panel_headers, name="dispatch")
-class PanelLogoutView(auth_views.LogoutView):
+class PanelLogoutView(LogoutView):
     next_page = reverse_lazy("panel:login")
 
 
 @method_decorator(panel_headers, name="dispatch")
-class PanelPasswordChangeView(auth_views.PasswordChangeView):
+class PanelPasswordChangeView(PasswordChangeView):
     template_name = "panel/password_change.html"
     success_url = reverse_lazy("panel:password_change_done")
 
 
 @method_decorator(panel_headers, name="dispatch")
-class PanelPasswordChangeDoneView(auth_views.PasswordChangeDoneView):
+class PanelPasswordChangeDoneView(PasswordChangeDoneView):
     template_name = "panel/password_change_done.html"

@@ -59,3 +59,15 @@ class MtxJSONRenderer(BaseRenderer):
             return b""
         data = {key: value for key, value in data.items() if value is not None}
         return json.dumps(data, default=_json_default, ensure_ascii=False).encode() + b"\n"
+
+
+def renderer_for(binding: str) -> BaseRenderer:
+    """The renderer of every reply in a binding ("xml" or "json"), whoever answers."""
+    return MtxJSONRenderer() if binding == "json" else MtxXMLRenderer()
+
+
+def content_type_of(renderer: BaseRenderer) -> str:
+    """The Content-Type DRF gives a reply of this renderer, for replies Django sends itself."""
+    if renderer.charset:
+        return f"{renderer.media_type}; charset={renderer.charset}"
+    return renderer.media_type

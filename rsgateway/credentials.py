@@ -168,7 +168,7 @@ def credentials_in(request) -> tuple[str | None, str | None]:
 
 
 # --- HTTP Basic: the password hash checked once, not on every request --------------------------
-# Django hashes a password with PBKDF2 at 1,000,000 iterations (0.26 s of CPU here): on every
+# Django hashes a password with PBKDF2 at 1,000,000 iterations, a quarter of a CPU second: on every
 # Basic-authenticated request that would cap a partner at a few requests a second per core. A
 # password that checked out is remembered, in this process, as a keyed digest of the user, their
 # current password hash and the password given: a changed password (new hash), a deactivated user

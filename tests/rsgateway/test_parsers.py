@@ -4,8 +4,8 @@ import io
 
 import pytest
 
-from wallets.api.parsers import BODY_LIMIT, MtxJSONParser, MtxXMLParser
-from wallets.api.serializers import TOPUP
+from rsgateway.parsers import BODY_LIMIT, MtxJSONParser, MtxXMLParser
+from rsgateway.serializers import TOPUP
 from wallets.exceptions import Malformed
 
 

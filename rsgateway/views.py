@@ -1,4 +1,4 @@
-"""The MATRIXX-style REST API: parse, select, call one service, render (PRODUCT.md section 4)."""
+"""The MATRIXX-style REST API: parse, select, call one service, render (docs/rest-api.md)."""
 
 import uuid
 
@@ -17,7 +17,8 @@ from wallets.exceptions import Malformed, NotFound
 from wallets.models import Channel, VoucherMode
 from wallets.ratelimits import rate_count_add, rate_limit_hit
 from wallets.selectors import balance_by_ref, wallet_balances
-from wallets.services import balance_adjust, balance_topup_external, request_fingerprint
+from wallets.services.adjust import balance_adjust, request_fingerprint
+from wallets.services.topup import balance_topup_external
 
 from .credentials import (
     API_CODENAMES,
@@ -28,7 +29,7 @@ from .credentials import (
 )
 from .errors import mtx_exception_handler, mtx_response
 from .parsers import MtxJSONParser, MtxMessage, MtxTextXMLParser, MtxXMLParser
-from .renderers import MtxJSONRenderer, MtxXMLRenderer
+from .renderers import renderer_for
 from .serializers import ADJUST, TOPUP, AdjustRequest, TopupRequest, balance_record
 
 MAX_HEADER_VALUE = 64
@@ -141,7 +142,7 @@ class MtxView(APIView):
         return [MtxXMLParser(), MtxTextXMLParser()]
 
     def get_renderers(self):
-        return [MtxJSONRenderer() if self.binding == "json" else MtxXMLRenderer()]
+        return [renderer_for(self.binding)]
 
     def perform_content_negotiation(self, request, force=False):
         renderer = self.get_renderers()[0]
@@ -159,12 +160,9 @@ class MtxView(APIView):
         response["Cache-Control"] = "no-store"
         return response
 
-    def client_ip(self, request) -> str:
-        """The caller's address, counted the same way as the panel's lockout."""
-        return client_ip(request) or "unknown"
-
     def _auth_failure_key(self, request) -> str:
-        return f"rsgateway-auth-failures:{self.client_ip(request)}"
+        # The address the panel's lockout counts; callers without a readable one share a count.
+        return f"rsgateway-auth-failures:{client_ip(request) or 'unknown'}"
 
     def handle_exception(self, exc):
         if isinstance(exc, AuthenticationFailed):
@@ -202,10 +200,6 @@ class MtxView(APIView):
         return data
 
 
-def _resource_id(value: str) -> int:
-    return int(value)
-
-
 class TopupView(MtxView):
     """PUT …/wallet/{resourceId}/topup with MtxRequestSubscriberTopupBalance."""
 
@@ -216,7 +210,7 @@ class TopupView(MtxView):
         topup = TopupRequest.from_fields(self.message(request).fields)
         client = getattr(request.user, "api_client", None)
         if client is not None and client.voucher_mode == VoucherMode.EXTERNAL:
-            balance = balance_by_ref(owner=owner, ref=ref, resource_id=_resource_id(resource_id))
+            balance = balance_by_ref(owner=owner, ref=ref, resource_id=int(resource_id))
             balance_topup_external(
                 client=client,
                 balance=balance,
@@ -232,14 +226,14 @@ class TopupView(MtxView):
             card_topup_by_ref(
                 owner=owner,
                 ref=ref,
-                resource_id=_resource_id(resource_id),
+                resource_id=int(resource_id),
                 pin=topup.voucher,
                 amount=topup.amount,
                 end_time=topup.end_time,
                 start_time=topup.start_time,
                 actor=request.user,
                 channel=Channel.REST,
-                ip_address=self.client_ip(request) or None,
+                ip_address=client_ip(request),
                 request_id=request.request_id,
             )
         return mtx_response()
@@ -254,7 +248,7 @@ class AdjustmentView(MtxView):
     def put(self, request, owner, ref, resource_id):
         message = self.message(request)
         adjust = AdjustRequest.from_fields(message.fields)
-        balance = balance_by_ref(owner=owner, ref=ref, resource_id=_resource_id(resource_id))
+        balance = balance_by_ref(owner=owner, ref=ref, resource_id=int(resource_id))
         key = request.META.get("HTTP_IDEMPOTENCY_KEY", "")
         if key and not (key.isprintable() and len(key) <= 255):
             raise Malformed("Idempotency-Key must be 1 to 255 printable characters.")
@@ -287,7 +281,7 @@ class WalletView(MtxView):
         balances = wallet_balances(
             owner=owner,
             ref=ref,
-            resource_id=None if resource_id is None else _resource_id(resource_id),
+            resource_id=None if resource_id is None else int(resource_id),
         )
         now = timezone.now()
         return mtx_response(

@@ -1,4 +1,4 @@
-"""Body parsers for the Mtx request format, XML and JSON bindings (PRODUCT.md section 4).
+"""Body parsers for the Mtx request format, XML and JSON bindings (docs/rest-api.md).
 
 One set of rules for both: at most `BODY_LIMIT` bytes (we read at most one byte more), no DTD,
 no entities, the exact root element the view expects, only that request's fields, each once, and
@@ -19,6 +19,7 @@ from wallets.exceptions import Malformed
 from .serializers import REQUEST_FIELDS
 
 BODY_LIMIT = 64 * 1024
+_TOO_LARGE = f"The request body is larger than {BODY_LIMIT // 1024} KiB."
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -42,20 +43,24 @@ def _read(stream, parser_context) -> bytes:
     request = (parser_context or {}).get("request")
     declared = request.META.get("CONTENT_LENGTH") if request is not None else None
     if declared and declared.isdigit() and int(declared) > BODY_LIMIT:
-        raise Malformed(f"The request body is larger than {BODY_LIMIT // 1024} KiB.")
+        raise Malformed(_TOO_LARGE)
     data = stream.read(BODY_LIMIT + 1) if stream is not None else b""
     if len(data) > BODY_LIMIT:
-        raise Malformed(f"The request body is larger than {BODY_LIMIT // 1024} KiB.")
+        raise Malformed(_TOO_LARGE)
     if not data.strip():
         raise Malformed("The request body is empty.")
     return data
+
+
+def _repeated(name: str) -> Malformed:
+    return Malformed(f"Field {name[:40]!r} appears more than once.")
 
 
 def _check_field(name: str, allowed: frozenset[str], seen: dict[str, str]) -> None:
     if name not in allowed:
         raise Malformed(f"Unknown field {name[:40]!r}.")
     if name in seen:
-        raise Malformed(f"Field {name!r} appears more than once.")
+        raise _repeated(name)
 
 
 class MtxXMLParser(BaseParser):
@@ -97,7 +102,7 @@ def _no_duplicates(pairs):
     result = {}
     for key, value in pairs:
         if key in result:
-            raise Malformed(f"Field {key[:40]!r} appears more than once.")
+            raise _repeated(key)
         result[key] = value
     return result
 

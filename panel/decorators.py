@@ -1,0 +1,50 @@
+"""What every panel page shares: its content security policy, and who may open it."""
+
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+
+# The panel loads nothing but its own stylesheet and posts only to itself: a content security
+# policy that says so stops injected scripts, foreign forms and framing.
+PANEL_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def panel_headers(view):
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        response.headers.setdefault("Content-Security-Policy", PANEL_CSP)
+        return response
+
+    return wrapped
+
+
+def _forbidden(request, reason: str):
+    return render(request, "panel/forbidden.html", {"reason": reason}, status=403)
+
+
+def subscriber_required(permission: str | None = None):
+    """Logged in, linked to a subscriber and, when given, holding `permission`; else 403."""
+
+    def decorator(view):
+        @wraps(view)
+        @panel_headers
+        @login_required
+        @never_cache
+        def wrapped(request, *args, **kwargs):
+            subscriber = getattr(request.user, "subscriber", None)
+            if subscriber is None:
+                return _forbidden(request, "Your login is not linked to a subscriber account.")
+            if permission and not request.user.has_perm(permission):
+                return _forbidden(request, "Your account is not allowed to redeem vouchers.")
+            request.subscriber = subscriber
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RsgatewayConfig(AppConfig):
+    name = "rsgateway"
+    verbose_name = "REST gateway"
