@@ -8,7 +8,7 @@
 - `batches.py`, `events.py`: batch pages with live figures, the read-only audit trail.
 """
 
-from . import jobs  # noqa: F401  (registers GenerationJobAdmin)
+from . import jobs  # noqa: F401  (registers CardJobAdmin)
 from .batches import CardBatchAdmin
 from .cards import TopUpCardAdmin
 from .events import CardEventAdmin

@@ -162,7 +162,7 @@ class CardScreens:
                             "this page shows the progress.",
                         )
                         return HttpResponseRedirect(
-                            reverse("admin:cards_generationjob_change", args=[job.pk])
+                            reverse("admin:cards_cardjob_change", args=[job.pk])
                         )
                     batch = result.batch
                     offer_download(request, batch)
@@ -333,7 +333,7 @@ class CardScreens:
         messages.success(
             request, f"{what} runs in the background: this page shows when it is done."
         )
-        return HttpResponseRedirect(reverse("admin:cards_generationjob_change", args=[job.pk]))
+        return HttpResponseRedirect(reverse("admin:cards_cardjob_change", args=[job.pk]))
 
     def _apply_mass_edit(self, request, selection, form, marked, query):
         changes = form.changes()
