@@ -1,5 +1,7 @@
 """Large card work done in the background, on Django's tasks framework (django-tasks).
 
+`runs_in_background` is the one rule for "now or in the background" that the admin screens ask.
+
 `generation_job_start` validates the request the way the synchronous path does, records a
 `CardJob` and enqueues `run_generation_job` once the job row is committed. The worker
 (`manage.py db_worker`) runs `card_batch_generate`, whose single transaction makes the batch
@@ -7,25 +9,31 @@ all-or-nothing, and reports progress through a second database connection so the
 it while the batch's own transaction is still open.
 
 `mass_edit_job_start` / `delete_all_job_start` do the same for a Mass Edit or Delete all of a
-selection above MASS_EDIT_SYNC_LIMIT: the job keeps the Advanced Search parameters the operator
-confirmed and the count they saw; `run_mass_job` rebuilds the selection with `card_list` scoped to
-that operator and runs the same services as the request would, in one transaction. Those services
-work in a few set-based statements, so there is no count to report while they run: a heartbeat on
-a side connection shows the job alive (elapsed time), and a killed worker shows as interrupted.
+selection: the job keeps the Advanced Search parameters the operator confirmed and the count they
+saw; `run_mass_job` rebuilds the selection with `card_list` scoped to that operator and runs the
+services the request runs (cards.services.selection), in one transaction. Those work in a few
+set-based statements, so there is no count to report while they run: a heartbeat on a side
+connection shows the job alive (elapsed time), and a killed worker shows as interrupted.
+
+A queued job is stored by the tasks' import paths (`cards.jobs.run_generation_job`,
+`cards.jobs.run_mass_job`): they stay where they are, or jobs queued before an upgrade would not
+run after it.
 """
 
 import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 from django_tasks import task
 
 from cards.services.generation import card_batch_generate, generation_request_check, pin_space_check
-from cards.services.mass_edit import PRESERVE, cards_mass_delete, cards_mass_update
+from cards.services.selection import cards_selection_delete, cards_selection_edit
 from subscribers.models import Reseller
 from subscribers.selectors import staff_reseller
 
@@ -37,6 +45,25 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 0.5
 HEARTBEAT_SECONDS = 5.0
+
+
+def _worker_can_search(filters: Mapping[str, str]) -> bool:
+    # A PIN search is kept in the operator's session, out of the worker's reach (and it selects
+    # a card or two).
+    return "pin_ref" not in filters
+
+
+def runs_in_background(
+    *, kind: CardJobKind, count: int, filters: Mapping[str, str] | None = None
+) -> bool:
+    """Whether work of `kind` on `count` cards is queued for the worker instead of done in the
+    request: past GENERATION_SYNC_LIMIT cards to generate, or MASS_EDIT_SYNC_LIMIT cards to edit
+    or delete, the request would run too long. A search by PIN Code (`filters`) never is."""
+    if kind == CardJobKind.GENERATE:
+        limit = settings.GENERATION_SYNC_LIMIT
+    else:
+        limit = settings.MASS_EDIT_SYNC_LIMIT
+    return count > limit and _worker_can_search(filters or {})
 
 
 @transaction.atomic
@@ -176,14 +203,8 @@ def run_generation_job(job_id: int) -> int | None:
     )
 
 
-class SelectionChanged(CardEditError):
-    """The search selects another number of cards than the operator confirmed."""
-
-
 def _mass_job_start(*, kind, filters: dict, expected: int, actor, extra: dict) -> CardJob:
-    if "pin_ref" in filters:
-        # A PIN search is kept in the operator's session, out of the worker's reach (and it
-        # selects a card or two: never a background job).
+    if not _worker_can_search(filters):
         raise CardEditError("A search by PIN Code is not run in the background.")
     scoped = staff_reseller(actor)
     job = CardJob.objects.create(
@@ -207,7 +228,7 @@ def mass_edit_job_start(
     *, filters: dict, expected: int, changes: dict, delete_ids=(), actor
 ) -> CardJob:
     """Queue a Mass Edit of every card `filters` selects for `actor` (`expected` of them may
-    change, as the confirmation showed); `changes` as for `cards_mass_update`."""
+    change, as the confirmation showed); `changes` as for `cards_selection_edit`."""
     stored = {}
     if "expires_at" in changes:
         stored["expires_at"] = changes["expires_at"].isoformat()
@@ -285,13 +306,6 @@ def _changes_from_params(stored: dict) -> dict:
     return changes
 
 
-def _selection_changed(expected: int, now: int) -> SelectionChanged:
-    return SelectionChanged(
-        f"The selection changed since it was confirmed: it now holds {now:,} cards that can "
-        f"change, not {expected:,}. Run the search and confirm again."
-    )
-
-
 def _run_mass(job: CardJob) -> dict:
     """The work itself, all-or-nothing; what changed, for the job page."""
     actor, params = job.requested_by, job.params
@@ -305,28 +319,20 @@ def _run_mass(job: CardJob) -> dict:
         selection = card_list(filters=params["filters"], user=actor)
     except InvalidCardSearch as error:
         raise CardEditError(f"The search is not valid: {error}") from error
-    expected = params["expected"]
-    with transaction.atomic():
-        if job.kind == CardJobKind.DELETE_ALL:
-            deleted = cards_mass_delete(cards=selection, actor=actor)
-            if deleted != expected:
-                raise _selection_changed(expected, deleted)
-            return {"deleted": deleted}
-        changes = _changes_from_params(params["changes"])
-        result = cards_mass_update(
-            cards=selection,
-            actor=actor,
-            expires_at=changes.get("expires_at", PRESERVE),
-            reseller=changes.get("reseller", PRESERVE),
-            blocked=changes.get("blocked", PRESERVE),
-        )
-        if result.selected != expected:
-            raise _selection_changed(expected, result.selected)
-        outcome = {"changed": result.changed}
-        if params.get("delete_ids"):
-            marked = selection.filter(pk__in=params["delete_ids"])
-            outcome["deleted"] = cards_mass_delete(cards=marked, actor=actor)
-        return outcome
+    if job.kind == CardJobKind.DELETE_ALL:
+        deleted = cards_selection_delete(cards=selection, expected=params["expected"], actor=actor)
+        return {"deleted": deleted}
+    result = cards_selection_edit(
+        cards=selection,
+        changes=_changes_from_params(params["changes"]),
+        delete_ids=params.get("delete_ids", ()),
+        expected=params["expected"],
+        actor=actor,
+    )
+    outcome = {"changed": result.changed}
+    if params.get("delete_ids"):
+        outcome["deleted"] = result.deleted
+    return outcome
 
 
 @task()

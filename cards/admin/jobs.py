@@ -14,9 +14,7 @@ from cards.models import CardJob, CardJobKind, CardJobStatus
 from cards.selectors import jobs_visible_to
 from common.admin import ReadOnlyAdminMixin
 
-from .views import cards_text
-
-FIELD_LABELS = {"expires_at": "expiration date", "reseller": "company", "blocked": "block"}
+from .display import cards_text, mass_edit_summary
 
 
 def _elapsed(job: CardJob) -> str:
@@ -34,15 +32,8 @@ def mass_job_state(job: CardJob) -> dict:
     elif job.status == CardJobStatus.FAILED:
         label = f"Failed: {job.error} {nothing}"
     elif job.status == CardJobStatus.SUCCEEDED:
-        changed = job.result.get("changed", {})  # jsonb keeps no key order: the form's order
-        parts = [
-            f"{label} changed on {cards_text(changed[field])}"
-            for field, label in FIELD_LABELS.items()
-            if field in changed
-        ]
-        if "deleted" in job.result:
-            parts.append(f"{cards_text(job.result['deleted'])} deleted")
-        label = "Done: " + "; ".join(parts) + "."
+        summary = mass_edit_summary(job.result.get("changed", {}), job.result.get("deleted"))
+        label = f"Done: {summary}."
     elif job.status == CardJobStatus.RUNNING:
         verb = "Deleting" if deleting else "Changing"
         label = (

@@ -97,6 +97,22 @@ def test_delete_all_runs_in_the_request_up_to_the_limit_and_in_the_background_ab
         assert not CardJob.objects.exists() and not TopUpCard.objects.exists()
 
 
+@pytest.mark.django_db
+def test_a_search_by_pin_is_edited_and_deleted_in_the_request_whatever_the_limit(
+    admin_client, settings
+):
+    settings.MASS_EDIT_SYNC_LIMIT = 0
+    (card,) = cards("3", 1)
+    found = admin_client.post(reverse("admin:cards_topupcard_search"), {"pin": card.pin})
+    search = found["Location"].split("?", 1)[1]
+    assert "pin_ref=" in search
+
+    admin_client.post(f"{MASS_EDIT}?{search}", edit(block_action="block"))
+    assert not CardJob.objects.exists() and TopUpCard.objects.get().blocked
+    admin_client.post(f"{DELETE_ALL}?{search}", {"expected_count": "1", "_confirm": "1"})
+    assert not CardJob.objects.exists() and not TopUpCard.objects.exists()
+
+
 def _outcome(series):
     """Per card number: what the card became and the audit events it got (minus the serial)."""
     states = {
