@@ -33,7 +33,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
-from cards.models import CardEvent, GenerationJob, GenerationJobStatus, TopUpCard  # noqa: E402
+from cards.models import CardEvent, CardJob, CardJobStatus, TopUpCard  # noqa: E402
 
 LOAD_SQL = """
 INSERT INTO cards_topupcard (series, number, amount, currency, pin_digest, pin_encrypted,
@@ -75,8 +75,8 @@ def main() -> None:
     started = time.perf_counter()
     response = client.post(reverse("admin:cards_topupcard_mass_edit") + "?serial_from=1", data)
     request_seconds = time.perf_counter() - started
-    job = GenerationJob.objects.latest("pk")
-    assert response.status_code == 302 and "generationjob" in response["Location"], response
+    job = CardJob.objects.latest("pk")
+    assert response.status_code == 302 and "cardjob" in response["Location"], response
     print(f"Confirming request (counts, queues the job): {request_seconds:.2f} s")
 
     started = time.perf_counter()
@@ -87,7 +87,7 @@ def main() -> None:
     )
     worker_seconds = time.perf_counter() - started
     job.refresh_from_db()
-    assert job.status == GenerationJobStatus.SUCCEEDED, (job.status, job.error)
+    assert job.status == CardJobStatus.SUCCEEDED, (job.status, job.error)
     run = (job.finished_at - job.started_at).total_seconds()
     events = CardEvent.objects.count()
     blocked = TopUpCard.objects.filter(blocked=True).count()

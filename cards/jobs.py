@@ -1,42 +1,69 @@
 """Large card work done in the background, on Django's tasks framework (django-tasks).
 
+`runs_in_background` is the one rule for "now or in the background" that the admin screens ask.
+
 `generation_job_start` validates the request the way the synchronous path does, records a
-`GenerationJob` and enqueues `run_generation_job` once the job row is committed. The worker
+`CardJob` and enqueues `run_generation_job` once the job row is committed. The worker
 (`manage.py db_worker`) runs `card_batch_generate`, whose single transaction makes the batch
 all-or-nothing, and reports progress through a second database connection so the admin can show
 it while the batch's own transaction is still open.
 
 `mass_edit_job_start` / `delete_all_job_start` do the same for a Mass Edit or Delete all of a
-selection above MASS_EDIT_SYNC_LIMIT: the job keeps the Advanced Search parameters the operator
-confirmed and the count they saw; `run_mass_job` rebuilds the selection with `card_list` scoped to
-that operator and runs the same services as the request would, in one transaction. Those services
-work in a few set-based statements, so there is no count to report while they run: a heartbeat on
-a side connection shows the job alive (elapsed time), and a killed worker shows as interrupted.
+selection: the job keeps the Advanced Search parameters the operator confirmed and the count they
+saw; `run_mass_job` rebuilds the selection with `card_list` scoped to that operator and runs the
+services the request runs (cards.services.selection), in one transaction. Those work in a few
+set-based statements, so there is no count to report while they run: a heartbeat on a side
+connection shows the job alive (elapsed time), and a killed worker shows as interrupted.
+
+A queued job is stored by the tasks' import paths (`cards.jobs.run_generation_job`,
+`cards.jobs.run_mass_job`): they stay where they are, or jobs queued before an upgrade would not
+run after it.
 """
 
 import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 from django_tasks import task
 
 from cards.services.generation import card_batch_generate, generation_request_check, pin_space_check
-from cards.services.mass_edit import PRESERVE, cards_mass_delete, cards_mass_update
+from cards.services.selection import cards_selection_delete, cards_selection_edit
 from subscribers.models import Reseller
 from subscribers.selectors import staff_reseller
 
 from .exceptions import CardEditError, CardPermissionDenied, GenerationError
-from .models import GenerationJob, GenerationJobKind, GenerationJobStatus
+from .models import CardJob, CardJobKind, CardJobStatus
 from .selectors import InvalidCardSearch, card_list
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 0.5
 HEARTBEAT_SECONDS = 5.0
+
+
+def _worker_can_search(filters: Mapping[str, str]) -> bool:
+    # A PIN search is kept in the operator's session, out of the worker's reach (and it selects
+    # a card or two).
+    return "pin_ref" not in filters
+
+
+def runs_in_background(
+    *, kind: CardJobKind, count: int, filters: Mapping[str, str] | None = None
+) -> bool:
+    """Whether work of `kind` on `count` cards is queued for the worker instead of done in the
+    request: past GENERATION_SYNC_LIMIT cards to generate, or MASS_EDIT_SYNC_LIMIT cards to edit
+    or delete, the request would run too long. A search by PIN Code (`filters`) never is."""
+    if kind == CardJobKind.GENERATE:
+        limit = settings.GENERATION_SYNC_LIMIT
+    else:
+        limit = settings.MASS_EDIT_SYNC_LIMIT
+    return count > limit and _worker_can_search(filters or {})
 
 
 @transaction.atomic
@@ -50,7 +77,7 @@ def generation_job_start(
     reseller: Reseller | None,
     expires_at: dt.datetime,
     actor=None,
-) -> GenerationJob:
+) -> CardJob:
     """Queue a generation: the same checks as the synchronous path, so errors show at once."""
     amount, currency = generation_request_check(
         series=series,
@@ -63,7 +90,7 @@ def generation_job_start(
         actor=actor,
     )
     pin_space_check(pin_length, quantity)
-    job = GenerationJob.objects.create(
+    job = CardJob.objects.create(
         params={
             "series": series,
             "quantity": quantity,
@@ -82,39 +109,39 @@ def generation_job_start(
 
 def _enqueue(job_task, job_id: int) -> None:
     result = job_task.enqueue(job_id)
-    GenerationJob.objects.filter(pk=job_id).update(task_id=str(result.id))
+    CardJob.objects.filter(pk=job_id).update(task_id=str(result.id))
 
 
 def _run_job(job_id: int, work, *, refused: type[Exception], unexpected: str, watch):
     """The worker's side of every job: claim it once, run `work(job, watcher)`, record how it
     ended. `work` returns (what the task returns, the job fields to set on success); an error of
     type `refused` is the operator's to read, anything else is logged and re-raised."""
-    job = GenerationJob.objects.select_related("requested_by").get(pk=job_id)
-    if job.status != GenerationJobStatus.QUEUED:
+    job = CardJob.objects.select_related("requested_by").get(pk=job_id)
+    if job.status != CardJobStatus.QUEUED:
         logger.warning("Job %s is %s already: not run again", job_id, job.status)
         return None
     now = timezone.now()
-    GenerationJob.objects.filter(pk=job_id).update(
-        status=GenerationJobStatus.RUNNING, started_at=now, heartbeat_at=now
+    CardJob.objects.filter(pk=job_id).update(
+        status=CardJobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
     watcher = watch(job_id)
     try:
         value, fields = work(job, watcher)
     except refused as error:
-        GenerationJob.objects.filter(pk=job_id).update(
-            status=GenerationJobStatus.FAILED, error=error.message, finished_at=timezone.now()
+        CardJob.objects.filter(pk=job_id).update(
+            status=CardJobStatus.FAILED, error=error.message, finished_at=timezone.now()
         )
         return None
     except Exception:
         logger.exception("Job %s failed", job_id)
-        GenerationJob.objects.filter(pk=job_id).update(
-            status=GenerationJobStatus.FAILED, error=unexpected, finished_at=timezone.now()
+        CardJob.objects.filter(pk=job_id).update(
+            status=CardJobStatus.FAILED, error=unexpected, finished_at=timezone.now()
         )
         raise
     finally:
         watcher.close()
-    GenerationJob.objects.filter(pk=job_id).update(
-        status=GenerationJobStatus.SUCCEEDED, finished_at=timezone.now(), **fields
+    CardJob.objects.filter(pk=job_id).update(
+        status=CardJobStatus.SUCCEEDED, finished_at=timezone.now(), **fields
     )
     return value
 
@@ -134,7 +161,7 @@ class _ProgressReporter:
         if self.side is None or (now - self.last < PROGRESS_EVERY_SECONDS and done < total):
             return
         self.last = now
-        table = GenerationJob._meta.db_table
+        table = CardJob._meta.db_table
         with self.side.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {table} SET done = %s, heartbeat_at = now() WHERE id = %s",  # noqa: S608
@@ -146,7 +173,7 @@ class _ProgressReporter:
             self.side.close()
 
 
-def _generate(job: GenerationJob, reporter) -> tuple[int, dict]:
+def _generate(job: CardJob, reporter) -> tuple[int, dict]:
     params = job.params
     result = card_batch_generate(
         series=params["series"],
@@ -176,17 +203,11 @@ def run_generation_job(job_id: int) -> int | None:
     )
 
 
-class SelectionChanged(CardEditError):
-    """The search selects another number of cards than the operator confirmed."""
-
-
-def _mass_job_start(*, kind, filters: dict, expected: int, actor, extra: dict) -> GenerationJob:
-    if "pin_ref" in filters:
-        # A PIN search is kept in the operator's session, out of the worker's reach (and it
-        # selects a card or two: never a background job).
+def _mass_job_start(*, kind, filters: dict, expected: int, actor, extra: dict) -> CardJob:
+    if not _worker_can_search(filters):
         raise CardEditError("A search by PIN Code is not run in the background.")
     scoped = staff_reseller(actor)
-    job = GenerationJob.objects.create(
+    job = CardJob.objects.create(
         kind=kind,
         params={
             "filters": dict(filters),
@@ -205,9 +226,9 @@ def _mass_job_start(*, kind, filters: dict, expected: int, actor, extra: dict) -
 @transaction.atomic
 def mass_edit_job_start(
     *, filters: dict, expected: int, changes: dict, delete_ids=(), actor
-) -> GenerationJob:
+) -> CardJob:
     """Queue a Mass Edit of every card `filters` selects for `actor` (`expected` of them may
-    change, as the confirmation showed); `changes` as for `cards_mass_update`."""
+    change, as the confirmation showed); `changes` as for `cards_selection_edit`."""
     stored = {}
     if "expires_at" in changes:
         stored["expires_at"] = changes["expires_at"].isoformat()
@@ -218,7 +239,7 @@ def mass_edit_job_start(
     if not stored:
         raise CardEditError("Choose a change to make.")
     return _mass_job_start(
-        kind=GenerationJobKind.MASS_EDIT,
+        kind=CardJobKind.MASS_EDIT,
         filters=filters,
         expected=expected,
         actor=actor,
@@ -227,10 +248,10 @@ def mass_edit_job_start(
 
 
 @transaction.atomic
-def delete_all_job_start(*, filters: dict, expected: int, actor) -> GenerationJob:
+def delete_all_job_start(*, filters: dict, expected: int, actor) -> CardJob:
     """Queue the deletion of every card `filters` selects for `actor` (`expected` of them)."""
     return _mass_job_start(
-        kind=GenerationJobKind.DELETE_ALL,
+        kind=CardJobKind.DELETE_ALL,
         filters=filters,
         expected=expected,
         actor=actor,
@@ -252,7 +273,7 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         side = connections.create_connection("default")  # made in this thread, used only here
-        table = GenerationJob._meta.db_table
+        table = CardJob._meta.db_table
         try:
             while not self.stop.wait(HEARTBEAT_SECONDS):
                 with side.cursor() as cursor:
@@ -285,17 +306,10 @@ def _changes_from_params(stored: dict) -> dict:
     return changes
 
 
-def _selection_changed(expected: int, now: int) -> SelectionChanged:
-    return SelectionChanged(
-        f"The selection changed since it was confirmed: it now holds {now:,} cards that can "
-        f"change, not {expected:,}. Run the search and confirm again."
-    )
-
-
-def _run_mass(job: GenerationJob) -> dict:
+def _run_mass(job: CardJob) -> dict:
     """The work itself, all-or-nothing; what changed, for the job page."""
     actor, params = job.requested_by, job.params
-    if job.kind == GenerationJobKind.MASS_EDIT:
+    if job.kind == CardJobKind.MASS_EDIT:
         permission = "cards.change_topupcard"
     else:
         permission = "cards.delete_topupcard"
@@ -305,28 +319,20 @@ def _run_mass(job: GenerationJob) -> dict:
         selection = card_list(filters=params["filters"], user=actor)
     except InvalidCardSearch as error:
         raise CardEditError(f"The search is not valid: {error}") from error
-    expected = params["expected"]
-    with transaction.atomic():
-        if job.kind == GenerationJobKind.DELETE_ALL:
-            deleted = cards_mass_delete(cards=selection, actor=actor)
-            if deleted != expected:
-                raise _selection_changed(expected, deleted)
-            return {"deleted": deleted}
-        changes = _changes_from_params(params["changes"])
-        result = cards_mass_update(
-            cards=selection,
-            actor=actor,
-            expires_at=changes.get("expires_at", PRESERVE),
-            reseller=changes.get("reseller", PRESERVE),
-            blocked=changes.get("blocked", PRESERVE),
-        )
-        if result.selected != expected:
-            raise _selection_changed(expected, result.selected)
-        outcome = {"changed": result.changed}
-        if params.get("delete_ids"):
-            marked = selection.filter(pk__in=params["delete_ids"])
-            outcome["deleted"] = cards_mass_delete(cards=marked, actor=actor)
-        return outcome
+    if job.kind == CardJobKind.DELETE_ALL:
+        deleted = cards_selection_delete(cards=selection, expected=params["expected"], actor=actor)
+        return {"deleted": deleted}
+    result = cards_selection_edit(
+        cards=selection,
+        changes=_changes_from_params(params["changes"]),
+        delete_ids=params.get("delete_ids", ()),
+        expected=params["expected"],
+        actor=actor,
+    )
+    outcome = {"changed": result.changed}
+    if params.get("delete_ids"):
+        outcome["deleted"] = result.deleted
+    return outcome
 
 
 @task()

@@ -187,20 +187,20 @@ class CardBatch(models.Model):
         return format_serial(self.series, self.first_number + self.quantity - 1)
 
 
-class GenerationJobStatus(models.TextChoices):
+class CardJobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Done"
     FAILED = "failed", "Failed"
 
 
-class GenerationJobKind(models.TextChoices):
+class CardJobKind(models.TextChoices):
     GENERATE = "generate", "Generation"
     MASS_EDIT = "mass_edit", "Mass Edit"
     DELETE_ALL = "delete_all", "Delete all"
 
 
-class GenerationJob(models.Model):
+class CardJob(models.Model):
     """Card work done in the background by the task worker, with its progress: a generated batch,
     or a Mass Edit / Delete all of a selection too large for one request.
 
@@ -209,10 +209,10 @@ class GenerationJob(models.Model):
     """
 
     kind = models.CharField(
-        max_length=10, choices=GenerationJobKind.choices, default=GenerationJobKind.GENERATE
+        max_length=10, choices=CardJobKind.choices, default=CardJobKind.GENERATE
     )
     status = models.CharField(
-        max_length=10, choices=GenerationJobStatus.choices, default=GenerationJobStatus.QUEUED
+        max_length=10, choices=CardJobStatus.choices, default=CardJobStatus.QUEUED
     )
     params = models.JSONField(help_text="The request, as the operator confirmed it.")
     requested_by = models.ForeignKey(
@@ -238,15 +238,15 @@ class GenerationJob(models.Model):
         verbose_name = "background job"
 
     def __str__(self) -> str:
-        if self.kind == GenerationJobKind.MASS_EDIT:
+        if self.kind == CardJobKind.MASS_EDIT:
             return f"Mass Edit of {self.total:,} cards"
-        if self.kind == GenerationJobKind.DELETE_ALL:
+        if self.kind == CardJobKind.DELETE_ALL:
             return f"Delete all of {self.total:,} cards"
         return f"Generation of {self.total:,} cards in series {self.params.get('series')}"
 
     @property
     def is_interrupted(self) -> bool:
-        if self.status != GenerationJobStatus.RUNNING:
+        if self.status != CardJobStatus.RUNNING:
             return False
         beat = self.heartbeat_at or self.started_at or self.created_at
         stale = dt.timedelta(seconds=settings.GENERATION_JOB_STALE_SECONDS)
@@ -254,7 +254,7 @@ class GenerationJob(models.Model):
 
     @property
     def percent(self) -> int:
-        if self.status == GenerationJobStatus.SUCCEEDED:
+        if self.status == CardJobStatus.SUCCEEDED:
             return 100
         return int(100 * self.done / self.total) if self.total else 0
 

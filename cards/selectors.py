@@ -25,9 +25,9 @@ from .models import (
     CardBatch,
     CardEvent,
     CardEventKind,
+    CardJob,
+    CardJobKind,
     CardStatus,
-    GenerationJob,
-    GenerationJobKind,
     TopUpCard,
     status_conditions,
 )
@@ -123,12 +123,12 @@ def batches_visible_to(user) -> QuerySet:
 def jobs_visible_to(user) -> QuerySet:
     """Background jobs: generations for who may see them, Mass Edit / Delete all jobs for who may
     mass edit / delete cards; a reseller-scoped user sees only those for their reseller."""
-    jobs = GenerationJob.objects.all()
+    jobs = CardJob.objects.all()
     if user is not None:
         needs = {
-            GenerationJobKind.GENERATE: "cards.view_generationjob",
-            GenerationJobKind.MASS_EDIT: "cards.change_topupcard",
-            GenerationJobKind.DELETE_ALL: "cards.delete_topupcard",
+            CardJobKind.GENERATE: "cards.view_cardjob",
+            CardJobKind.MASS_EDIT: "cards.change_topupcard",
+            CardJobKind.DELETE_ALL: "cards.delete_topupcard",
         }
         jobs = jobs.filter(kind__in=[kind for kind, perm in needs.items() if user.has_perm(perm)])
     scoped = staff_reseller(user)

@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
+    path("admin/cards/generationjob/", include("cards.admin.job_redirects")),
     path("admin/", admin.site.urls),
     path("panel/", include("panel.urls")),
     path("rsgateway/", include("rsgateway.urls")),

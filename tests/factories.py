@@ -12,8 +12,8 @@ from cards.models import (
     CardBatch,
     CardEvent,
     CardEventKind,
+    CardJob,
     CardSeries,
-    GenerationJob,
     TopUpCard,
 )
 from subscribers.models import (
@@ -216,9 +216,9 @@ class CardSeriesFactory(factory.django.DjangoModelFactory):
     series = factory.Sequence(lambda n: str(100 + n))
 
 
-class GenerationJobFactory(factory.django.DjangoModelFactory):
+class CardJobFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = GenerationJob
+        model = CardJob
 
     params = factory.LazyFunction(lambda: {"series": "9", "quantity": 10})
     total = 10

@@ -11,7 +11,7 @@ from cards.models import CardBatch
 from cards.selectors import batch_figures, batches_visible_to
 from common.admin import ReadOnlyAdminMixin
 
-from .views import batch_download, download_offered
+from .downloads import batch_download, download_offered
 
 
 @admin.register(CardBatch)
@@ -97,4 +97,4 @@ class CardBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         batch = get_object_or_404(self.get_queryset(request), pk=pk)
-        return batch_download(self, request, batch)
+        return batch_download(request, batch)

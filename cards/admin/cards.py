@@ -3,7 +3,6 @@
 from django.contrib import admin
 from django.http import HttpResponseRedirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from import_export.admin import ExportActionMixin, ImportMixin
 from import_export.formats.base_formats import CSV, JSON, XLSX
@@ -16,7 +15,8 @@ from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from subscribers.selectors import staff_reseller
 
 from .changelist import CappedCountPaginator, CardChangeList
-from .views import DATETIME, CardScreens, activated_text, status_badge
+from .display import activated_text, created_text, status_badge
+from .views import CardScreens
 
 # The Export action renders every row in memory (django-import-export): fine for what a person
 # selects on screen, never for a whole series, which goes through the streamed CSV export.
@@ -106,7 +106,7 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
 
     @admin.display(description="Created on")
     def created_on(self, card):
-        return f"{timezone.localtime(card.created_at):{DATETIME}}"
+        return created_text(card)
 
     def get_queryset(self, request):
         return cards_visible_to(request.user).order_by("-created_at", "-id")

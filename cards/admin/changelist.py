@@ -32,8 +32,8 @@ def search_query_string(query) -> str:
     return "?" + urlencode(params) if params else ""
 
 
-# Paging goes this deep at most: an OFFSET of a million rows reads a million index entries
-# (641 ms measured at 1M cards). Past it, the operator narrows the search instead.
+# Paging goes this deep at most: an OFFSET of a million rows reads a million index entries.
+# Past it, the operator narrows the search instead.
 MAX_BROWSABLE_ROWS = 10_000
 
 

@@ -10,40 +10,31 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from cards.models import GenerationJob, GenerationJobKind, GenerationJobStatus
+from cards.models import CardJob, CardJobKind, CardJobStatus
 from cards.selectors import jobs_visible_to
 from common.admin import ReadOnlyAdminMixin
 
-from .views import cards_text
-
-FIELD_LABELS = {"expires_at": "expiration date", "reseller": "company", "blocked": "block"}
+from .display import cards_text, mass_edit_summary
 
 
-def _elapsed(job: GenerationJob) -> str:
+def _elapsed(job: CardJob) -> str:
     seconds = int((timezone.now() - (job.started_at or job.created_at)).total_seconds())
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def mass_job_state(job: GenerationJob) -> dict:
+def mass_job_state(job: CardJob) -> dict:
     """A Mass Edit / Delete all job: its statements report no count, so a running job shows its
     elapsed time (the heartbeat keeps it from looking interrupted) and an indeterminate bar."""
-    deleting = job.kind == GenerationJobKind.DELETE_ALL
+    deleting = job.kind == CardJobKind.DELETE_ALL
     nothing = "No card was deleted." if deleting else "No card was changed."
     if job.is_interrupted:
         label = f"Interrupted: the worker stopped. {nothing}"
-    elif job.status == GenerationJobStatus.FAILED:
+    elif job.status == CardJobStatus.FAILED:
         label = f"Failed: {job.error} {nothing}"
-    elif job.status == GenerationJobStatus.SUCCEEDED:
-        changed = job.result.get("changed", {})  # jsonb keeps no key order: the form's order
-        parts = [
-            f"{label} changed on {cards_text(changed[field])}"
-            for field, label in FIELD_LABELS.items()
-            if field in changed
-        ]
-        if "deleted" in job.result:
-            parts.append(f"{cards_text(job.result['deleted'])} deleted")
-        label = "Done: " + "; ".join(parts) + "."
-    elif job.status == GenerationJobStatus.RUNNING:
+    elif job.status == CardJobStatus.SUCCEEDED:
+        summary = mass_edit_summary(job.result.get("changed", {}), job.result.get("deleted"))
+        label = f"Done: {summary}."
+    elif job.status == CardJobStatus.RUNNING:
         verb = "Deleting" if deleting else "Changing"
         label = (
             f"{verb} {cards_text(job.total)}… running for {_elapsed(job)}. "
@@ -52,10 +43,10 @@ def mass_job_state(job: GenerationJob) -> dict:
     else:
         label = "Queued: waiting for a worker (manage.py db_worker)."
     filters = job.params.get("filters", {})
-    finished = job.status in (GenerationJobStatus.SUCCEEDED, GenerationJobStatus.FAILED)
+    finished = job.status in (CardJobStatus.SUCCEEDED, CardJobStatus.FAILED)
     return {
         "status": "interrupted" if job.is_interrupted else job.status,
-        "done": job.total if job.status == GenerationJobStatus.SUCCEEDED else 0,
+        "done": job.total if job.status == CardJobStatus.SUCCEEDED else 0,
         "total": job.total,
         "percent": job.percent if finished or job.is_interrupted else None,
         "label": label,
@@ -67,28 +58,28 @@ def mass_job_state(job: GenerationJob) -> dict:
     }
 
 
-def job_state(job: GenerationJob) -> dict:
+def job_state(job: CardJob) -> dict:
     """What the progress page shows; also its JSON endpoint's answer."""
-    if job.kind != GenerationJobKind.GENERATE:
+    if job.kind != CardJobKind.GENERATE:
         return mass_job_state(job)
     if job.is_interrupted:
         label = "Interrupted: the worker stopped. No card of this batch was created."
-    elif job.status == GenerationJobStatus.FAILED:
+    elif job.status == CardJobStatus.FAILED:
         label = f"Failed: {job.error} No card was created."
-    elif job.status == GenerationJobStatus.SUCCEEDED:
+    elif job.status == CardJobStatus.SUCCEEDED:
         label = f"Done: {job.total:,} cards created."
-    elif job.status == GenerationJobStatus.RUNNING:
+    elif job.status == CardJobStatus.RUNNING:
         label = f"Generating… {job.done:,} of {job.total:,} cards written."
     else:
         label = "Queued: waiting for a worker (manage.py db_worker)."
     batch_url = reverse("admin:cards_cardbatch_change", args=[job.batch_id]) if job.batch_id else ""
     return {
         "status": "interrupted" if job.is_interrupted else job.status,
-        "done": job.done if job.status != GenerationJobStatus.SUCCEEDED else job.total,
+        "done": job.done if job.status != CardJobStatus.SUCCEEDED else job.total,
         "total": job.total,
         "percent": job.percent,
         "label": label,
-        "finished": job.status in (GenerationJobStatus.SUCCEEDED, GenerationJobStatus.FAILED)
+        "finished": job.status in (CardJobStatus.SUCCEEDED, CardJobStatus.FAILED)
         or job.is_interrupted,
         "batch_url": batch_url,
         "link_url": batch_url,
@@ -96,11 +87,11 @@ def job_state(job: GenerationJob) -> dict:
     }
 
 
-@admin.register(GenerationJob)
-class GenerationJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+@admin.register(CardJob)
+class CardJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "status_label", "progress", "requested_by", "created_at"]
     list_select_related = ["requested_by"]
-    change_form_template = "admin/cards/generationjob/change_form.html"
+    change_form_template = "admin/cards/cardjob/change_form.html"
     list_filter = ["kind"]
     readonly_fields = [
         "kind",
@@ -136,7 +127,7 @@ class GenerationJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             path(
                 "<int:job_id>/progress/",
                 self.admin_site.admin_view(self.progress_view),
-                name="cards_generationjob_progress",
+                name="cards_cardjob_progress",
             ),
             *super().get_urls(),
         ]
@@ -151,7 +142,7 @@ class GenerationJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         job = self.get_object(request, object_id)
         if job is not None:  # else the admin's "doesn't exist" redirect
             extra["job_state"] = job_state(job)
-            extra["progress_url"] = reverse("admin:cards_generationjob_progress", args=[job.pk])
+            extra["progress_url"] = reverse("admin:cards_cardjob_progress", args=[job.pk])
         return super().change_view(request, object_id, form_url, extra)
 
     @admin.display(description="Status")

@@ -1,17 +1,16 @@
 """The custom screens of Top-up Cards: Generate, Advanced Search (POST), Mass Edit, Delete all,
-PIN reveal, and the one-time batch download.
+PIN reveal and the CSV export.
 
 Each view follows Django's UserAdmin recipe: an explicit permission check, a form that only
-validates, one service call, a message and a redirect.
+validates, one service call (now, or a background job when `runs_in_background` says so), a
+message and a redirect.
 """
 
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
-from django.http import Http404, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -21,65 +20,26 @@ from django.utils.html import format_html
 from django.utils.http import MAX_URL_LENGTH
 
 from cards.exceptions import CardEditError, GenerationError
-from cards.exports import export_with_audit
 from cards.filters import pin_search_error, remember_pin_search
 from cards.forms import GenerateCardsForm, MassEditForm
-from cards.jobs import delete_all_job_start, generation_job_start, mass_edit_job_start
-from cards.models import CardBatch, CardStatus, TopUpCard
+from cards.jobs import (
+    delete_all_job_start,
+    generation_job_start,
+    mass_edit_job_start,
+    runs_in_background,
+)
+from cards.models import CardJob, CardJobKind
 from cards.pins import format_pin
 from cards.selectors import InvalidCardSearch, batches_visible_to, card_list
 from cards.services.generation import card_batch_generate
-from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from cards.services.reveal import card_pin_reveal
+from cards.services.selection import cards_selection_delete, cards_selection_edit
 from common.http import client_ip
 from subscribers.selectors import staff_reseller
-from wallets.models import Channel
 
 from .changelist import CappedCountPaginator, page_size, search_params, search_query_string
-
-DOWNLOADS_SESSION_KEY = "cards_batch_downloads"
-DATETIME = "%m/%d/%Y %H:%M:%S %z"
-
-
-def offer_download(request, batch: CardBatch) -> None:
-    """Allow this session one download of the batch (PINs are decrypted only then)."""
-    allowed = list(request.session.get(DOWNLOADS_SESSION_KEY, []))
-    allowed.append(batch.pk)
-    request.session[DOWNLOADS_SESSION_KEY] = allowed[-20:]
-
-
-def download_offered(request, batch: CardBatch) -> bool:
-    return batch.pk in request.session.get(DOWNLOADS_SESSION_KEY, [])
-
-
-def take_download(request, batch: CardBatch) -> bool:
-    allowed = list(request.session.get(DOWNLOADS_SESSION_KEY, []))
-    if batch.pk not in allowed:
-        return False
-    allowed.remove(batch.pk)
-    request.session[DOWNLOADS_SESSION_KEY] = allowed
-    return True
-
-
-def cards_text(count: int) -> str:
-    return f"{count:,} card" if count == 1 else f"{count:,} cards"
-
-
-def status_badge(card: TopUpCard) -> str:
-    status = CardStatus(card.status)
-    return format_html(
-        '<span class="card-status card-status--{}"><span class="card-status__icon" '
-        'aria-hidden="true"></span>{}</span>',
-        status.value,
-        status.label,
-    )
-
-
-def activated_text(card: TopUpCard) -> str:
-    if card.activated_at is None:
-        return "—"
-    client = card.activated_by.name if card.activated_by else ""
-    return f"{client} {timezone.localtime(card.activated_at):%m/%d/%Y %H:%M}".strip()
+from .display import activated_text, cards_text, created_text, mass_edit_summary, status_badge
+from .downloads import csv_response, offer_download
 
 
 class CardScreens:
@@ -135,52 +95,32 @@ class CardScreens:
             form = GenerateCardsForm(request.POST, scoped=scoped)
             if form.is_valid():
                 data = form.cleaned_data
-                params = {
-                    "series": data["series"].strip(),
-                    "quantity": data["quantity"],
-                    "amount": data["amount"],
-                    "currency": data["currency"],
-                    "pin_length": data["pin_length"],
-                    "reseller": data["reseller"],
-                    "expires_at": data["expires_at"],
-                    "actor": request.user,
-                }
-                background = data["quantity"] > settings.GENERATION_SYNC_LIMIT
+                background = runs_in_background(kind=CardJobKind.GENERATE, count=data["quantity"])
+                # The job takes the very arguments of the generation it will run.
+                generate = generation_job_start if background else card_batch_generate
                 try:
-                    if background:
-                        job = generation_job_start(**params)
-                    else:
-                        result = card_batch_generate(**params)
+                    outcome = generate(
+                        series=data["series"].strip(),
+                        quantity=data["quantity"],
+                        amount=data["amount"],
+                        currency=data["currency"],
+                        pin_length=data["pin_length"],
+                        reseller=data["reseller"],
+                        expires_at=data["expires_at"],
+                        actor=request.user,
+                    )
                 except (GenerationError, CardEditError) as error:
                     field = error.field if error.field in form.fields else None
                     form.add_error(field, error.message)
                 else:
-                    if background:
-                        messages.success(
+                    if isinstance(outcome, CardJob):
+                        return self._job_started(
                             request,
+                            outcome,
                             f"Generating {data['quantity']:,} cards in the background: "
                             "this page shows the progress.",
                         )
-                        return HttpResponseRedirect(
-                            reverse("admin:cards_generationjob_change", args=[job.pk])
-                        )
-                    batch = result.batch
-                    offer_download(request, batch)
-                    batch_url = reverse("admin:cards_cardbatch_change", args=[batch.pk])
-                    messages.success(
-                        request,
-                        format_html(
-                            'Generated {} cards: <a href="{}">{} … {}</a>.',
-                            f"{batch.quantity:,}",
-                            batch_url,
-                            batch.first_serial,
-                            batch.last_serial,
-                        ),
-                    )
-                    if "_apply" in request.POST:
-                        url = reverse("admin:cards_topupcard_generate")
-                        return HttpResponseRedirect(f"{url}?{urlencode({'like': batch.pk})}")
-                    return HttpResponseRedirect(batch_url)
+                    return self._generated(request, outcome.batch)
         else:
             initial = {}
             like = request.GET.get("like", "")
@@ -203,6 +143,24 @@ class CardScreens:
         return self._render(
             request, "generate.html", {"title": "Generate Top-Up Cards", "form": form}
         )
+
+    def _generated(self, request, batch):
+        offer_download(request, batch)
+        batch_url = reverse("admin:cards_cardbatch_change", args=[batch.pk])
+        messages.success(
+            request,
+            format_html(
+                'Generated {} cards: <a href="{}">{} … {}</a>.',
+                f"{batch.quantity:,}",
+                batch_url,
+                batch.first_serial,
+                batch.last_serial,
+            ),
+        )
+        if "_apply" in request.POST:
+            url = reverse("admin:cards_topupcard_generate")
+            return HttpResponseRedirect(f"{url}?{urlencode({'like': batch.pk})}")
+        return HttpResponseRedirect(batch_url)
 
     def search_view(self, request):
         """The Advanced Search form posts here, so a PIN never reaches a URL."""
@@ -279,7 +237,7 @@ class CardScreens:
                 "card": card,
                 "status": status_badge(card),
                 "activated": activated_text(card),
-                "created_on": f"{timezone.localtime(card.created_at):{DATETIME}}",
+                "created_on": created_text(card),
                 "marked": card.pk in marked,
             }
             for card in page.object_list
@@ -329,19 +287,17 @@ class CardScreens:
             "activated": selection.filter(activated_at__isnull=False).order_by().count(),
         }
 
-    def _job_started(self, request, job, what: str):
-        messages.success(
-            request, f"{what} runs in the background: this page shows when it is done."
-        )
-        return HttpResponseRedirect(reverse("admin:cards_generationjob_change", args=[job.pk]))
+    def _job_started(self, request, job, message: str):
+        messages.success(request, message)
+        return HttpResponseRedirect(reverse("admin:cards_cardjob_change", args=[job.pk]))
 
     def _apply_mass_edit(self, request, selection, form, marked, query):
         changes = form.changes()
         filters = search_params(request.GET)
-        if changes and "pin_ref" not in filters:
-            count = selection.filter(activated_at__isnull=True).order_by().count()
-            if count > settings.MASS_EDIT_SYNC_LIMIT:
-                try:
+        try:
+            if changes:
+                count = selection.filter(activated_at__isnull=True).order_by().count()
+                if runs_in_background(kind=CardJobKind.MASS_EDIT, count=count, filters=filters):
                     job = mass_edit_job_start(
                         filters=filters,
                         expected=count,
@@ -349,37 +305,20 @@ class CardScreens:
                         delete_ids=marked,
                         actor=request.user,
                     )
-                except CardEditError as error:
-                    messages.error(request, error.message)
-                    return self._back_with_search(
-                        request, query, to="admin:cards_topupcard_mass_edit"
+                    return self._job_started(
+                        request,
+                        job,
+                        f"Mass Edit of {cards_text(count)} runs in the background: "
+                        "this page shows when it is done.",
                     )
-                return self._job_started(request, job, f"Mass Edit of {cards_text(count)}")
-        try:
-            with transaction.atomic():
-                result = (
-                    cards_mass_update(cards=selection, actor=request.user, **changes)
-                    if changes
-                    else None
-                )
-                deleted = (
-                    cards_mass_delete(cards=selection.filter(pk__in=marked), actor=request.user)
-                    if marked
-                    else 0
-                )
+            result = cards_selection_edit(
+                cards=selection, changes=changes, delete_ids=marked, actor=request.user
+            )
         except CardEditError as error:
             messages.error(request, error.message)
             return self._back_with_search(request, query, to="admin:cards_topupcard_mass_edit")
-        parts = []
-        if result is not None:
-            labels = {"expires_at": "expiration date", "reseller": "company", "blocked": "block"}
-            parts += [
-                f"{labels[field]} changed on {cards_text(count)}"
-                for field, count in result.changed.items()
-            ]
-        if marked:
-            parts.append(f"{cards_text(deleted)} deleted")
-        messages.success(request, "Mass Edit done: " + "; ".join(parts) + ".")
+        summary = mass_edit_summary(result.changed, result.deleted if marked else None)
+        messages.success(request, f"Mass Edit done: {summary}.")
         return self._back_with_search(request, query)
 
     def delete_all_view(self, request):
@@ -389,24 +328,25 @@ class CardScreens:
         query = search_query_string(request.GET)
         if selection is None:
             return self._back_with_search(request, query)
-        deletable = selection.filter(activated_at__isnull=True).order_by()
-        count = deletable.count()
+        count = selection.filter(activated_at__isnull=True).order_by().count()
         if request.method == "POST" and "_confirm" in request.POST:
+            filters = search_params(request.GET)
             if str(count) != request.POST.get("expected_count"):
                 messages.warning(
                     request,
                     f"The selection changed since you looked: it now holds {count:,} cards "
                     "that can be deleted. Confirm again.",
                 )
-            elif count > settings.MASS_EDIT_SYNC_LIMIT and "pin_ref" not in search_params(
-                request.GET
-            ):
-                job = delete_all_job_start(
-                    filters=search_params(request.GET), expected=count, actor=request.user
+            elif runs_in_background(kind=CardJobKind.DELETE_ALL, count=count, filters=filters):
+                job = delete_all_job_start(filters=filters, expected=count, actor=request.user)
+                return self._job_started(
+                    request,
+                    job,
+                    f"Deleting {cards_text(count)} runs in the background: "
+                    "this page shows when it is done.",
                 )
-                return self._job_started(request, job, f"Deleting {cards_text(count)}")
             else:
-                deleted = cards_mass_delete(cards=selection, actor=request.user)
+                deleted = cards_selection_delete(cards=selection, actor=request.user)
                 messages.success(request, f"Deleted {cards_text(deleted)}.")
                 return self._back_with_search(request, query)
         return self._render(
@@ -473,36 +413,3 @@ class CardScreens:
             )
         response["Cache-Control"] = "no-store"
         return response
-
-
-def batch_download(model_admin, request, batch: CardBatch):
-    """The one-time CSV of a freshly generated batch, with PINs for those who may see them."""
-    if not take_download(request, batch):
-        messages.error(
-            request, "This batch has already been downloaded (a download is offered once)."
-        )
-        return HttpResponseRedirect(reverse("admin:cards_cardbatch_change", args=[batch.pk]))
-    return csv_response(
-        request,
-        TopUpCard.objects.filter(batch=batch),
-        description={"batch": batch.pk, "series": batch.series, "what": "one-time download"},
-        filename=f"cards-{batch.first_serial}-{batch.last_serial}.csv",
-        with_pins=request.user.has_perm("cards.view_pin"),
-    )
-
-
-def csv_response(request, cards, *, description: dict, filename: str, with_pins: bool):
-    """Stream `cards` as the export CSV (cards.exports), audited, never cached."""
-    response = StreamingHttpResponse(
-        export_with_audit(
-            cards,
-            actor=request.user,
-            with_pins=with_pins,
-            description=description,
-            channel=Channel.ADMIN,
-        ),
-        content_type="text/csv; charset=utf-8",
-    )
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "no-store"
-    return response

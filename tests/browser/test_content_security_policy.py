@@ -8,12 +8,12 @@ script as a `securitypolicyviolation` event, which this test collects on each pa
 import pytest
 from django.utils import timezone
 
-from cards.models import CardEvent, CardEventKind, GenerationJob, GenerationJobStatus
+from cards.models import CardEvent, CardEventKind, CardJob, CardJobStatus
 from cards.pins import format_pin
 from tests.factories import (
     BalanceFactory,
     CardBatchFactory,
-    GenerationJobFactory,
+    CardJobFactory,
     ResellerFactory,
     TopUpCardFactory,
     UserFactory,
@@ -36,7 +36,7 @@ def test_admin_pages_and_their_scripts_work_under_the_policy(desktop, screenshot
     acme = ResellerFactory(name="Acme Telecom")
     batch = CardBatchFactory(reseller=acme, series="61")
     card = TopUpCardFactory(series="61", number=1, reseller=acme, batch=batch)
-    job = GenerationJobFactory(params={"series": "61", "quantity": 10})
+    job = CardJobFactory(params={"series": "61", "quantity": 10})
     balance = BalanceFactory(is_main=True)
     desktop.add_init_script(WATCH_VIOLATIONS)
     policies, violations = [], {}
@@ -64,10 +64,10 @@ def test_admin_pages_and_their_scripts_work_under_the_policy(desktop, screenshot
     record("/admin/cards/topupcard/")
 
     # The job page: its script polls the progress and updates the label.
-    visit(f"/admin/cards/generationjob/{job.pk}/change/")
+    visit(f"/admin/cards/cardjob/{job.pk}/change/")
     expect(desktop.locator("#job-label")).to_contain_text("Queued")
-    GenerationJob.objects.filter(pk=job.pk).update(
-        status=GenerationJobStatus.RUNNING,
+    CardJob.objects.filter(pk=job.pk).update(
+        status=CardJobStatus.RUNNING,
         done=3,
         started_at=timezone.now(),
         heartbeat_at=timezone.now(),

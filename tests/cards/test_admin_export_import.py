@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from cards import pins
 from cards.exports import COLUMNS
-from cards.models import CardEvent, CardEventKind, GenerationJob, TopUpCard
+from cards.models import CardEvent, CardEventKind, CardJob, TopUpCard
 from subscribers.models import StaffReseller
 from tests.factories import ResellerFactory, TopUpCardFactory, UserFactory
 
@@ -292,9 +292,9 @@ def test_a_large_batch_is_queued_and_the_operator_sees_its_progress_page(admin_c
         },
     )
 
-    job = GenerationJob.objects.get()
+    job = CardJob.objects.get()
     assert response.status_code == 302
-    assert response["Location"] == reverse("admin:cards_generationjob_change", args=[job.pk])
+    assert response["Location"] == reverse("admin:cards_cardjob_change", args=[job.pk])
     assert job.total == 11 and TopUpCard.objects.count() == 0
     page = admin_client.get(response["Location"]).content.decode()
     assert "Queued" in page and "job-progress" in page

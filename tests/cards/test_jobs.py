@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from cards.exceptions import GenerationError
 from cards.jobs import generation_job_start
-from cards.models import CardBatch, GenerationJob, GenerationJobStatus, TopUpCard
+from cards.models import CardBatch, CardJob, CardJobStatus, TopUpCard
 from tests.factories import TopUpCardFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,12 +44,12 @@ def run_worker():
 @pytest.mark.django_db(transaction=True)
 def test_queued_job_is_run_by_the_worker(admin_user):
     job = start(actor=admin_user)
-    assert job.status == GenerationJobStatus.QUEUED and TopUpCard.objects.count() == 0
+    assert job.status == CardJobStatus.QUEUED and TopUpCard.objects.count() == 0
 
     run_worker()
 
     job.refresh_from_db()
-    assert job.status == GenerationJobStatus.SUCCEEDED and job.percent == 100
+    assert job.status == CardJobStatus.SUCCEEDED and job.percent == 100
     assert job.batch == CardBatch.objects.get() and job.batch.created_by == admin_user
     assert sorted(TopUpCard.objects.values_list("number", flat=True)) == list(range(1, 31))
     assert job.task_id
@@ -61,7 +61,7 @@ def test_bad_request_is_refused_before_anything_is_queued():
         start(quantity=0)
 
     assert error.value.field == "quantity"
-    assert not GenerationJob.objects.exists()
+    assert not CardJob.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -74,7 +74,7 @@ def test_job_that_cannot_run_any_more_fails_with_the_reason():
     run_worker()
 
     job.refresh_from_db()
-    assert job.status == GenerationJobStatus.FAILED
+    assert job.status == CardJobStatus.FAILED
     assert "6-digit PINs would become guessable" in job.error
     assert not TopUpCard.objects.filter(series="8").exists()
 
@@ -82,10 +82,10 @@ def test_job_that_cannot_run_any_more_fails_with_the_reason():
 @pytest.mark.django_db
 def test_stale_running_job_shows_as_interrupted(settings):
     settings.GENERATION_JOB_STALE_SECONDS = 60
-    job = GenerationJob.objects.create(
+    job = CardJob.objects.create(
         params={"series": "8"},
         total=10,
-        status=GenerationJobStatus.RUNNING,
+        status=CardJobStatus.RUNNING,
         heartbeat_at=timezone.now() - dt.timedelta(seconds=61),
     )
 
@@ -114,7 +114,7 @@ def test_worker_killed_mid_batch_leaves_no_card_and_progress_was_visible():
             worker.kill()
 
     job.refresh_from_db()
-    assert job.status == GenerationJobStatus.RUNNING and job.batch is None
+    assert job.status == CardJobStatus.RUNNING and job.batch is None
     assert not TopUpCard.objects.filter(series="66").exists()
     assert not CardBatch.objects.filter(series="66").exists()
 
@@ -144,23 +144,23 @@ def _database_url() -> str:
 def test_job_page_and_its_progress_endpoint(admin_client):
     from django.urls import reverse
 
-    job = GenerationJob.objects.create(
+    job = CardJob.objects.create(
         params={"series": "8"},
         total=200,
         done=50,
-        status=GenerationJobStatus.RUNNING,
+        status=CardJobStatus.RUNNING,
         heartbeat_at=timezone.now(),
     )
 
-    page = admin_client.get(reverse("admin:cards_generationjob_change", args=[job.pk]))
-    state = admin_client.get(reverse("admin:cards_generationjob_progress", args=[job.pk])).json()
+    page = admin_client.get(reverse("admin:cards_cardjob_change", args=[job.pk]))
+    state = admin_client.get(reverse("admin:cards_cardjob_progress", args=[job.pk])).json()
 
     assert page.status_code == 200
     assert b'value="25"' in page.content and b"50 of 200 cards written" in page.content
     assert state["percent"] == 25 and state["finished"] is False
-    job.status, job.error = GenerationJobStatus.FAILED, "Series 8 has room for only 3 more cards."
+    job.status, job.error = CardJobStatus.FAILED, "Series 8 has room for only 3 more cards."
     job.save()
-    state = admin_client.get(reverse("admin:cards_generationjob_progress", args=[job.pk])).json()
+    state = admin_client.get(reverse("admin:cards_cardjob_progress", args=[job.pk])).json()
     assert state["finished"] and "room for only 3" in state["label"]
     assert "No card was created" in state["label"]
 
@@ -171,9 +171,48 @@ def test_progress_endpoint_needs_the_view_permission(client):
 
     from tests.factories import UserFactory
 
-    job = GenerationJob.objects.create(params={"series": "8"}, total=10)
+    job = CardJob.objects.create(params={"series": "8"}, total=10)
     client.force_login(UserFactory(username="clerk", is_staff=True))
 
-    response = client.get(reverse("admin:cards_generationjob_progress", args=[job.pk]))
+    response = client.get(reverse("admin:cards_cardjob_progress", args=[job.pk]))
 
     assert response.status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_job_pages_old_addresses_redirect_to_the_same_pages(admin_client):
+    from django.urls import reverse
+
+    job = CardJob.objects.create(params={"series": "8"}, total=10)
+    jobs = reverse("admin:cards_cardjob_changelist")
+    redirects = {
+        "/admin/cards/generationjob/": jobs,
+        "/admin/cards/generationjob/?kind__exact=generate": f"{jobs}?kind__exact=generate",
+        f"/admin/cards/generationjob/{job.pk}/change/": reverse(
+            "admin:cards_cardjob_change", args=[job.pk]
+        ),
+        f"/admin/cards/generationjob/{job.pk}/progress/": reverse(
+            "admin:cards_cardjob_progress", args=[job.pk]
+        ),
+    }
+
+    for old, new in redirects.items():
+        response = admin_client.get(old)
+        assert (response.status_code, response["Location"]) == (302, new)
+    page = admin_client.get(f"/admin/cards/generationjob/{job.pk}/progress/", follow=True)
+    assert page.json()["total"] == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_job_is_stored_by_a_task_path_that_stays(admin_user):
+    from django_tasks_db.models import DBTaskResult
+
+    from cards.jobs import run_mass_job
+
+    start(actor=admin_user)
+
+    # Jobs queued before an upgrade run after it only if these paths still import.
+    assert list(DBTaskResult.objects.values_list("task_path", flat=True)) == [
+        "cards.jobs.run_generation_job"
+    ]
+    assert run_mass_job.module_path == "cards.jobs.run_mass_job"

@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from cards.models import (
     CardEvent,
-    GenerationJob,
-    GenerationJobKind,
-    GenerationJobStatus,
+    CardJob,
+    CardJobKind,
+    CardJobStatus,
     TopUpCard,
 )
 from subscribers.models import StaffReseller
@@ -49,11 +49,11 @@ def cards(series, count, reseller=None, **fields):
 
 
 def job_page(job):
-    return reverse("admin:cards_generationjob_change", args=[job.pk])
+    return reverse("admin:cards_cardjob_change", args=[job.pk])
 
 
 def progress(client, job):
-    return client.get(reverse("admin:cards_generationjob_progress", args=[job.pk])).json()
+    return client.get(reverse("admin:cards_cardjob_progress", args=[job.pk])).json()
 
 
 @pytest.mark.django_db
@@ -68,13 +68,13 @@ def test_process_runs_in_the_request_up_to_the_limit_and_in_the_background_above
 
     blocked = TopUpCard.objects.filter(blocked=True).count()
     if background:
-        job = GenerationJob.objects.get()
+        job = CardJob.objects.get()
         assert response["Location"] == job_page(job)
-        assert job.kind == GenerationJobKind.MASS_EDIT and job.total == 6
-        assert job.status == GenerationJobStatus.QUEUED
+        assert job.kind == CardJobKind.MASS_EDIT and job.total == 6
+        assert job.status == CardJobStatus.QUEUED
         assert blocked == 0 and not CardEvent.objects.exists()
     else:
-        assert not GenerationJob.objects.exists() and blocked == 6
+        assert not CardJob.objects.exists() and blocked == 6
 
 
 @pytest.mark.django_db
@@ -90,11 +90,27 @@ def test_delete_all_runs_in_the_request_up_to_the_limit_and_in_the_background_ab
     )
 
     if background:
-        job = GenerationJob.objects.get()
-        assert response["Location"] == job_page(job) and job.kind == GenerationJobKind.DELETE_ALL
+        job = CardJob.objects.get()
+        assert response["Location"] == job_page(job) and job.kind == CardJobKind.DELETE_ALL
         assert TopUpCard.objects.count() == 6
     else:
-        assert not GenerationJob.objects.exists() and not TopUpCard.objects.exists()
+        assert not CardJob.objects.exists() and not TopUpCard.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_search_by_pin_is_edited_and_deleted_in_the_request_whatever_the_limit(
+    admin_client, settings
+):
+    settings.MASS_EDIT_SYNC_LIMIT = 0
+    (card,) = cards("3", 1)
+    found = admin_client.post(reverse("admin:cards_topupcard_search"), {"pin": card.pin})
+    search = found["Location"].split("?", 1)[1]
+    assert "pin_ref=" in search
+
+    admin_client.post(f"{MASS_EDIT}?{search}", edit(block_action="block"))
+    assert not CardJob.objects.exists() and TopUpCard.objects.get().blocked
+    admin_client.post(f"{DELETE_ALL}?{search}", {"expected_count": "1", "_confirm": "1"})
+    assert not CardJob.objects.exists() and not TopUpCard.objects.exists()
 
 
 def _outcome(series):
@@ -133,12 +149,12 @@ def test_the_job_changes_and_audits_exactly_what_the_request_would(settings, cli
     client.post(url(MASS_EDIT, series="3"), data)
     settings.MASS_EDIT_SYNC_LIMIT = 1
     client.post(url(MASS_EDIT, series="4"), data)
-    job = GenerationJob.objects.get()
+    job = CardJob.objects.get()
     assert _outcome("4")[1] == []  # queued, nothing done yet
     run_worker()
 
     job.refresh_from_db()
-    assert job.status == GenerationJobStatus.SUCCEEDED
+    assert job.status == CardJobStatus.SUCCEEDED
     assert _outcome("4") == _outcome("3")
     assert len(_outcome("4")[1]) == 6 + 6 + 5  # expiry, company, block (one was blocked)
     state = progress(client, job)
@@ -162,8 +178,8 @@ def test_delete_all_job_deletes_and_audits_like_the_request_and_keeps_activated_
 
     run_worker()
 
-    job = GenerationJob.objects.get()
-    assert job.status == GenerationJobStatus.SUCCEEDED and job.result == {"deleted": 4}
+    job = CardJob.objects.get()
+    assert job.status == CardJobStatus.SUCCEEDED and job.result == {"deleted": 4}
     assert list(TopUpCard.objects.all()) == [kept]
     deleted = CardEvent.objects.filter(kind="deleted")
     assert deleted.count() == 4 and {e.actor_id for e in deleted} == {job.requested_by_id}
@@ -185,17 +201,15 @@ def test_a_reseller_operator_s_job_touches_only_their_cards_and_only_they_see_it
     client.post(url(MASS_EDIT, serial_from="3"), edit(block_action="block"))
     run_worker()
 
-    job = GenerationJob.objects.get()
-    assert job.status == GenerationJobStatus.SUCCEEDED and job.total == 3
+    job = CardJob.objects.get()
+    assert job.status == CardJobStatus.SUCCEEDED and job.total == 3
     assert set(TopUpCard.objects.filter(blocked=True).values_list("reseller", flat=True)) == {
         mine.pk
     }
     assert client.get(job_page(job)).status_code == 200
     client.force_login(other)
     assert client.get(job_page(job)).status_code == 302  # the admin's "doesn't exist"
-    assert (
-        client.get(reverse("admin:cards_generationjob_progress", args=[job.pk])).status_code == 404
-    )
+    assert client.get(reverse("admin:cards_cardjob_progress", args=[job.pk])).status_code == 404
 
 
 @pytest.mark.django_db(transaction=True)
@@ -210,8 +224,8 @@ def test_a_selection_that_changed_before_the_job_ran_fails_on_its_page_and_chang
 
     run_worker()
 
-    job = GenerationJob.objects.get()
-    assert job.status == GenerationJobStatus.FAILED
+    job = CardJob.objects.get()
+    assert job.status == CardJobStatus.FAILED
     assert snapshot(TopUpCard) == before and not CardEvent.objects.exists()
     page = admin_client.get(job_page(job)).content.decode()
     assert "Failed: The selection changed since it was confirmed: it now holds 4 cards" in page
@@ -220,11 +234,11 @@ def test_a_selection_that_changed_before_the_job_ran_fails_on_its_page_and_chang
 
 @pytest.mark.django_db
 def test_a_running_job_shows_elapsed_time_and_an_indeterminate_bar(admin_client):
-    job = GenerationJob.objects.create(
-        kind=GenerationJobKind.DELETE_ALL,
+    job = CardJob.objects.create(
+        kind=CardJobKind.DELETE_ALL,
         params={"filters": {"serial_from": "3"}, "expected": 5, "reseller_id": None},
         total=120_000,
-        status=GenerationJobStatus.RUNNING,
+        status=CardJobStatus.RUNNING,
         started_at=timezone.now() - dt.timedelta(seconds=75),
         heartbeat_at=timezone.now(),
     )
@@ -241,12 +255,12 @@ def test_a_running_job_shows_elapsed_time_and_an_indeterminate_bar(admin_client)
 @pytest.mark.django_db
 def test_only_who_may_mass_edit_or_delete_sees_those_jobs(client):
     jobs = {
-        kind: GenerationJob.objects.create(kind=kind, params={"reseller_id": None}, total=9)
-        for kind in GenerationJobKind
+        kind: CardJob.objects.create(kind=kind, params={"reseller_id": None}, total=9)
+        for kind in CardJobKind
     }
     seen = {}
     for perms in [
-        ("view_topupcard", "view_generationjob"),
+        ("view_topupcard", "view_cardjob"),
         ("view_topupcard", "change_topupcard"),
         ("view_topupcard", "delete_topupcard"),
     ]:
@@ -256,9 +270,9 @@ def test_only_who_may_mass_edit_or_delete_sees_those_jobs(client):
         }
 
     assert seen == {
-        "view_generationjob": {GenerationJobKind.GENERATE},
-        "change_topupcard": {GenerationJobKind.MASS_EDIT},
-        "delete_topupcard": {GenerationJobKind.DELETE_ALL},
+        "view_cardjob": {CardJobKind.GENERATE},
+        "change_topupcard": {CardJobKind.MASS_EDIT},
+        "delete_topupcard": {CardJobKind.DELETE_ALL},
     }
 
 
@@ -273,8 +287,8 @@ def test_an_operator_who_lost_the_permission_before_the_job_ran_changes_nothing(
 
     run_worker()
 
-    job = GenerationJob.objects.get()
-    assert job.status == GenerationJobStatus.FAILED and "no longer allowed" in job.error
+    job = CardJob.objects.get()
+    assert job.status == CardJobStatus.FAILED and "no longer allowed" in job.error
     assert not TopUpCard.objects.filter(blocked=True).exists()
 
 
@@ -295,16 +309,16 @@ def test_worker_killed_mid_mass_edit_leaves_every_card_as_it_was(settings, admin
         cursor.execute(LOAD_SQL, [60_000])
         cursor.execute("ANALYZE cards_topupcard")
     admin_client.post(url(MASS_EDIT, serial_from="77"), EXPIRY_AND_BLOCK)
-    job = GenerationJob.objects.get()
+    job = CardJob.objects.get()
     worker = spawn_worker()
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             job.refresh_from_db()
-            if job.status != GenerationJobStatus.QUEUED:
+            if job.status != CardJobStatus.QUEUED:
                 break
             time.sleep(0.05)
-        assert job.status == GenerationJobStatus.RUNNING
+        assert job.status == CardJobStatus.RUNNING
         _wait_for_row_locks(deadline)  # the job is inside its transaction, mid-way
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
@@ -313,7 +327,7 @@ def test_worker_killed_mid_mass_edit_leaves_every_card_as_it_was(settings, admin
             worker.kill()
 
     job.refresh_from_db()
-    assert job.status == GenerationJobStatus.RUNNING  # never finished; interrupted once stale
+    assert job.status == CardJobStatus.RUNNING  # never finished; interrupted once stale
     assert not TopUpCard.objects.filter(blocked=True).exists()
     assert not TopUpCard.objects.exclude(expires_at__gt=timezone.now()).exists()
     assert not TopUpCard.objects.filter(expires_at__year=2031).exists()
@@ -341,11 +355,11 @@ def test_heartbeat_keeps_a_long_job_from_looking_interrupted(monkeypatch):
 
     monkeypatch.setattr(jobs, "HEARTBEAT_SECONDS", 0.05)
     old = timezone.now() - dt.timedelta(hours=1)
-    job = GenerationJob.objects.create(
-        kind=GenerationJobKind.MASS_EDIT,
+    job = CardJob.objects.create(
+        kind=CardJobKind.MASS_EDIT,
         params={},
         total=1,
-        status=GenerationJobStatus.RUNNING,
+        status=CardJobStatus.RUNNING,
         heartbeat_at=old,
     )
     heartbeat = jobs._Heartbeat(job.pk)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from cards.models import CardBatch, CardEvent, CardEventKind, CardSeries, GenerationJob, TopUpCard
+from cards.models import CardBatch, CardEvent, CardEventKind, CardJob, CardSeries, TopUpCard
 from subscribers.models import Reseller
 from tests.factories import (
     AccessNumberFactory,
@@ -219,7 +219,7 @@ def full_state() -> dict:
         "card_events": CardEvent.objects.exclude(kind=CardEventKind.REDEEM_FAILED).count(),
         "batches": CardBatch.objects.count(),
         "series": list(CardSeries.objects.order_by("series").values_list("series", flat=True)),
-        "jobs": GenerationJob.objects.count(),
+        "jobs": CardJob.objects.count(),
         "resellers": Reseller.objects.count(),
     }
 

@@ -31,7 +31,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from cards.models import CardBatch, CardEvent, GenerationJob, TopUpCard
+from cards.models import CardBatch, CardEvent, CardJob, TopUpCard
 from cards.pins import format_pin
 from subscribers.models import StaffReseller
 from tests.factories import (
@@ -39,7 +39,7 @@ from tests.factories import (
     BalanceFactory,
     CardBatchFactory,
     CardEventFactory,
-    GenerationJobFactory,
+    CardJobFactory,
     ResellerFactory,
     SubscriberFactory,
     TopUpCardFactory,
@@ -80,7 +80,7 @@ OPERATOR_PERMISSIONS = [
     "cards.delete_topupcard",
     "cards.view_cardbatch",
     "cards.view_cardevent",
-    "cards.view_generationjob",
+    "cards.view_cardjob",
     "reports.view_liabilityreport",
     "reports.view_redemptionreport",
     "reports.view_breakagereport",
@@ -127,8 +127,8 @@ class World:
     their_card: TopUpCard
     my_batch: CardBatch
     their_batch: CardBatch
-    my_job: GenerationJob
-    their_job: GenerationJob
+    my_job: CardJob
+    their_job: CardJob
     rose: object  # subscriber of Mine, may redeem
     theo: object  # subscriber of Zyx Theirs
     rose_balance: Balance
@@ -185,10 +185,10 @@ def build_world() -> World:
         their_card=their_card,
         my_batch=my_batch,
         their_batch=their_batch,
-        my_job=GenerationJobFactory(
+        my_job=CardJobFactory(
             params={"series": "77", "quantity": 1, "reseller_id": mine.pk}, batch=my_batch
         ),
-        their_job=GenerationJobFactory(
+        their_job=CardJobFactory(
             params={"series": "77", "quantity": 1, "reseller_id": theirs.pk}, batch=their_batch
         ),
         rose=rose,
@@ -393,17 +393,13 @@ ENDPOINTS: dict[str, Endpoint] = {
         "POST", _admin("cards_topupcard_export"), _export_action, True, shows_pins=True
     ),
     "import": Endpoint("GET", _admin("cards_topupcard_import")),
-    "job-page-mine": Endpoint("GET", _admin("cards_generationjob_change", lambda w: w.my_job.pk)),
-    "job-page-theirs": Endpoint(
-        "GET", _admin("cards_generationjob_change", lambda w: w.their_job.pk)
-    ),
-    "job-progress-mine": Endpoint(
-        "GET", _admin("cards_generationjob_progress", lambda w: w.my_job.pk)
-    ),
+    "job-page-mine": Endpoint("GET", _admin("cards_cardjob_change", lambda w: w.my_job.pk)),
+    "job-page-theirs": Endpoint("GET", _admin("cards_cardjob_change", lambda w: w.their_job.pk)),
+    "job-progress-mine": Endpoint("GET", _admin("cards_cardjob_progress", lambda w: w.my_job.pk)),
     "job-progress-theirs": Endpoint(
-        "GET", _admin("cards_generationjob_progress", lambda w: w.their_job.pk)
+        "GET", _admin("cards_cardjob_progress", lambda w: w.their_job.pk)
     ),
-    "job-list": Endpoint("GET", _admin("cards_generationjob_changelist")),
+    "job-list": Endpoint("GET", _admin("cards_cardjob_changelist")),
     "batch-page-mine": Endpoint("GET", _admin("cards_cardbatch_change", lambda w: w.my_batch.pk)),
     "batch-page-theirs": Endpoint(
         "GET", _admin("cards_cardbatch_change", lambda w: w.their_batch.pk)
@@ -585,7 +581,7 @@ def snapshot(query: Q | None = None, balances: Q | None = None) -> dict:
             for model in (
                 CardEvent,
                 CardBatch,
-                GenerationJob,
+                CardJob,
                 LedgerEntry,
                 BalanceEvent,
                 ExternalVoucher,

@@ -1,0 +1,65 @@
+"""CSV downloads of cards from the admin: the one-time download of a freshly generated batch (its
+PINs are decrypted only then) and the streamed, audited export."""
+
+from django.contrib import messages
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.urls import reverse
+
+from cards.exports import export_with_audit
+from cards.models import CardBatch, TopUpCard
+from wallets.models import Channel
+
+DOWNLOADS_SESSION_KEY = "cards_batch_downloads"
+
+
+def offer_download(request, batch: CardBatch) -> None:
+    """Allow this session one download of the batch (PINs are decrypted only then)."""
+    allowed = list(request.session.get(DOWNLOADS_SESSION_KEY, []))
+    allowed.append(batch.pk)
+    request.session[DOWNLOADS_SESSION_KEY] = allowed[-20:]
+
+
+def download_offered(request, batch: CardBatch) -> bool:
+    return batch.pk in request.session.get(DOWNLOADS_SESSION_KEY, [])
+
+
+def take_download(request, batch: CardBatch) -> bool:
+    allowed = list(request.session.get(DOWNLOADS_SESSION_KEY, []))
+    if batch.pk not in allowed:
+        return False
+    allowed.remove(batch.pk)
+    request.session[DOWNLOADS_SESSION_KEY] = allowed
+    return True
+
+
+def batch_download(request, batch: CardBatch):
+    """The one-time CSV of a freshly generated batch, with PINs for those who may see them."""
+    if not take_download(request, batch):
+        messages.error(
+            request, "This batch has already been downloaded (a download is offered once)."
+        )
+        return HttpResponseRedirect(reverse("admin:cards_cardbatch_change", args=[batch.pk]))
+    return csv_response(
+        request,
+        TopUpCard.objects.filter(batch=batch),
+        description={"batch": batch.pk, "series": batch.series, "what": "one-time download"},
+        filename=f"cards-{batch.first_serial}-{batch.last_serial}.csv",
+        with_pins=request.user.has_perm("cards.view_pin"),
+    )
+
+
+def csv_response(request, cards, *, description: dict, filename: str, with_pins: bool):
+    """Stream `cards` as the export CSV (cards.exports), audited, never cached."""
+    response = StreamingHttpResponse(
+        export_with_audit(
+            cards,
+            actor=request.user,
+            with_pins=with_pins,
+            description=description,
+            channel=Channel.ADMIN,
+        ),
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
