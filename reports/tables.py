@@ -250,12 +250,49 @@ def _series_name(breakdown: str, default: str) -> Callable[[dict], str]:
     return lambda row: " · ".join(str(row[key]) for key in keys) if keys else default
 
 
+def _periodic_report(
+    form,
+    period: Period,
+    rows: list[dict],
+    *,
+    key: str,
+    title: str,
+    figures: list[Column],
+    chart: str,
+    series: str,
+) -> ReportResult:
+    """A report of one row per period (and breakdown), with one chart per currency; `series`
+    names the chart's one series when there is no breakdown."""
+    breakdown = form.cleaned_data["breakdown"]
+    section = Section(
+        key=key,
+        title=title,
+        columns=[
+            Column("period", period.granularity.title(), "period"),
+            Column("currency", "Currency"),
+            *_BREAKDOWN_COLUMNS[breakdown],
+            Column("count", "Cards", "count"),
+            *figures,
+        ],
+        rows=rows,
+        granularity=period.granularity,
+    )
+    section.charts = _per_currency_charts(
+        rows,
+        title=chart,
+        category=lambda row: period_label(row["period"], period.granularity),
+        series=_series_name(breakdown, series),
+        value_key="value",
+        categories=_period_chart_categories(period),
+    )
+    return ReportResult(caption="F" + _period_caption(period, form)[1:], sections=[section])
+
+
 def redemptions_report(form) -> ReportResult:
     period = _period(form)
-    breakdown = form.cleaned_data["breakdown"]
     rows = redemptions(
         period=period,
-        breakdown=breakdown,
+        breakdown=form.cleaned_data["breakdown"],
         reseller_id=form.reseller_id,
         currency=form.cleaned_data["currency"],
         series=form.cleaned_data["series"],
@@ -265,66 +302,43 @@ def redemptions_report(form) -> ReportResult:
     for row in rows:
         if "channel" in row:
             row["channel"] = channel_names.get(row["channel"], row["channel"])
-    extra = _BREAKDOWN_COLUMNS[breakdown]
-    section = Section(
+    return _periodic_report(
+        form,
+        period,
+        rows,
         key="redemptions",
         title="Cards redeemed",
-        columns=[
-            Column("period", period.granularity.title(), "period"),
-            Column("currency", "Currency"),
-            *extra,
-            Column("count", "Cards", "count"),
+        figures=[
             Column("value", "Value", "money"),
             Column("reversed_value", "of which reversed", "money"),
         ],
-        rows=rows,
-        granularity=period.granularity,
+        chart="Redeemed value",
+        series="Redeemed",
     )
-    section.charts = _per_currency_charts(
-        rows,
-        title="Redeemed value",
-        category=lambda row: period_label(row["period"], period.granularity),
-        series=_series_name(breakdown, "Redeemed"),
-        value_key="value",
-        categories=_period_chart_categories(period),
-    )
-    return ReportResult(caption="F" + _period_caption(period, form)[1:], sections=[section])
 
 
 def breakage_report(form) -> ReportResult:
     period = _period(form)
-    breakdown = form.cleaned_data["breakdown"]
     rows = breakage(
         period=period,
-        breakdown=breakdown,
+        breakdown=form.cleaned_data["breakdown"],
         reseller_id=form.reseller_id,
         currency=form.cleaned_data["currency"],
         series=form.cleaned_data["series"],
     )
-    extra = _BREAKDOWN_COLUMNS[breakdown]
-    section = Section(
+    return _periodic_report(
+        form,
+        period,
+        rows,
         key="breakage",
         title="Cards that expired unredeemed (counted in the period they expired)",
-        columns=[
-            Column("period", period.granularity.title(), "period"),
-            Column("currency", "Currency"),
-            *extra,
-            Column("count", "Cards", "count"),
+        figures=[
             Column("value", "Breakage", "money"),
             Column("blocked_value", "of which blocked", "money"),
         ],
-        rows=rows,
-        granularity=period.granularity,
+        chart="Breakage",
+        series="Breakage",
     )
-    section.charts = _per_currency_charts(
-        rows,
-        title="Breakage",
-        category=lambda row: period_label(row["period"], period.granularity),
-        series=_series_name(breakdown, "Breakage"),
-        value_key="value",
-        categories=_period_chart_categories(period),
-    )
-    return ReportResult(caption="F" + _period_caption(period, form)[1:], sections=[section])
 
 
 def expiring_report(form) -> ReportResult:
