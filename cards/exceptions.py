@@ -86,7 +86,7 @@ class CardPermissionDenied(CardEditError):
 
 
 class RedemptionLocked(CardError):
-    """Too many failed redemptions (PRODUCT.md 3): refused without looking the code up.
+    """Too many failed redemptions (docs/panel.md): refused without looking the code up.
 
     `locked_until` says when redemption opens again. Over REST it answers HTTP 429.
     """

@@ -11,14 +11,14 @@ import datetime as dt
 import io
 from collections.abc import Callable, Iterator
 
-from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Case, CharField, F, Func, QuerySet, TextField, Value, When
-from django.db.models.functions import Cast, Concat, LPad
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from . import pins
-from .models import TopUpCard
+from . import pins, sql
+from .events import cards_exported_event
+from .models import TopUpCard, card_status, serial_expression
 
 COLUMNS = [
     "Serial Number",
@@ -82,7 +82,7 @@ def _pg_select(queryset: QuerySet[TopUpCard], *, with_pins: bool, at: dt.datetim
         output_field=CharField(),
     )
     annotated = queryset.annotate_status(at=at).annotate(
-        x_serial=Concat(F("series"), Value("-"), LPad(Cast("number", TextField()), 9, Value("0"))),
+        x_serial=serial_expression(),
         x_amount=Cast("amount", TextField()),
         x_pin=Func(F("pin_encrypted"), Value("hex"), function="ENCODE", output_field=CharField())
         if with_pins
@@ -107,17 +107,6 @@ def _pg_select(queryset: QuerySet[TopUpCard], *, with_pins: bool, at: dt.datetim
     if with_pins:  # the encrypted PIN leads, so Python can find it without parsing the CSV
         names = ["x_pin", *[n for n in names if n != "x_pin"]]
     return export_ordering(annotated).values_list(*names)
-
-
-def _pg_lines(queryset, *, with_pins: bool, at) -> Iterator[bytes]:
-    try:
-        sql, params = _pg_select(queryset, with_pins=with_pins, at=at).query.sql_with_params()
-    except EmptyResultSet:  # e.g. .none(): nothing to ask the database
-        return
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        with cursor.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
-            for block in copy:  # libpq hands over one row at a time
-                yield bytes(block)
 
 
 def _pg_rows(queryset, *, with_pins: bool, at, progress: Progress | None) -> Iterator[bytes]:
@@ -146,7 +135,7 @@ def _pg_rows(queryset, *, with_pins: bool, at, progress: Progress | None) -> Ite
         out.append(b"")
         return b"\n".join(out)
 
-    for block in _pg_lines(queryset, with_pins=with_pins, at=at):
+    for block in sql.copy_csv(_pg_select(queryset, with_pins=with_pins, at=at)):
         pending.append(block)
         pending_size += len(block)
         if pending_size >= _FLUSH_BYTES:
@@ -180,7 +169,7 @@ def _generic_rows(queryset, *, with_pins: bool, at, progress: Progress | None) -
                 card.currency,
                 pin,
                 card.reseller.name if card.reseller else "",
-                _status_at(card, at),
+                card_status(card, at),
                 format_time(card.expires_at),
                 format_activated(
                     card.activated_at, card.activated_by.name if card.activated_by else ""
@@ -199,16 +188,6 @@ def _generic_rows(queryset, *, with_pins: bool, at, progress: Progress | None) -
         yield buffer.getvalue().encode()
     if progress:
         progress(rows)
-
-
-def _status_at(card: TopUpCard, at) -> str:
-    if card.activated_at is not None:
-        return "activated"
-    if card.blocked:
-        return "blocked"
-    if card.expires_at <= at:
-        return "expired"
-    return "new"
 
 
 def export_csv(
@@ -243,8 +222,6 @@ def export_with_audit(
     The event is written when the stream ends, also when the client goes away mid-way
     (`complete` is then false), so every export that started is on record.
     """
-    from .models import CardEvent, CardEventKind
-
     rows = 0
     complete = False
 
@@ -258,15 +235,11 @@ def export_with_audit(
         yield from export_csv(queryset, with_pins=with_pins, progress=count)
         complete = True
     finally:
-        CardEvent.objects.create(
-            kind=CardEventKind.EXPORTED,
+        cards_exported_event(
+            description=description,
+            rows=rows,
+            with_pins=with_pins,
+            complete=complete,
             actor=actor,
             channel=channel,
-            serial=str(description.get("series", ""))[:20],
-            changes={
-                "filter": description,
-                "rows": rows,
-                "with_pins": with_pins,
-                "complete": complete,
-            },
         )

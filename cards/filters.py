@@ -32,9 +32,19 @@ from subscribers.models import Reseller, Subscriber
 from subscribers.selectors import staff_reseller
 
 from . import pins
-from .models import PIN_MAX_LENGTH, PIN_MIN_LENGTH, SERIAL_NUMBER_DIGITS, CardStatus, TopUpCard
+from .models import (
+    PIN_MAX_LENGTH,
+    PIN_MIN_LENGTH,
+    SERIAL_NUMBER_DIGITS,
+    SERIES_FORMAT,
+    SERIES_MAX_DIGITS,
+    CardStatus,
+    TopUpCard,
+)
 
-_SERIAL = re.compile(rf"^\s*([0-9]{{1,6}})(?:\s*-\s*([0-9]{{1,{SERIAL_NUMBER_DIGITS}}}))?\s*$")
+_SERIAL = re.compile(
+    rf"\s*({SERIES_FORMAT.pattern})(?:\s*-\s*([0-9]{{1,{SERIAL_NUMBER_DIGITS}}}))?\s*"
+)
 PIN_SEARCHES_SESSION_KEY = "cards_pin_searches"
 _MAX_REMEMBERED_PIN_SEARCHES = 20
 # A client name matching more subscribers than this is too vague to search by.
@@ -60,7 +70,7 @@ SEARCH_FIELDS = (
 
 def parse_serial(value: str) -> tuple[str, int | None]:
     """`3-004206576` → ("3", 4206576); `3` → ("3", None) meaning the whole series."""
-    match = _SERIAL.match(value or "")
+    match = _SERIAL.fullmatch(value or "")
     if not match:
         raise ValidationError(
             "Enter a serial number such as 3-004206576, or a series such as 3.", code="serial"
@@ -200,7 +210,9 @@ class CardFilter(django_filters.FilterSet):
         label="Activation Date to", field_name="activated_at", method="filter_day_to"
     )
     batch = IdFilter(label="Batch", field_name="batch_id", min_value=1, max_value=MAX_ID)
-    series = django_filters.CharFilter(label="Series", method="filter_series", max_length=6)
+    series = django_filters.CharFilter(
+        label="Series", method="filter_series", max_length=SERIES_MAX_DIGITS
+    )
 
     class Meta:
         form = CardSearchForm

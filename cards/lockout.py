@@ -1,9 +1,9 @@
-"""Brute-force protection for redemption (PRODUCT.md 3), counted from the audit events.
+"""Brute-force protection for redemption (docs/panel.md), counted from the audit events.
 
 Failed redemptions are `CardEvent` rows of kind `redeem_failed`, so the count lives in the
 database and holds across every app server process. Panel attempts are counted per subscriber
 and per client IP; REST attempts per API client (the authenticated user). Attempts refused
-because of a lock are audited too (reason "locked") but do not count towards a lock, so a lock
+because of a lock are audited too (`RedeemFailed.LOCKED`) but do not count towards a lock, so a lock
 ends on time instead of being extended by every refused attempt.
 
 A subscriber's own successful redemption clears that subscriber's count. It never clears the
@@ -25,10 +25,9 @@ from django.utils import timezone
 
 from wallets.models import Channel
 
-from .exceptions import RedemptionLocked
+from .events import RedeemFailed
 from .models import CardEvent, CardEventKind, TopUpCard
 
-LOCKED_REASON = RedemptionLocked.code
 # Enough rows to find any lock: refused attempts are not counted, so a key collects at most a
 # few failures per window; the cap only bounds the work when parallel requests overshoot.
 _MAX_ROWS = 500
@@ -52,9 +51,8 @@ def lockout_duration() -> dt.timedelta:
 
 
 def _counted_failures():
-    return CardEvent.objects.filter(kind=CardEventKind.REDEEM_FAILED).exclude(
-        changes__reason=LOCKED_REASON
-    )
+    refused_by_lock = Q((f"changes__{RedeemFailed.REASON}", RedeemFailed.LOCKED))
+    return CardEvent.objects.filter(kind=CardEventKind.REDEEM_FAILED).exclude(refused_by_lock)
 
 
 def _lock_end(times: list[dt.datetime], needed: int) -> dt.datetime | None:

@@ -1,8 +1,13 @@
 import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Case, Q, Value, When
+from django.db.models import Case, CharField, F, Q, Value, When
+from django.db.models.functions import Cast, Concat, LPad
 from django.utils import timezone
 
 from subscribers.models import Reseller, Subscriber
@@ -14,6 +19,26 @@ PIN_MIN_LENGTH = 5
 PIN_MAX_LENGTH = 20
 PIN_DEFAULT_LENGTH = 12
 
+# The formats of a series and of a currency code (docs/cards.md), for every check of them: the
+# generation service, the import, the Advanced Search, the database constraint, the reports.
+# Match with `fullmatch` (a `$` would let a trailing newline through).
+SERIES_MAX_DIGITS = 6
+SERIES_FORMAT = re.compile(rf"[0-9]{{1,{SERIES_MAX_DIGITS}}}")
+SERIES_MESSAGE = f"Series must be 1 to {SERIES_MAX_DIGITS} digits."
+CURRENCY_FORMAT = re.compile(r"[A-Z]{3}")
+CURRENCY_MESSAGE = "Currency must be a three-letter code such as USD."
+
+
+def validate_series(value: str) -> None:
+    if not SERIES_FORMAT.fullmatch(value):
+        raise ValidationError(SERIES_MESSAGE, code="series")
+
+
+def validate_currency(value: str) -> None:
+    """Three capital letters: callers upper-case what people type before checking it."""
+    if not CURRENCY_FORMAT.fullmatch(value):
+        raise ValidationError(CURRENCY_MESSAGE, code="currency")
+
 
 class CardStatus(models.TextChoices):
     NEW = "new", "New"
@@ -22,44 +47,94 @@ class CardStatus(models.TextChoices):
     BLOCKED = "blocked", "Blocked"
 
 
+@dataclass(frozen=True)
+class _StatusRule:
+    status: str
+    holds: Q
+    fails: Q
+    """The negation, spelled as the partial indexes' conditions are so the planner can use them."""
+    test: Callable[["TopUpCard"], bool]
+    """`holds` for a card in memory."""
+
+
+def _status_rules(at: dt.datetime) -> tuple[_StatusRule, ...]:
+    """The card status (docs/cards.md), derived at the instant `at`: the first rule that holds
+    gives the status, and a card none holds is new. The one definition of it: the filters, the
+    annotation, the property, the export and the batch figures are all made from these rules."""
+    return (
+        _StatusRule(
+            CardStatus.ACTIVATED,
+            Q(activated_at__isnull=False),
+            Q(activated_at__isnull=True),
+            lambda card: card.activated_at is not None,
+        ),
+        _StatusRule(
+            CardStatus.BLOCKED, Q(blocked=True), Q(blocked=False), lambda card: card.blocked
+        ),
+        _StatusRule(
+            CardStatus.EXPIRED,
+            Q(expires_at__lte=at),
+            Q(expires_at__gt=at),
+            lambda card: card.expires_at <= at,
+        ),
+    )
+
+
+def status_conditions(at: dt.datetime | None = None) -> dict[str, Q]:
+    """For each status (in CardStatus order), the condition a card of that status meets at `at`
+    (default: now)."""
+    conditions: dict[str, Q] = {}
+    earlier_fail = Q()
+    for rule in _status_rules(at or timezone.now()):
+        conditions[rule.status] = earlier_fail & rule.holds
+        earlier_fail &= rule.fails
+    conditions[CardStatus.NEW] = earlier_fail
+    return {status: conditions[status] for status in CardStatus}
+
+
+def card_status(card: "TopUpCard", at: dt.datetime) -> str:
+    """The status of a card in memory at `at`."""
+    for rule in _status_rules(at):
+        if rule.test(card):
+            return rule.status
+    return CardStatus.NEW
+
+
 def format_serial(series: str, number: int) -> str:
     return f"{series}-{number:0{SERIAL_NUMBER_DIGITS}d}"
 
 
-class TopUpCardQuerySet(models.QuerySet):
-    """Status is derived, in this order: activated, blocked, expired, else new."""
+def serial_expression() -> Concat:
+    """`format_serial` in SQL, for statements that write or export serials without loading cards."""
+    return Concat(
+        F("series"),
+        Value("-"),
+        LPad(Cast("number", CharField()), SERIAL_NUMBER_DIGITS, Value("0")),
+        output_field=CharField(),
+    )
 
+
+class TopUpCardQuerySet(models.QuerySet):
     def activated(self):
-        return self.filter(activated_at__isnull=False)
+        return self.with_status(CardStatus.ACTIVATED)
 
     def blocked(self):
-        return self.filter(activated_at__isnull=True, blocked=True)
+        return self.with_status(CardStatus.BLOCKED)
 
     def expired(self, at=None):
-        return self.filter(
-            activated_at__isnull=True, blocked=False, expires_at__lte=at or timezone.now()
-        )
+        return self.with_status(CardStatus.EXPIRED, at=at)
 
     def new(self, at=None):
-        return self.filter(
-            activated_at__isnull=True, blocked=False, expires_at__gt=at or timezone.now()
-        )
+        return self.with_status(CardStatus.NEW, at=at)
 
     def with_status(self, status: str, at=None):
-        return {
-            CardStatus.NEW: self.new,
-            CardStatus.ACTIVATED: lambda at=None: self.activated(),
-            CardStatus.EXPIRED: self.expired,
-            CardStatus.BLOCKED: lambda at=None: self.blocked(),
-        }[CardStatus(status)](at=at)
+        return self.filter(status_conditions(at)[CardStatus(status)])
 
     def annotate_status(self, at=None):
         at = at or timezone.now()
         return self.annotate(
             status=Case(
-                When(activated_at__isnull=False, then=Value(CardStatus.ACTIVATED)),
-                When(blocked=True, then=Value(CardStatus.BLOCKED)),
-                When(expires_at__lte=at, then=Value(CardStatus.EXPIRED)),
+                *(When(rule.holds, then=Value(rule.status)) for rule in _status_rules(at)),
                 default=Value(CardStatus.NEW),
                 output_field=models.CharField(),
             )
@@ -69,7 +144,7 @@ class TopUpCardQuerySet(models.QuerySet):
 class CardSeries(models.Model):
     """One row per series: generation locks it so two batches never share a serial."""
 
-    series = models.CharField(max_length=6, primary_key=True)
+    series = models.CharField(max_length=SERIES_MAX_DIGITS, primary_key=True)
 
     class Meta:
         verbose_name_plural = "card series"
@@ -81,7 +156,7 @@ class CardSeries(models.Model):
 class CardBatch(models.Model):
     """One generation run: who, when, with which parameters, and which serials it made."""
 
-    series = models.CharField(max_length=6)
+    series = models.CharField(max_length=SERIES_MAX_DIGITS)
     first_number = models.PositiveBigIntegerField()
     quantity = models.PositiveIntegerField()
     amount = models.DecimalField(max_digits=14, decimal_places=2)
@@ -187,7 +262,7 @@ class CardJob(models.Model):
 class TopUpCard(models.Model):
     """A prepaid top-up card. The PIN is stored only as a keyed digest and an encrypted copy."""
 
-    series = models.CharField(max_length=6)
+    series = models.CharField(max_length=SERIES_MAX_DIGITS)
     number = models.PositiveBigIntegerField()
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=3)
@@ -227,7 +302,7 @@ class TopUpCard(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["series", "number"], name="card_serial_unique"),
             models.CheckConstraint(
-                condition=Q(series__regex=r"^[0-9]{1,6}$"), name="card_series_digits"
+                condition=Q(series__regex=rf"^{SERIES_FORMAT.pattern}$"), name="card_series_digits"
             ),
             models.CheckConstraint(
                 condition=Q(number__gte=1) & Q(number__lte=MAX_CARD_NUMBER),
@@ -271,13 +346,7 @@ class TopUpCard(models.Model):
 
     @property
     def status(self) -> str:
-        if self.activated_at is not None:
-            return CardStatus.ACTIVATED
-        if self.blocked:
-            return CardStatus.BLOCKED
-        if self.expires_at <= timezone.now():
-            return CardStatus.EXPIRED
-        return CardStatus.NEW
+        return card_status(self, timezone.now())
 
     @property
     def masked_pin(self) -> str:

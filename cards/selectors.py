@@ -17,7 +17,6 @@ from decimal import Decimal
 
 from django.db import connections
 from django.db.models import Count, Q, QuerySet, Sum
-from django.utils import timezone
 
 from subscribers.selectors import staff_reseller
 
@@ -30,6 +29,7 @@ from .models import (
     CardJobKind,
     CardStatus,
     TopUpCard,
+    status_conditions,
 )
 
 # Counting stops here: past it the changelist shows the planner's estimate ("about N").
@@ -137,19 +137,18 @@ def jobs_visible_to(user) -> QuerySet:
 
 def batch_figures(batch: CardBatch) -> dict:
     """Live figures of a batch's remaining cards: how many of each status, value outstanding."""
-    now = timezone.now()
     cards = TopUpCard.objects.filter(batch=batch).order_by()
-    conditions = {
-        CardStatus.NEW: Q(activated_at__isnull=True, blocked=False, expires_at__gt=now),
-        CardStatus.ACTIVATED: Q(activated_at__isnull=False),
-        CardStatus.EXPIRED: Q(activated_at__isnull=True, blocked=False, expires_at__lte=now),
-        CardStatus.BLOCKED: Q(activated_at__isnull=True, blocked=True),
-    }
-    figures = cards.aggregate(
+    conditions = status_conditions()
+    # Counted under names no field has: an aggregate named "blocked" would shadow the column in
+    # the conditions resolved after it.
+    counted = {f"n_{status}": Count("id", filter=q) for status, q in conditions.items()}
+    totals = cards.aggregate(
         total=Count("id"),
         outstanding=Sum("amount", filter=conditions[CardStatus.NEW]),
-        **{str(status): Count("id", filter=q) for status, q in conditions.items()},
+        **counted,
     )
-    figures["outstanding"] = figures["outstanding"] or Decimal("0.00")
-    figures["deleted"] = batch.quantity - figures["total"]
+    figures = {str(status): totals[f"n_{status}"] for status in conditions}
+    figures["total"] = totals["total"]
+    figures["outstanding"] = totals["outstanding"] or Decimal("0.00")
+    figures["deleted"] = batch.quantity - totals["total"]
     return figures

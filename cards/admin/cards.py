@@ -7,12 +7,12 @@ from django.utils.html import format_html
 from import_export.admin import ExportActionMixin, ImportMixin
 from import_export.formats.base_formats import CSV, JSON, XLSX
 
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.events import export_action_event
+from cards.models import TopUpCard
 from cards.resources import TopUpCardExportResource, TopUpCardImportResource
 from cards.selectors import card_history, cards_visible_to
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from subscribers.selectors import staff_reseller
-from wallets.models import Channel
 
 from .changelist import CappedCountPaginator, CardChangeList
 from .display import activated_text, created_text, status_badge
@@ -158,16 +158,11 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
                 f"The Export action handles at most {EXPORT_ACTION_LIMIT:,} cards. Use "
                 "“Export CSV”, which streams any number of cards."
             )
-        CardEvent.objects.create(
-            kind=CardEventKind.EXPORTED,
+        export_action_event(
+            file_format=file_format.get_title(),
+            rows=queryset.order_by().count(),
+            with_pins=request.user.has_perm("cards.view_pin"),
             actor=request.user,
-            channel=Channel.ADMIN,
-            changes={
-                "what": "export action",
-                "format": file_format.get_title(),
-                "rows": queryset.order_by().count(),
-                "with_pins": request.user.has_perm("cards.view_pin"),
-            },
         )
         return super().get_export_data(file_format, request, queryset, **kwargs)
 

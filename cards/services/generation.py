@@ -3,29 +3,26 @@
 import datetime as dt
 import hmac
 import logging
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import (
-    Max,
-)
+from django.db.models import Max
 from django.utils import timezone
 
-from cards import pins
-from cards.exceptions import (
-    CardPermissionDenied,
-    GenerationError,
-)
+from cards import pins, sql
+from cards.events import batch_generated_event
+from cards.exceptions import CardPermissionDenied, GenerationError
 from cards.models import (
+    CURRENCY_FORMAT,
+    CURRENCY_MESSAGE,
     MAX_CARD_NUMBER,
     PIN_MAX_LENGTH,
     PIN_MIN_LENGTH,
+    SERIES_FORMAT,
+    SERIES_MESSAGE,
     CardBatch,
-    CardEvent,
-    CardEventKind,
     CardSeries,
     TopUpCard,
 )
@@ -35,10 +32,8 @@ from subscribers.models import Reseller
 logger = logging.getLogger(__name__)
 
 MAX_BATCH_QUANTITY = 1_000_000
-# Live cards of one PIN length may fill at most this share of the PIN space (PRODUCT.md 2).
+# Live cards of one PIN length may fill at most this share of the PIN space (docs/cards.md).
 PIN_SPACE_SHARE = 10_000
-_SERIES = re.compile(r"^[0-9]{1,6}$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 _CHUNK = 5_000
 
 Progress = Callable[[int, int], None]
@@ -54,8 +49,8 @@ class GenerationResult:
 def _validate_generation(
     *, series, quantity, amount, currency, pin_length, expires_at
 ) -> tuple[Decimal, str]:
-    if not isinstance(series, str) or not _SERIES.match(series):
-        raise GenerationError("Series must be 1 to 6 digits.", field="series")
+    if not isinstance(series, str) or not SERIES_FORMAT.fullmatch(series):
+        raise GenerationError(SERIES_MESSAGE, field="series")
     if not isinstance(quantity, int) or not 1 <= quantity <= MAX_BATCH_QUANTITY:
         raise GenerationError(
             f"Quantity must be between 1 and {MAX_BATCH_QUANTITY:,}.", field="quantity"
@@ -71,8 +66,8 @@ def _validate_generation(
             "Amount may have at most 2 decimal places and 12 digits.", field="amount"
         )
     currency = (currency or "").strip().upper()
-    if not _CURRENCY.match(currency):
-        raise GenerationError("Currency must be a three-letter code such as USD.", field="currency")
+    if not CURRENCY_FORMAT.fullmatch(currency):
+        raise GenerationError(CURRENCY_MESSAGE, field="currency")
     if not isinstance(pin_length, int) or not PIN_MIN_LENGTH <= pin_length <= PIN_MAX_LENGTH:
         raise GenerationError(
             f"PIN length must be between {PIN_MIN_LENGTH} and {PIN_MAX_LENGTH} digits.",
@@ -157,41 +152,12 @@ def _replace_colliding(pin_list: list[str], length: int) -> int:
                 replaced += 1
 
 
-_COPY_COLUMNS = (
-    "series",
-    "number",
-    "amount",
-    "currency",
-    "pin_digest",
-    "pin_encrypted",
-    "pin_length",
-    "pin_last4",
-    "reseller_id",
-    "expires_at",
-    "blocked",
-    "batch_id",
-    "created_at",
-)
-_COPY_TYPES = (
-    "varchar",
-    "int8",
-    "numeric",
-    "varchar",
-    "bytea",
-    "bytea",
-    "int2",
-    "varchar",
-    "int8",
-    "timestamptz",
-    "bool",
-    "int8",
-    "timestamptz",
-)
-
-
 def _card_rows(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> Iterable[tuple]:
-    # The per-row work is the cost of a million-card batch: keys are looked up once and the
-    # constant columns bound to locals.
+    """The batch's cards as rows of `sql.CARD_COLUMNS`' values.
+
+    The per-row work is the cost of a million-card batch: keys are looked up once and the
+    constant columns bound to locals.
+    """
     digest_key = pins.digest_keys()[0]
     encrypt = pins.pin_encrypter()
     digest = hmac.digest
@@ -221,18 +187,10 @@ def _card_rows(batch: CardBatch, pin_list: list[str], progress: Progress | None)
 
 def _write_cards(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> None:
     if connection.vendor == "postgresql":
-        table = TopUpCard._meta.db_table
-        with connection.cursor() as cursor, connection.wrap_database_errors:
-            raw = cursor.cursor  # the psycopg cursor, inside Django's transaction
-            sql = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-            with raw.copy(sql) as copy:
-                copy.set_types(_COPY_TYPES)
-                for row in _card_rows(batch, pin_list, progress):
-                    copy.write_row(row)
+        sql.copy_cards(_card_rows(batch, pin_list, progress))
     else:
-        fields = _COPY_COLUMNS
         cards = (
-            TopUpCard(**dict(zip(fields, row, strict=True)))
+            TopUpCard(**dict(zip(sql.CARD_COLUMNS, row, strict=True)))
             for row in _card_rows(batch, pin_list, progress)
         )
         chunk: list[TopUpCard] = []
@@ -325,21 +283,5 @@ def card_batch_generate(
             "Batch %s: replaced %d PINs that existing cards already had", batch.pk, replaced
         )
         _write_cards(batch, pin_list, progress)
-    CardEvent.objects.create(
-        kind=CardEventKind.GENERATED,
-        batch=batch,
-        actor=actor,
-        serial=batch.first_serial,
-        changes={
-            "series": series,
-            "first_serial": batch.first_serial,
-            "last_serial": batch.last_serial,
-            "quantity": quantity,
-            "amount": str(amount),
-            "currency": currency,
-            "pin_length": pin_length,
-            "reseller": reseller.name if reseller else None,
-            "expires_at": expires_at.isoformat(),
-        },
-    )
+    batch_generated_event(batch=batch, actor=actor)
     return GenerationResult(batch=batch, pins=pin_list)

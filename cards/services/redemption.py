@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cards import lockout, pins
+from cards.events import card_redeem_failed_event, card_redeemed_event
 from cards.exceptions import (
     CardAlreadyRedeemed,
     CardAmountMismatch,
@@ -22,8 +23,6 @@ from cards.exceptions import (
 from cards.models import (
     PIN_MAX_LENGTH,
     PIN_MIN_LENGTH,
-    CardEvent,
-    CardEventKind,
     TopUpCard,
 )
 from subscribers.models import Subscriber
@@ -104,29 +103,10 @@ def _redeem_locked(
     card.activated_by = subscriber
     card.ledger_entry = result.entry
     card.save(update_fields=["activated_at", "activated_by", "ledger_entry"])
-    CardEvent.objects.create(
-        kind=CardEventKind.REDEEMED,
-        card=card,
-        serial=card.serial,
-        actor=actor,
-        subscriber=subscriber,
-        channel=channel,
-        changes={"balance": balance.pk, "amount": str(card.amount), "currency": card.currency},
+    card_redeemed_event(
+        card=card, balance=balance, subscriber=subscriber, actor=actor, channel=channel
     )
     return Redemption(card=card, balance=result.balance)
-
-
-def _record_failed_redemption(*, error: CardError, subscriber, actor, channel, ip_address) -> None:
-    CardEvent.objects.create(
-        kind=CardEventKind.REDEEM_FAILED,
-        serial=error.card.serial if error.card else "",
-        card_id=error.card.pk if error.card else None,
-        actor=actor,
-        subscriber=subscriber,
-        channel=channel,
-        ip_address=ip_address,
-        changes={"reason": error.code},
-    )
 
 
 def card_redeem(
@@ -180,8 +160,9 @@ def card_redeem(
                 )
         except CardError as error:
             failure = error
-            _record_failed_redemption(
-                error=error,
+            card_redeem_failed_event(
+                card=error.card,
+                reason=error.code,
                 subscriber=subscriber,
                 actor=actor,
                 channel=channel,

@@ -1,16 +1,10 @@
 """A permitted operator reads a card's PIN; every reveal is audited."""
 
 from cards import pins
-from cards.exceptions import (
-    CardPermissionDenied,
-)
-from cards.models import (
-    CardEvent,
-    CardEventKind,
-    TopUpCard,
-)
+from cards.events import card_pin_revealed_event
+from cards.exceptions import CardPermissionDenied
+from cards.models import TopUpCard
 from subscribers.selectors import staff_reseller
-from wallets.models import Channel
 
 
 def card_pin_reveal(*, card: TopUpCard, actor, ip_address: str | None = None) -> str:
@@ -21,13 +15,5 @@ def card_pin_reveal(*, card: TopUpCard, actor, ip_address: str | None = None) ->
     if scoped is not None and card.reseller_id != scoped.pk:
         raise CardPermissionDenied("You are not allowed to see this card.")
     pin = pins.decrypt_pin(card.pin_encrypted)
-    CardEvent.objects.create(
-        kind=CardEventKind.PIN_REVEALED,
-        card=card,
-        serial=card.serial,
-        batch_id=card.batch_id,
-        actor=actor,
-        channel=Channel.ADMIN,
-        ip_address=ip_address,
-    )
+    card_pin_revealed_event(card=card, actor=actor, ip_address=ip_address)
     return pin

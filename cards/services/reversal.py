@@ -2,11 +2,8 @@
 
 from django.db import transaction
 
-from cards.models import (
-    CardEvent,
-    CardEventKind,
-    TopUpCard,
-)
+from cards.events import card_reversed_event
+from cards.models import TopUpCard
 from wallets.exceptions import AlreadyRedeemed, BadData
 from wallets.models import Channel, LedgerEntry
 from wallets.services.reversal import ledger_entry_reverse
@@ -26,21 +23,7 @@ def card_reverse(*, card_id: int, reason: str, actor=None) -> LedgerEntry:
     card.reversed_at = reversal.created_at
     card.blocked = True
     card.save(update_fields=["reversed_at", "blocked"])
-    CardEvent.objects.create(
-        kind=CardEventKind.REVERSED,
-        card=card,
-        serial=card.serial,
-        actor=actor,
-        subscriber=card.activated_by,
-        channel=Channel.ADMIN,
-        changes={
-            "reason": reason,
-            "amount": str(card.amount),
-            "currency": card.currency,
-            "reversal_entry": reversal.pk,
-            "blocked": [False, True],
-        },
-    )
+    card_reversed_event(card=card, reason=reason, reversal=reversal, actor=actor)
     return reversal
 
 

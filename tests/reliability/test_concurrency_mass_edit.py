@@ -12,7 +12,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-import cards.services.mass_edit
+import cards.sql
 from cards.models import CardEvent, CardEventKind, TopUpCard
 from cards.services.generation import card_batch_generate
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
@@ -43,7 +43,7 @@ def generate_in_another_transaction():
 
 @pytest.fixture
 def commit_a_batch_after_the_first_audit_insert(monkeypatch):
-    original = cards.services.mass_edit._insert_events
+    original = cards.sql.insert_card_events
     calls = []
 
     def patched(*args, **kwargs):
@@ -53,7 +53,7 @@ def commit_a_batch_after_the_first_audit_insert(monkeypatch):
             generate_in_another_transaction()
         return inserted
 
-    monkeypatch.setattr(cards.services.mass_edit, "_insert_events", patched)
+    monkeypatch.setattr(cards.sql, "insert_card_events", patched)
 
 
 def test_mass_update_changes_and_audits_only_the_cards_it_locked(

@@ -236,7 +236,7 @@ def test_generation_killed_inside_the_copy_leaves_no_batch_and_no_card(
 
     assert killed.status == 500
     assert_killed_after_writing(killer)
-    assert killer.victims[0]["query"].startswith("COPY cards_topupcard")
+    assert killer.victims[0]["query"].startswith('COPY "cards_topupcard"')
     assert len(produced) >= 2000
     assert state() == before
     assert not CardBatch.objects.exists()

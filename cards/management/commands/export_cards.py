@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cards.exports import export_with_audit
 from cards.management.progress import ProgressBar
-from cards.models import CardStatus, TopUpCard
+from cards.models import SERIES_FORMAT, CardStatus, TopUpCard
 from wallets.models import Channel
 
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--actor", help="Username recorded in the audit event.")
 
     def handle(self, *args, series, status, output, with_pins, actor, **options):
-        if not series.isdigit() or len(series) > 6:
+        if not SERIES_FORMAT.fullmatch(series):
             raise CommandError("--series must be 1 to 6 digits.")
         user = None
         if actor:

@@ -1,0 +1,318 @@
+"""The audit events of cards (docs/cards.md): the only code that builds a CardEvent's `changes`.
+
+One function per kind of event writes it. A class per kind names the keys of its `changes`, for
+the code that reads them (cards.lockout, the finance reports): the JSON is a record, so a key or
+the format of its value never changes once events carry it.
+
+Mass Edit and Delete all write one event per card in one INSERT … SELECT (cards.sql); their
+payloads are database expressions over each card's columns, made here too (`*_events`). So is
+the payload the REST top-up statement writes in SQL (`redeemed_jsonb`).
+"""
+
+from dataclasses import dataclass
+from typing import Final
+
+from django.db.models import BigIntegerField, CharField, F, Value
+from django.db.models.functions import Cast, JSONObject
+from psycopg import sql
+
+from wallets.models import Channel
+
+from .exceptions import RedemptionLocked
+from .models import CardBatch, CardEvent, CardEventKind, TopUpCard
+
+
+class _CardFields:
+    """Keys named after the card's field whose value they record."""
+
+    SERIES: Final = "series"
+    AMOUNT: Final = "amount"
+    CURRENCY: Final = "currency"
+    RESELLER: Final = "reseller"
+    EXPIRES_AT: Final = "expires_at"
+
+
+class Generated(_CardFields):
+    """`generated`: the batch's parameters; RESELLER is the reseller's name, or null."""
+
+    FIRST_SERIAL: Final = "first_serial"
+    LAST_SERIAL: Final = "last_serial"
+    QUANTITY: Final = "quantity"
+    PIN_LENGTH: Final = "pin_length"
+
+
+class Edited:
+    """`edited`, `blocked` and `unblocked` (Mass Edit): one field of one card, old and new."""
+
+    FIELD: Final = "field"
+    OLD: Final = "old"
+    NEW: Final = "new"
+    NEW_NAME: Final = "new_name"
+    """Only when FIELD is RESELLER (whose OLD and NEW are reseller ids): the new one's name."""
+    # The values of FIELD. Blocked / unblocked events say BLOCKED; their kind is the new flag.
+    EXPIRES_AT: Final = "expires_at"
+    RESELLER: Final = "reseller"
+    BLOCKED: Final = "blocked"
+
+
+class Deleted(_CardFields):
+    """`deleted` (Delete all): the card as it was when it went, for the reports' past days.
+
+    RESELLER is the reseller's id, or null. The datetimes are as the database writes them into
+    JSON: ISO 8601 with a "T" and an offset on PostgreSQL (jsonb), the column's own
+    "YYYY-MM-DD HH:MM:SS[.ffffff]" UTC text on SQLite; BLOCKED is true/false on PostgreSQL, 1/0
+    on SQLite.
+    """
+
+    CREATED_AT: Final = "created_at"
+    BLOCKED: Final = "blocked"
+
+
+class Redeemed:
+    BALANCE: Final = "balance"
+    """The balance's id."""
+    AMOUNT: Final = "amount"
+    CURRENCY: Final = "currency"
+
+
+class RedeemFailed:
+    REASON: Final = "reason"
+    """The `code` of the CardError that refused the attempt."""
+    LOCKED: Final = RedemptionLocked.code
+    """The REASON of an attempt refused by a lock (not counted towards a lock)."""
+
+
+class Reversed:
+    REASON: Final = "reason"
+    AMOUNT: Final = "amount"
+    CURRENCY: Final = "currency"
+    REVERSAL_ENTRY: Final = "reversal_entry"
+    """The compensating ledger entry's id."""
+    BLOCKED: Final = "blocked"
+    """[old, new]: a reversal blocks the card."""
+
+
+class Exported:
+    """`exported`: the streamed CSV (FILTER, ROWS, WITH_PINS, COMPLETE) or the admin's Export
+    action (WHAT, FORMAT, ROWS, WITH_PINS)."""
+
+    FILTER: Final = "filter"
+    ROWS: Final = "rows"
+    WITH_PINS: Final = "with_pins"
+    COMPLETE: Final = "complete"
+    """False when the client went away before the end of the stream."""
+    WHAT: Final = "what"
+    FORMAT: Final = "format"
+    EXPORT_ACTION: Final = "export action"
+    """The value of WHAT."""
+
+
+class Imported:
+    ROWS: Final = "rows"
+    FILE: Final = "file"
+
+
+# --- one card, one batch, one file ----------------------------------------------------------
+
+
+def batch_generated_event(*, batch: CardBatch, actor) -> CardEvent:
+    return CardEvent.objects.create(
+        kind=CardEventKind.GENERATED,
+        batch=batch,
+        actor=actor,
+        serial=batch.first_serial,
+        changes={
+            Generated.SERIES: batch.series,
+            Generated.FIRST_SERIAL: batch.first_serial,
+            Generated.LAST_SERIAL: batch.last_serial,
+            Generated.QUANTITY: batch.quantity,
+            Generated.AMOUNT: str(batch.amount),
+            Generated.CURRENCY: batch.currency,
+            Generated.PIN_LENGTH: batch.pin_length,
+            Generated.RESELLER: batch.reseller.name if batch.reseller else None,
+            Generated.EXPIRES_AT: batch.expires_at.isoformat(),
+        },
+    )
+
+
+def card_redeemed_event(*, card: TopUpCard, balance, subscriber, actor, channel: str) -> CardEvent:
+    return CardEvent.objects.create(
+        kind=CardEventKind.REDEEMED,
+        card=card,
+        serial=card.serial,
+        actor=actor,
+        subscriber=subscriber,
+        channel=channel,
+        changes={
+            Redeemed.BALANCE: balance.pk,
+            Redeemed.AMOUNT: str(card.amount),
+            Redeemed.CURRENCY: card.currency,
+        },
+    )
+
+
+def card_redeem_failed_event(
+    *, card: TopUpCard | None, reason: str, subscriber, actor, channel: str, ip_address
+) -> CardEvent:
+    """`card` when the code found one (blocked, expired, …), else None."""
+    return CardEvent.objects.create(
+        kind=CardEventKind.REDEEM_FAILED,
+        serial=card.serial if card else "",
+        card_id=card.pk if card else None,
+        actor=actor,
+        subscriber=subscriber,
+        channel=channel,
+        ip_address=ip_address,
+        changes={RedeemFailed.REASON: reason},
+    )
+
+
+def card_reversed_event(*, card: TopUpCard, reason: str, reversal, actor) -> CardEvent:
+    return CardEvent.objects.create(
+        kind=CardEventKind.REVERSED,
+        card=card,
+        serial=card.serial,
+        actor=actor,
+        subscriber=card.activated_by,
+        channel=Channel.ADMIN,
+        changes={
+            Reversed.REASON: reason,
+            Reversed.AMOUNT: str(card.amount),
+            Reversed.CURRENCY: card.currency,
+            Reversed.REVERSAL_ENTRY: reversal.pk,
+            Reversed.BLOCKED: [False, True],
+        },
+    )
+
+
+def card_pin_revealed_event(*, card: TopUpCard, actor, ip_address) -> CardEvent:
+    return CardEvent.objects.create(
+        kind=CardEventKind.PIN_REVEALED,
+        card=card,
+        serial=card.serial,
+        batch_id=card.batch_id,
+        actor=actor,
+        channel=Channel.ADMIN,
+        ip_address=ip_address,
+    )
+
+
+def cards_exported_event(
+    *, description: dict, rows: int, with_pins: bool, complete: bool, actor, channel: str
+) -> CardEvent:
+    """The streamed CSV export; `description` is the selection (the search's filters)."""
+    return CardEvent.objects.create(
+        kind=CardEventKind.EXPORTED,
+        actor=actor,
+        channel=channel,
+        serial=str(description.get("series", ""))[:20],
+        changes={
+            Exported.FILTER: description,
+            Exported.ROWS: rows,
+            Exported.WITH_PINS: with_pins,
+            Exported.COMPLETE: complete,
+        },
+    )
+
+
+def export_action_event(*, file_format: str, rows: int, with_pins: bool, actor) -> CardEvent:
+    """The admin's Export action (CSV, XLSX, JSON of a selection)."""
+    return CardEvent.objects.create(
+        kind=CardEventKind.EXPORTED,
+        actor=actor,
+        channel=Channel.ADMIN,
+        changes={
+            Exported.WHAT: Exported.EXPORT_ACTION,
+            Exported.FORMAT: file_format,
+            Exported.ROWS: rows,
+            Exported.WITH_PINS: with_pins,
+        },
+    )
+
+
+def cards_imported_event(*, first_serial: str, rows: int, file_name: str, actor) -> CardEvent:
+    return CardEvent.objects.create(
+        kind=CardEventKind.IMPORTED,
+        actor=actor,
+        serial=first_serial[:20],
+        changes={Imported.ROWS: rows, Imported.FILE: file_name},
+    )
+
+
+# --- every selected card at once (database expressions over each card's row) ------------------
+
+
+@dataclass(frozen=True)
+class EachCardEvent:
+    """An event cards.sql.insert_card_events writes for each selected card."""
+
+    kind: str
+    changes: JSONObject
+    """Over the card's columns, as they are before the statement that changes them."""
+    linked: bool = True
+    """Whether the event links to its card (a deleted card's event keeps only the serial)."""
+
+
+def _json_text(value: str | None) -> Value:
+    return Value(value, output_field=CharField()) if value is not None else Value(None)
+
+
+def expiry_edited_events(expires_at) -> EachCardEvent:
+    """Each card's expiry becomes `expires_at`."""
+    changes = {
+        Edited.FIELD: Value(Edited.EXPIRES_AT),
+        Edited.OLD: F("expires_at"),
+        Edited.NEW: _json_text(expires_at.isoformat()),
+    }
+    return EachCardEvent(CardEventKind.EDITED, JSONObject(**changes))
+
+
+def reseller_edited_events(reseller) -> EachCardEvent:
+    """Each card's reseller becomes `reseller` (None: no reseller)."""
+    changes = {
+        Edited.FIELD: Value(Edited.RESELLER),
+        Edited.OLD: F("reseller_id"),
+        Edited.NEW: Value(reseller.pk if reseller else None, output_field=BigIntegerField()),
+        Edited.NEW_NAME: _json_text(reseller.name if reseller else None),
+    }
+    return EachCardEvent(CardEventKind.EDITED, JSONObject(**changes))
+
+
+def block_events(blocked: bool) -> EachCardEvent:
+    """Each card's flag becomes `blocked`: a `blocked` or an `unblocked` event."""
+    changes = {
+        Edited.FIELD: Value(Edited.BLOCKED),
+        Edited.OLD: Value(not blocked),
+        Edited.NEW: Value(blocked),
+    }
+    kind = CardEventKind.BLOCKED if blocked else CardEventKind.UNBLOCKED
+    return EachCardEvent(kind, JSONObject(**changes))
+
+
+def deleted_events() -> EachCardEvent:
+    """Each card is deleted: the card as it is just before it goes (see `Deleted`)."""
+    changes = {
+        Deleted.AMOUNT: Cast("amount", CharField()),
+        Deleted.CURRENCY: F("currency"),
+        Deleted.RESELLER: F("reseller_id"),
+        Deleted.SERIES: F("series"),
+        Deleted.CREATED_AT: F("created_at"),
+        Deleted.EXPIRES_AT: F("expires_at"),
+        Deleted.BLOCKED: F("blocked"),
+    }
+    return EachCardEvent(CardEventKind.DELETED, JSONObject(**changes), linked=False)
+
+
+def redeemed_jsonb(
+    *, balance: sql.Composable, amount: sql.Composable, currency: sql.Composable
+) -> sql.Composed:
+    """`card_redeemed_event`'s payload in PostgreSQL, from SQL expressions of the balance's id,
+    the card's amount (numeric, written as text) and currency."""
+    return sql.SQL("jsonb_build_object({}, {}, {}, ({})::text, {}, {})").format(
+        sql.Literal(Redeemed.BALANCE),
+        balance,
+        sql.Literal(Redeemed.AMOUNT),
+        amount,
+        sql.Literal(Redeemed.CURRENCY),
+        currency,
+    )

@@ -1,0 +1,299 @@
+"""The raw SQL statements of cards, each beside the ORM path it stands in for.
+
+The ORM path is the reference: it runs on every database (SQLite in development and tests), and
+each statement here must write what that path writes. Identifiers are composed with
+`psycopg.sql`, never pasted into the text; a statement is rendered to text once when its text
+must stay the same between calls (the prepared REST statement).
+"""
+
+import functools
+from collections.abc import Iterable, Iterator
+
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
+from django.db.models import BigIntegerField, CharField, DateTimeField, F, QuerySet, Value
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+from psycopg import sql
+
+from subscribers.models import AccessNumber, Subscriber, Subscription
+from wallets.models import Balance, BalanceEvent, BalanceTemplate, Channel, LedgerEntry, Wallet
+
+from . import events
+from .models import SERIAL_NUMBER_DIGITS, CardEvent, CardEventKind, TopUpCard, serial_expression
+
+# --- generation: COPY of a batch's cards (PostgreSQL) -------------------------------------------
+# Stands in for `TopUpCard.objects.bulk_create` in chunks (cards.services.generation, the path
+# on other databases); the same columns, in this order, make both. A PIN another card has
+# already fails the whole COPY on the unique index on pin_digest: the caller replaces the
+# clashing PINs and copies again (card_serial_unique guards the serials the same way).
+
+_CARD_COLUMN_TYPES = (
+    ("series", "varchar"),
+    ("number", "int8"),
+    ("amount", "numeric"),
+    ("currency", "varchar"),
+    ("pin_digest", "bytea"),
+    ("pin_encrypted", "bytea"),
+    ("pin_length", "int2"),
+    ("pin_last4", "varchar"),
+    ("reseller_id", "int8"),
+    ("expires_at", "timestamptz"),
+    ("blocked", "bool"),
+    ("batch_id", "int8"),
+    ("created_at", "timestamptz"),
+)
+CARD_COLUMNS = tuple(column for column, _ in _CARD_COLUMN_TYPES)
+_COPY_CARDS = (
+    sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)")
+    .format(
+        table=sql.Identifier(TopUpCard._meta.db_table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, CARD_COLUMNS)),
+    )
+    .as_string()
+)
+
+
+def copy_cards(rows: Iterable[tuple]) -> None:
+    """Write `rows` (values in CARD_COLUMNS order) in one binary COPY, inside Django's
+    transaction."""
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(_COPY_CARDS) as copy:
+            copy.set_types([kind for _, kind in _CARD_COLUMN_TYPES])
+            for row in rows:
+                copy.write_row(row)
+
+
+# --- Mass Edit / Delete all: the locked selection (PostgreSQL) ----------------------------------
+# Stands in for running every statement of the edit on the search's queryset, which is enough
+# on SQLite (the first write holds the database's write lock until the commit, so no card can be
+# added between the edit's statements). Here another transaction can commit a card the search
+# matches meanwhile, and it would be changed or deleted without its audit event, or get only
+# some of the fields: so the rows are locked once, in primary-key order (deadlock-free), and
+# their ids kept in a temporary table until the transaction ends. The later statements join it
+# to the cards' primary key; the search itself runs once, on its own indexes (cards.filters).
+
+_LOCKED_TABLE = sql.Identifier("topup_locked_cards")
+_LOCKED_IDS = sql.SQL("SELECT id FROM {locked}").format(locked=_LOCKED_TABLE).as_string()
+
+
+def lock_selection(cards: QuerySet) -> tuple[QuerySet, int]:
+    """Lock the cards `cards` selects without loading them; the locked cards and their number."""
+    try:
+        select, params = cards.order_by("pk").values("pk").query.sql_with_params()
+    except EmptyResultSet:  # a selection empty by construction (`pk__in=[]`, `.none()`)
+        return cards.none(), 0
+    create = sql.SQL(
+        "CREATE TEMPORARY TABLE {locked} ON COMMIT DROP AS "
+        "SELECT pk AS id FROM ({select} FOR UPDATE) AS locked"
+    ).format(locked=_LOCKED_TABLE, select=sql.SQL(select))
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_LOCKED_TABLE).as_string())
+        cursor.execute(create.as_string(), params)
+        count = cursor.rowcount
+        # Row counts for the planner: a hash join for a large selection, not a loop per id.
+        cursor.execute(sql.SQL("ANALYZE {}").format(_LOCKED_TABLE).as_string())
+    locked = TopUpCard.objects.filter(pk__in=RawSQL(_LOCKED_IDS, ()))  # noqa: S611
+    return locked.order_by(), count
+
+
+# --- Mass Edit / Delete all: one audit event per card (every database) ------------------------
+# Stands in for one `CardEvent.objects.create` per card (cards.events): INSERT … SELECT over the
+# selection, so no card passes through Python. The kind and payload come from cards.events; the
+# selection is the locked one above (its primary key) or, on SQLite, the search's queryset.
+
+_EVENT_COLUMNS = (
+    "kind",
+    "card_id",
+    "serial",
+    "batch_id",
+    "actor_id",
+    "channel",
+    "changes",
+    "created_at",
+)
+
+
+def insert_card_events(cards: QuerySet, *, event: events.EachCardEvent, actor) -> int:
+    """`event` for each card `cards` selects, by `actor` in the admin; how many were written."""
+    rows = cards.annotate(
+        ev_kind=Value(event.kind, output_field=CharField()),
+        ev_card=F("pk") if event.linked else Value(None, output_field=BigIntegerField()),
+        ev_serial=serial_expression(),
+        ev_batch=F("batch_id"),
+        ev_actor=Value(getattr(actor, "pk", None), output_field=BigIntegerField()),
+        ev_channel=Value(Channel.ADMIN, output_field=CharField()),
+        ev_changes=event.changes,
+        ev_created=Value(timezone.now(), output_field=DateTimeField()),
+    ).values_list(
+        "ev_kind",
+        "ev_card",
+        "ev_serial",
+        "ev_batch",
+        "ev_actor",
+        "ev_channel",
+        "ev_changes",
+        "ev_created",
+    )
+    select, params = rows.query.sql_with_params()
+    statement = sql.SQL("INSERT INTO {table} ({columns}) {select}").format(
+        table=sql.Identifier(CardEvent._meta.db_table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, _EVENT_COLUMNS)),
+        select=sql.SQL(select),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement.as_string(), params)
+        return cursor.rowcount
+
+
+# --- export: COPY … TO STDOUT (PostgreSQL) ----------------------------------------------------
+# Stands in for csv.writer over a chunked iterator of cards (cards.exports, the path on other
+# databases); the database formats every column as that path does, byte for byte.
+
+
+def copy_csv(select: QuerySet) -> Iterator[bytes]:
+    """The rows `select` (a values_list) gives, as CSV blocks, in the order it gives them."""
+    try:
+        query, params = select.query.sql_with_params()
+    except EmptyResultSet:  # e.g. .none(): nothing to ask the database
+        return
+    statement = sql.SQL("COPY ({select}) TO STDOUT WITH (FORMAT csv)").format(select=sql.SQL(query))
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(statement.as_string(), params) as copy:
+            for block in copy:  # libpq hands over one row at a time
+                yield bytes(block)
+
+
+# --- REST card top-up in one statement (PostgreSQL) -------------------------------------------
+# Stands in for the common case of `card_topup` → `card_redeem` (cards.services.topup and
+# .redemption): a new, valid card onto a live simple or virtual balance of a subscription, no
+# EndTime. The same locks in the same order (subscriber, card, balance), the same checks, the
+# same rows written (card activated, balance credited, ledger entry, balance event, card event).
+# Anything else (a failure to classify and audit, a replay, a periodic balance, an EndTime) makes
+# the statement change nothing and return no row, and the caller takes the ORM path, which finds
+# the exact Result and records the failure. Rows are locked with FOR UPDATE before they are
+# checked, so every check sees the row as it is under the lock (READ COMMITTED re-reads a row
+# that changed). Indexes: the balance by (wallet, resource_id), the subscription by the ref's
+# unique column, the failed redemptions by the partial index cardevent_fail_actor, the card by
+# its unique pin_digest.
+
+REF_CONDITIONS = {
+    "wallet__subscription__external_id": sql.SQL("s.external_id = %(ref)s"),
+    "wallet__subscription__access_numbers__number": sql.SQL(
+        "s.id = (SELECT a.subscription_id FROM {access_number} a WHERE a.number = %(ref)s)"
+    ).format(access_number=sql.Identifier(AccessNumber._meta.db_table)),
+    "wallet__subscription_id": sql.SQL("s.id = %(ref)s"),
+}
+_TOPUP = sql.SQL("""
+WITH target AS (
+    SELECT b.id AS balance_id, sub.id AS subscriber_id, sub.reseller_id, t.currency
+    FROM {balance} b
+    JOIN {template} t ON t.id = b.template_id
+    JOIN {wallet} w ON w.id = b.wallet_id
+    JOIN {subscription} s ON s.id = w.subscription_id
+    JOIN {subscriber} sub ON sub.id = s.subscriber_id
+    WHERE b.resource_id = %(resource_id)s AND {ref_condition}
+      AND t.kind NOT IN ('periodic', 'meter') AND t.precision >= %(places)s
+    FOR UPDATE OF sub
+), unlocked AS (
+    -- Fewer counted failures of this API client since the earliest moment a lock in force could
+    -- have started than a lock needs: no lock (cards.lockout decides every other case).
+    SELECT target.* FROM target
+    WHERE (
+        SELECT count(*) FROM (
+            SELECT 1 FROM {card_event} e
+            WHERE e.kind = {redeem_failed} AND e.actor_id = %(actor)s AND e.channel = %(channel)s
+              AND e.created_at > %(since)s AND NOT ((e.changes -> {reason}) = %(locked)s::jsonb)
+            LIMIT %(needed)s
+        ) failures
+    ) < %(needed)s
+), newest AS (
+    -- The card card_find_by_pin picks (the newest, should two keys' digests both match).
+    SELECT c.id FROM {card} c, unlocked
+    WHERE c.pin_digest = ANY(%(digests)s)
+    ORDER BY c.created_at DESC, c.id DESC
+    LIMIT 1
+), card AS (
+    -- SKIP LOCKED: a card another request holds (the same card sent twice at once) is left to
+    -- card_redeem, which waits for it and answers the exact Result, as without this statement.
+    SELECT c.id, c.amount, c.currency, c.reseller_id, c.activated_at, c.blocked, c.expires_at,
+           c.series || '-' || lpad(c.number::text, {serial_digits}, '0') AS serial
+    FROM {card} c, newest
+    WHERE c.id = newest.id
+    FOR UPDATE OF c SKIP LOCKED
+), go AS (
+    SELECT b.id AS balance_id, card.id AS card_id, card.amount, card.currency, card.serial,
+           unlocked.subscriber_id,
+           nextval(pg_get_serial_sequence({ledger_entry_name}, 'id')) AS entry_id
+    FROM {balance} b, unlocked, card
+    WHERE b.id = unlocked.balance_id
+      AND card.activated_at IS NULL AND NOT card.blocked AND card.expires_at > %(now)s
+      AND (card.reseller_id IS NULL OR card.reseller_id = unlocked.reseller_id)
+      AND card.currency = unlocked.currency AND card.amount = %(amount)s
+      AND b.start_time <= %(now)s AND (b.end_time IS NULL OR b.end_time > %(now)s)
+      AND b.amount + card.amount < %(limit)s
+    FOR UPDATE OF b
+), activated AS (
+    UPDATE {card} c
+    SET activated_at = %(now)s, activated_by_id = go.subscriber_id, ledger_entry_id = go.entry_id
+    FROM go WHERE c.id = go.card_id
+    RETURNING c.id
+), credit AS (
+    UPDATE {balance} b SET amount = b.amount + go.amount
+    FROM go WHERE b.id = go.balance_id
+    RETURNING b.id, b.amount
+), entry AS (
+    INSERT INTO {ledger_entry}
+        (id, balance_id, interval_id, amount, kind, channel, voucher, reason, actor_id,
+         request_id, reverses_id, created_at)
+    SELECT go.entry_id, go.balance_id, NULL, go.amount, 'redemption', %(channel)s, go.serial, '',
+           %(actor)s, %(request_id)s, NULL, %(now)s
+    FROM go
+    RETURNING id
+), balance_event AS (
+    INSERT INTO {balance_event}
+        (balance_id, kind, channel, actor_id, ledger_entry_id, changes, reason, request_id,
+         created_at)
+    SELECT credit.id, 'redemption', %(channel)s, %(actor)s, entry.id,
+           jsonb_build_object('amount', jsonb_build_array(
+               (credit.amount - go.amount)::text, credit.amount::text)),
+           '', %(request_id)s, %(now)s
+    FROM credit, go, entry
+), card_event AS (
+    INSERT INTO {card_event}
+        (kind, card_id, serial, batch_id, actor_id, subscriber_id, channel, ip_address, changes,
+         created_at)
+    SELECT {redeemed}, activated.id, go.serial, NULL, %(actor)s, go.subscriber_id, %(channel)s,
+           NULL, {redeemed_changes}, %(now)s
+    FROM activated, go
+)
+SELECT entry.id FROM entry
+""")
+
+
+@functools.cache
+def topup_statement(lookup: str) -> str:
+    """The statement for a balance named by `lookup` (a key of REF_CONDITIONS), composed once:
+    psycopg prepares a statement by its text, which must be the same on every request."""
+    return _TOPUP.format(
+        ref_condition=REF_CONDITIONS[lookup],
+        balance=sql.Identifier(Balance._meta.db_table),
+        template=sql.Identifier(BalanceTemplate._meta.db_table),
+        wallet=sql.Identifier(Wallet._meta.db_table),
+        subscription=sql.Identifier(Subscription._meta.db_table),
+        subscriber=sql.Identifier(Subscriber._meta.db_table),
+        card=sql.Identifier(TopUpCard._meta.db_table),
+        card_event=sql.Identifier(CardEvent._meta.db_table),
+        ledger_entry=sql.Identifier(LedgerEntry._meta.db_table),
+        ledger_entry_name=sql.Literal(LedgerEntry._meta.db_table),
+        balance_event=sql.Identifier(BalanceEvent._meta.db_table),
+        redeem_failed=sql.Literal(CardEventKind.REDEEM_FAILED.value),
+        reason=sql.Literal(events.RedeemFailed.REASON),
+        serial_digits=sql.Literal(SERIAL_NUMBER_DIGITS),
+        redeemed=sql.Literal(CardEventKind.REDEEMED.value),
+        redeemed_changes=events.redeemed_jsonb(
+            balance=sql.SQL("go.balance_id"),
+            amount=sql.SQL("go.amount"),
+            currency=sql.SQL("go.currency"),
+        ),
+    ).as_string()
