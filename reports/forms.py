@@ -6,14 +6,14 @@ import re
 from django import forms
 from django.utils import timezone
 
+from cards.models import validate_currency, validate_series
 from subscribers.models import Reseller
 from wallets.models import BalanceTemplate, Channel
 
 from .selectors.common import Granularity, periods
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+# A balance template counts money in a currency or other resources in a unit (MB, minutes).
 _UNIT = re.compile(r"^[A-Z]{1,10}$")
-_SERIES = re.compile(r"^[0-9]{1,6}$")
 # A chart and a table stay readable (and the query cheap) up to about this many periods.
 MAX_PERIODS = {Granularity.DAY: 400, Granularity.WEEK: 270, Granularity.MONTH: 120}
 
@@ -64,14 +64,14 @@ class ReportForm(forms.Form):
 
     def clean_currency(self) -> str:
         value = self.cleaned_data["currency"].strip().upper()
-        if value and not _CURRENCY.match(value):
-            raise forms.ValidationError("Currency must be a three-letter code such as USD.")
+        if value:
+            validate_currency(value)
         return value
 
     def clean_series(self) -> str:
         value = self.cleaned_data["series"].strip()
-        if value and not _SERIES.match(value):
-            raise forms.ValidationError("Series must be 1 to 6 digits.")
+        if value:
+            validate_series(value)
         return value
 
     @property

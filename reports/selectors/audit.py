@@ -1,8 +1,7 @@
 """What the reports read of the cards' audit events (`CardEvent.changes`, written by cards only).
 
-Every key of an audit payload the reports read is named at the top of this module, and nowhere
-else in reports: the payloads are defined by the code that writes them (docs/cards.md, "Audit
-events"), and these names must follow it.
+The keys of the payloads are declared by `cards/events.py`, the only code that writes them; the
+reports name them only through its classes (`Edited`, `Deleted`).
 """
 
 import datetime as dt
@@ -22,27 +21,10 @@ from django.db.models import (
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, StrIndex, Substr
 
+from cards.events import Deleted
 from cards.models import CardEvent, CardEventKind
 
 from .common import Instant
-
-# Mass Edit's `edited`, `blocked` and `unblocked` events: the field that changed and its value
-# before the change (the reseller's primary key, or null for none).
-CHANGED_FIELD = "field"
-CHANGED_OLD = "old"
-# The values of CHANGED_FIELD that liability reads as of a date.
-FIELD_EXPIRES_AT = "expires_at"
-FIELD_RESELLER = "reseller"
-FIELD_BLOCKED = "blocked"
-
-# Mass Edit's `deleted` event: the card as it was when it went.
-DELETED_AMOUNT = "amount"
-DELETED_CURRENCY = "currency"
-DELETED_RESELLER = "reseller"
-DELETED_SERIES = "series"
-DELETED_CREATED_AT = "created_at"
-DELETED_EXPIRES_AT = "expires_at"
-DELETED_BLOCKED = "blocked"
 
 # The audit events that change what liability reads: Mass Edit's edits (expires_at, reseller) and
 # blocks. A reversal's block is dated by the card's own `reversed_at`.
@@ -71,20 +53,20 @@ def deleted_cards() -> QuerySet:
     """
     serial_series = Substr("serial", 1, StrIndex("serial", Value("-")) - 1)
     events = CardEvent.objects.filter(kind=CardEventKind.DELETED)
-    return events.alias(blocked_text=Cast(_changed(DELETED_BLOCKED), CharField())).annotate(
-        amount=Cast(_changed(DELETED_AMOUNT), DecimalField(max_digits=14, decimal_places=2)),
-        currency=Cast(_changed(DELETED_CURRENCY), CharField()),
-        reseller_id=Cast(_changed(DELETED_RESELLER), BigIntegerField()),
+    return events.alias(blocked_text=Cast(_changed(Deleted.BLOCKED), CharField())).annotate(
+        amount=Cast(_changed(Deleted.AMOUNT), DecimalField(max_digits=14, decimal_places=2)),
+        currency=Cast(_changed(Deleted.CURRENCY), CharField()),
+        reseller_id=Cast(_changed(Deleted.RESELLER), BigIntegerField()),
         series=Coalesce(
-            Cast(_changed(DELETED_SERIES), CharField()),
+            Cast(_changed(Deleted.SERIES), CharField()),
             F("batch__series"),
             serial_series,
             output_field=CharField(),
         ),
         card_created_at=Coalesce(
-            Instant(_changed(DELETED_CREATED_AT)), Instant(F("batch__created_at"))
+            Instant(_changed(Deleted.CREATED_AT)), Instant(F("batch__created_at"))
         ),
-        expires_at=Instant(_changed(DELETED_EXPIRES_AT)),
+        expires_at=Instant(_changed(Deleted.EXPIRES_AT)),
         # jsonb has true/false, SQLite's JSON 1/0.
         blocked=Case(
             When(Q(blocked_text__in=("true", "1")), then=Value(True)),

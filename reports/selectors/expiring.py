@@ -27,12 +27,7 @@ def expiring(
     keys = CARD_GROUPINGS[group_by]
     horizon = {days: now + dt.timedelta(days=days) for days in EXPIRY_WINDOWS}
     queryset = card_filters(
-        TopUpCard.objects.filter(
-            activated_at__isnull=True,
-            blocked=False,
-            expires_at__gt=now,
-            expires_at__lte=horizon[max(EXPIRY_WINDOWS)],
-        ),
+        TopUpCard.objects.new(at=now).filter(expires_at__lte=horizon[max(EXPIRY_WINDOWS)]),
         reseller_id=reseller_id,
         currency=currency,
         series=series,

@@ -9,18 +9,10 @@ from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from psycopg import sql
 
+from cards.events import Edited
 from cards.models import CardEvent, CardEventKind, TopUpCard
 
-from .audit import (
-    CHANGED_FIELD,
-    CHANGED_OLD,
-    FIELD_BLOCKED,
-    FIELD_EXPIRES_AT,
-    FIELD_RESELLER,
-    STATE_EVENT_KINDS,
-    deleted_cards,
-    state_changes_since,
-)
+from .audit import STATE_EVENT_KINDS, deleted_cards, state_changes_since
 from .common import (
     CARD_GROUPINGS,
     SQLITE_INSTANT,
@@ -86,17 +78,17 @@ def _dialect(vendor: str, as_of) -> tuple[dict[str, sql.Composable], list]:
     a JSON null), and an instant from a column or from JSON text."""
     if vendor == "sqlite":
         return {
-            "old": sql.SQL("json_extract(e.changes, {})").format(sql.Literal(f"$.{CHANGED_OLD}")),
+            "old": sql.SQL("json_extract(e.changes, {})").format(sql.Literal(f"$.{Edited.OLD}")),
             "json_field": sql.SQL("json_extract(e.changes, {})").format(
-                sql.Literal(f"$.{CHANGED_FIELD}")
+                sql.Literal(f"$.{Edited.FIELD}")
             ),
             # As `Instant`: both sides as UTC text to the millisecond, whichever form they had.
             "expires_then": sql.SQL("strftime(%s, COALESCE(s.expires_then, c.expires_at))"),
             "as_of": sql.SQL("strftime(%s, %s)"),
         }, [SQLITE_INSTANT, SQLITE_INSTANT, as_of]
     return {
-        "old": sql.SQL("e.changes ->> {}").format(sql.Literal(CHANGED_OLD)),
-        "json_field": sql.SQL("e.changes ->> {}").format(sql.Literal(CHANGED_FIELD)),
+        "old": sql.SQL("e.changes ->> {}").format(sql.Literal(Edited.OLD)),
+        "json_field": sql.SQL("e.changes ->> {}").format(sql.Literal(Edited.FIELD)),
         "expires_then": sql.SQL("COALESCE(CAST(s.expires_then AS timestamptz), c.expires_at)"),
         "as_of": sql.SQL("%s"),
     }, [as_of]
@@ -130,7 +122,7 @@ def changed_liability(
     field = sql.SQL("CASE WHEN e.kind = {edited} THEN {json_field} ELSE {blocked} END").format(
         edited=sql.Literal(CardEventKind.EDITED.value),
         json_field=fragments["json_field"],
-        blocked=sql.Literal(FIELD_BLOCKED),
+        blocked=sql.Literal(Edited.BLOCKED),
     )
     filters = [
         (column, value)
@@ -150,10 +142,10 @@ def changed_liability(
         field=field,
         events=sql.Identifier(CardEvent._meta.db_table),
         kinds=sql.SQL(", ").join(sql.Literal(kind.value) for kind in STATE_EVENT_KINDS),
-        blocked=sql.Literal(FIELD_BLOCKED),
+        blocked=sql.Literal(Edited.BLOCKED),
         unblocked=sql.Literal(CardEventKind.UNBLOCKED.value),
-        expires_at=sql.Literal(FIELD_EXPIRES_AT),
-        reseller=sql.Literal(FIELD_RESELLER),
+        expires_at=sql.Literal(Edited.EXPIRES_AT),
+        reseller=sql.Literal(Edited.RESELLER),
         cards=sql.Identifier(TopUpCard._meta.db_table),
         expires_then=fragments["expires_then"],
         as_of=fragments["as_of"],
