@@ -379,7 +379,7 @@ def render_nested_xml(root, pairs, index) -> bytes:
         f"<{n}><v>{v}</v></{n}>" if i == index else f"<{n}>{v}</{n}>"
         for i, (n, v) in enumerate(pairs)
     )
-    return f"<{root}>{inner}</{root}>".encode()
+    return f"<{root}>{inner}</{root}>".encode("utf-8", "surrogatepass")
 
 
 # --- 1. random and mutated bodies --------------------------------------------------------------
