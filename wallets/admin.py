@@ -52,6 +52,7 @@ class WalletAdmin(ResellerScopedAdmin):
     list_select_related = ["subscription__subscriber", "group"]
     search_fields = ["subscription__external_id", "group__name"]
     autocomplete_fields = ["subscription", "group"]
+    ordering = ["pk"]  # the Wallet model has none: autocomplete pages need one
     inlines = [BalanceInline]
 
 
