@@ -551,3 +551,43 @@ def test_a_periodic_main_balance_takes_a_card_in_its_current_interval(client, op
     balance = Balance.objects.get(resource_id=13)
     assert balance.amount == Decimal("500")
     assert balance.intervals.live(timezone.now() + dt.timedelta(seconds=1)).get().amount == 500
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_operators_onboarding_the_same_login_at_once_make_one_client(templates):
+    """Real parallel connections: both pass their checks or one waits on the other's insert;
+    either way one client exists and the other operator is told the username is taken."""
+    import threading
+
+    from django.db import connection
+
+    reseller = ResellerFactory(name="Acme")
+    operators = [make_staff(username=f"op{i}") for i in range(2)]
+    barrier, outcomes = threading.Barrier(2), []
+
+    def onboard(i):
+        try:
+            barrier.wait()
+            args = {
+                **service_args(reseller, templates),
+                "external_id": f"ann-{i}",
+                "access_numbers": [f"555000{i}"],
+            }
+            client_onboard(**args, actor=operators[i])
+            outcomes.append("created")
+        except OnboardingError as error:
+            outcomes.append([p.field for p in error.problems])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=onboard, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes, key=str) == sorted(["created", ["username"]], key=str)
+    assert get_user_model().objects.filter(username="ann").count() == 1
+    assert Subscriber.objects.count() == 1 and Subscription.objects.count() == 1
+    assert AccessNumber.objects.count() == 1 and Wallet.objects.count() == 1
