@@ -47,7 +47,11 @@ class CardBlocked(CardError, VoucherBlocked):
 
 class CardWrongReseller(CardError, BadData):
     code = "wrong_reseller"
-    default_message = "This voucher was issued by another provider and cannot be used here."
+    # Said so that it holds for an account linked to no provider at all, too.
+    default_message = (
+        "This voucher belongs to a provider your account is not linked to, "
+        "so it cannot be used here."
+    )
 
 
 class CardCurrencyMismatch(CardError, BadData):

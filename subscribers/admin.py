@@ -6,6 +6,7 @@ from django.contrib.auth.models import Group as AuthGroup
 
 from .admin_scoping import ResellerScopedAdmin
 from .models import AccessNumber, Group, Reseller, StaffReseller, Subscriber, Subscription
+from .selectors import staff_reseller_id
 
 
 @admin.register(Reseller)
@@ -19,7 +20,7 @@ class ResellerAdmin(ResellerScopedAdmin):
 class StaffResellerAdmin(ResellerScopedAdmin):
     list_display = ["user", "reseller"]
     list_select_related = ["user", "reseller"]
-    autocomplete_fields = ["reseller"]
+    autocomplete_fields = ["user", "reseller"]
 
 
 @admin.register(Group)
@@ -39,8 +40,18 @@ class SubscriberAdmin(ResellerScopedAdmin):
     list_display = ["name", "user", "reseller", "created_at"]
     list_select_related = ["user", "reseller"]
     search_fields = ["name", "user__username"]
-    autocomplete_fields = ["reseller"]
-    raw_id_fields = ["user"]
+    autocomplete_fields = ["user", "reseller"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        reseller_id = staff_reseller_id(request.user)
+        if db_field.name == "user" and reseller_id is not None:
+            # The users section is closed to them (its autocomplete too): they keep, or swap,
+            # the logins of their own reseller's subscribers, never link anyone else's login.
+            # A new client's login is made by Add client.
+            kwargs["queryset"] = get_user_model().objects.filter(
+                subscriber__reseller_id=reseller_id
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Subscription)

@@ -51,7 +51,8 @@ class WalletAdmin(ResellerScopedAdmin):
     list_display = ["__str__", "subscription", "group", "created_at"]
     list_select_related = ["subscription__subscriber", "group"]
     search_fields = ["subscription__external_id", "group__name"]
-    raw_id_fields = ["subscription", "group"]
+    autocomplete_fields = ["subscription", "group"]
+    ordering = ["pk"]  # the Wallet model has none: autocomplete pages need one
     inlines = [BalanceInline]
 
 
@@ -80,7 +81,7 @@ class BalanceAdmin(ResellerScopedAdmin):
     list_select_related = ["wallet__subscription__subscriber", "wallet__group", "template"]
     search_fields = ["wallet__subscription__external_id", "wallet__group__name"]
     readonly_fields = ["amount"]
-    raw_id_fields = ["wallet", "parent"]
+    autocomplete_fields = ["wallet", "parent"]
     inlines = [BalanceIntervalInline]
     change_form_template = "admin/wallets/balance/change_form.html"
 
@@ -271,4 +272,4 @@ class ExternalVoucherAdmin(ReadOnlyAdmin):
 @admin.register(ApiClient)
 class ApiClientAdmin(ResellerScopedAdmin):
     list_display = ["user", "voucher_mode", "created_at"]
-    raw_id_fields = ["user"]
+    autocomplete_fields = ["user"]
