@@ -127,7 +127,7 @@ class BalanceTemplateFactory(factory.django.DjangoModelFactory):
     currency = "USD"
     precision = 2
     period = factory.LazyAttribute(
-        lambda o: dt.timedelta(days=30) if o.kind == BalanceKind.PERIODIC else None
+        lambda o: "P30D" if o.kind == BalanceKind.PERIODIC else None
     )
 
 
