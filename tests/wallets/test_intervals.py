@@ -22,7 +22,7 @@ from wallets.exceptions import BadData
 from wallets.models import Balance, BalanceInterval, BalanceKind, BalanceTemplate, LedgerEntry
 from wallets.selectors import subscriber_balances
 from wallets.services.adjust import AdjustType, balance_adjust
-from wallets.services.intervals import INTERVALS_AHEAD, balance_intervals_ensure
+from wallets.services.intervals import INTERVALS_AHEAD, INTERVALS_BEHIND, balance_intervals_ensure
 from wallets.services.topup import balance_topup
 from wallets.services.validity import balance_change_end, balance_change_start
 from wallets.tasks import EVERY, extend_periodic_intervals, intervals_schedule
@@ -73,6 +73,14 @@ def assert_contiguous(balance, *, covers_until: dt.datetime) -> None:
         assert end == start
     limit = covers_until if balance.end_time is None else min(balance.end_time, covers_until)
     assert found[-1][1] > limit
+
+
+def assert_contiguous_from(balance, first: dt.datetime, *, covers_until: dt.datetime) -> None:
+    found = spans(balance)
+    assert found[0][0] == first
+    for (_, end), (start, _) in zip(found, found[1:], strict=False):
+        assert end == start
+    assert found[-1][1] > covers_until
 
 
 def check_ledger() -> None:
@@ -304,6 +312,33 @@ def test_S2_moving_the_start_back_covers_the_new_time_in_the_existing_cadence(cl
         *kept,
     ]
     assert_contiguous(balance, covers_until=clock.now)
+
+
+@pytest.mark.django_db
+def test_S2_a_start_moved_decades_back_makes_no_more_than_a_year_of_intervals(clock):
+    """A partner with the adjust right must not make a row per day since the year 1."""
+    balance = periodic("P1D", start=at(2027, 1, 20))
+    balance_intervals_ensure(balance_id=balance.pk)
+
+    balance_change_start(balance_id=balance.pk, start_time=at(1, 1, 1))
+
+    first = spans(balance)[0][0]
+    assert clock.now - INTERVALS_BEHIND - DAY < first <= clock.now - INTERVALS_BEHIND
+    assert len(spans(balance)) == (at(2027, 2, 8) - first).days
+    assert_contiguous_from(balance, first, covers_until=clock.now)
+
+
+@pytest.mark.django_db
+def test_a_balance_dated_long_ago_gets_its_last_year_and_the_task_leaves_it_be(clock):
+    balance = periodic("P1W", start=at(2001, 1, 1))
+
+    made = extend_periodic_intervals.call()
+    again = extend_periodic_intervals.call()
+
+    assert (made, again) == (len(spans(balance)), 0)
+    assert made <= 54
+    assert_contiguous_from(balance, spans(balance)[0][0], covers_until=clock.now + INTERVALS_AHEAD)
+    assert spans(balance)[0][0].weekday() == at(2001, 1, 1).weekday()  # on the grid of its start
 
 
 @pytest.mark.django_db

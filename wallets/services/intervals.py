@@ -14,7 +14,8 @@ import datetime as dt
 import logging
 
 from django.db import transaction
-from django.db.models import F, Max, Min, Q, QuerySet
+from django.db.models import F, Max, Min, Q, QuerySet, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from ..durations import PeriodGrid, RelativeTime, parse_period
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 # How far ahead of now intervals are made: longer than the recurring task's pause
 # (wallets/tasks.py), so the next interval exists before its period begins.
 INTERVALS_AHEAD = dt.timedelta(days=7)
+# How far back missing intervals are made: time before that is never live again, and a start
+# moved decades back (S2) or a balance dated long ago must not cost a row per day of it.
+INTERVALS_BEHIND = dt.timedelta(days=366)
 
 Span = tuple[dt.datetime, dt.datetime]
 
@@ -49,9 +53,11 @@ def missing_intervals(
     start: dt.datetime,
     end: dt.datetime | None,
     until: dt.datetime,
+    since: dt.datetime,
 ) -> list[Span]:
-    """The intervals to add so that every moment from `start` to `until` (inclusive) before `end`
-    lies in exactly one interval. `existing`: the balance's intervals, sorted by start.
+    """The intervals to add so that every moment from `start` (or `since`, when later) to `until`
+    (inclusive) before `end` lies in exactly one interval. `existing`: the balance's intervals,
+    sorted by start.
 
     The grid is anchored at the first interval (the balance's start when there is none), so the
     intervals already made keep their cadence when the start moves earlier (S2); time before the
@@ -68,6 +74,10 @@ def missing_intervals(
     spans: list[Span] = []
 
     def fill(moment: dt.datetime, limit: dt.datetime | None) -> None:
+        if limit is not None and limit <= since:
+            return
+        if moment < since:
+            moment = max(moment, grid.at(grid.index(timezone.localtime(since, zone))))
         index = grid.index(timezone.localtime(moment, zone))
         while needed(moment) and (limit is None or moment < limit):
             try:
@@ -106,6 +116,7 @@ def ensure_locked_intervals(locked: Balance, *, until: dt.datetime) -> int:
         start=locked.start_time,
         end=locked.end_time,
         until=until,
+        since=timezone.now() - INTERVALS_BEHIND,
     )
     BalanceInterval.objects.bulk_create(
         [BalanceInterval(balance=locked, start_time=s, end_time=e) for s, e in spans],
@@ -137,7 +148,7 @@ def balances_short_of_intervals(*, now, until) -> QuerySet[Balance]:
         .annotate(covered_from=Min("intervals__start_time"), covered_to=Max("intervals__end_time"))
         .filter(
             Q(covered_to__isnull=True)
-            | Q(covered_from__gt=F("start_time"))
+            | Q(covered_from__gt=Greatest(F("start_time"), Value(now - INTERVALS_BEHIND)))
             | Q(end_time__lte=until, covered_to__lt=F("end_time"))
             | (Q(end_time__isnull=True) | Q(end_time__gt=until)) & Q(covered_to__lte=until)
         )

@@ -29,5 +29,7 @@ class Command(BaseCommand):
             return
         made = periodic_intervals_extend()
         self.stdout.write(
-            self.style.SUCCESS(f"{made} periodic interval(s) made, up to {INTERVALS_AHEAD.days} days ahead.")
+            self.style.SUCCESS(
+                f"{made} periodic interval(s) made, up to {INTERVALS_AHEAD.days} days ahead."
+            )
         )
