@@ -103,9 +103,14 @@ def test_T3_a_periodic_balance_missing_its_current_interval_gets_it_from_its_per
     made = balance.intervals.exclude(pk__in=[pk for pk, *_ in others]).get()
     assert (made.start_time, made.end_time, made.amount) == (*span, 7)
     assert result.entry.interval == made
-    assert list(
-        balance.intervals.exclude(pk=made.pk).values_list("pk", "start_time", "end_time", "amount")
-    ) == others
+    assert (
+        list(
+            balance.intervals.exclude(pk=made.pk).values_list(
+                "pk", "start_time", "end_time", "amount"
+            )
+        )
+        == others
+    )
 
 
 def test_T4_a_topup_of_a_virtual_balance_does_not_roll_up():
