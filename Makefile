@@ -21,9 +21,10 @@ migrate: install
 	$(BIN)/python manage.py createcachetable
 
 # Install, migrate the embedded SQLite database, load the demo data and serve on 127.0.0.1:8000,
-# with a background worker for large card batches (stopped with the server).
+# with a background worker for large card batches and periodic intervals (stopped with the server).
 run: migrate
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py extend_intervals --schedule
 	$(BIN)/python manage.py db_worker & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000

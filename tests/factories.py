@@ -126,9 +126,7 @@ class BalanceTemplateFactory(factory.django.DjangoModelFactory):
     kind = BalanceKind.SIMPLE
     currency = "USD"
     precision = 2
-    period = factory.LazyAttribute(
-        lambda o: dt.timedelta(days=30) if o.kind == BalanceKind.PERIODIC else None
-    )
+    period = factory.LazyAttribute(lambda o: "P30D" if o.kind == BalanceKind.PERIODIC else None)
 
 
 class BalanceFactory(factory.django.DjangoModelFactory):

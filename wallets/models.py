@@ -7,6 +7,8 @@ from django.utils import timezone
 
 from subscribers.models import Group, Subscription
 
+from .durations import validate_period
+
 AMOUNT_DIGITS = 24
 AMOUNT_PLACES = 6
 # A card serial or an external voucher reference; an operator's or partner's reason.
@@ -61,8 +63,16 @@ class BalanceTemplate(models.Model):
         default=True, help_text="End Date Adjustment Type: Allow (rule E1)."
     )
     is_private = models.BooleanField(default=False)
-    period = models.DurationField(
-        null=True, blank=True, help_text="Length of one interval of a periodic balance."
+    # NULL, not "", is "no period": the check constraint below reads it so.
+    period = models.CharField(  # noqa: DJ001
+        max_length=40,
+        null=True,
+        blank=True,
+        validators=[validate_period],
+        help_text=(
+            "Periodic balances only: the length of one interval, an ISO 8601 duration of at "
+            "least one day, e.g. P1M (a calendar month), P1W, P30D."
+        ),
     )
 
     class Meta:
@@ -76,6 +86,9 @@ class BalanceTemplate(models.Model):
                 condition=(Q(kind=BalanceKind.PERIODIC) & Q(period__isnull=False))
                 | (~Q(kind=BalanceKind.PERIODIC) & Q(period__isnull=True)),
                 name="template_period_iff_periodic",
+                violation_error_message=(
+                    "A periodic template needs a period; other kinds have none."
+                ),
             ),
         ]
 

@@ -1,11 +1,14 @@
+import logging
 from decimal import Decimal
 
 from django.db import connection
 from django.db.models import (
     BigIntegerField,
     DecimalField,
+    Exists,
     F,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
     Sum,
@@ -16,6 +19,9 @@ from django.utils import timezone
 
 from .exceptions import BadData, NotFound, UnknownSearchTerm
 from .models import AMOUNT_PLACES, Balance, BalanceInterval, BalanceKind, LedgerEntry, Wallet
+from .services.intervals import balance_intervals_ensure
+
+logger = logging.getLogger(__name__)
 
 _TOTAL = DecimalField(max_digits=30, decimal_places=AMOUNT_PLACES)
 _UNITS = BigIntegerField()
@@ -74,8 +80,36 @@ def intervals_out_of_ledger() -> QuerySet[BalanceInterval]:
     )
 
 
-def subscriber_balances(subscriber) -> QuerySet[Balance]:
-    """The balances of the subscriber's own wallets, main balance first."""
+def live_periodic_without_interval(balances: QuerySet[Balance], now) -> QuerySet[Balance]:
+    """The live periodic balances among `balances` that have no interval for `now`."""
+    return balances.filter(
+        Q(end_time__isnull=True) | Q(end_time__gt=now),
+        template__kind=BalanceKind.PERIODIC,
+        start_time__lte=now,
+    ).exclude(
+        Exists(BalanceInterval.objects.live(now).filter(balance=OuterRef("pk"))),
+    )
+
+
+def ensure_current_intervals(balances: QuerySet[Balance], now=None) -> None:
+    """Reading a periodic balance never finds it without its current interval: the ones missing
+    are made from the template's period (docs/balance-rules.md, "Periodic intervals"). One query
+    when nothing is missing, which is the rule while the worker runs."""
+    now = now or timezone.now()
+    _ensure(live_periodic_without_interval(balances, now).values_list("pk", flat=True))
+
+
+def _ensure(balance_ids) -> None:
+    for balance_id in balance_ids:
+        try:
+            balance_intervals_ensure(balance_id=balance_id)
+        except BadData:  # a template without a valid period: shown without a current interval
+            logger.warning(
+                "Balance %s: no intervals made: its template has no valid period", balance_id
+            )
+
+
+def _subscriber_balances(subscriber) -> QuerySet[Balance]:
     return (
         Balance.objects.filter(wallet__subscription__subscriber=subscriber)
         .select_related("template")
@@ -83,8 +117,16 @@ def subscriber_balances(subscriber) -> QuerySet[Balance]:
     )
 
 
+def subscriber_balances(subscriber) -> QuerySet[Balance]:
+    """The balances of the subscriber's own wallets, main balance first; a periodic one always
+    with its current interval."""
+    balances = _subscriber_balances(subscriber)
+    ensure_current_intervals(balances)
+    return balances
+
+
 def subscriber_main_balance(subscriber) -> Balance | None:
-    return subscriber_balances(subscriber).filter(is_main=True).first()
+    return _subscriber_balances(subscriber).filter(is_main=True).first()
 
 
 def subscriber_recent_entries(subscriber, *, limit: int) -> QuerySet[LedgerEntry]:
@@ -168,6 +210,15 @@ def balance_by_ref(*, owner: str, ref: str, resource_id: int) -> Balance:
     return found[0]
 
 
+def _live_intervals(balances: list[Balance], now) -> dict[int, BalanceInterval]:
+    if not balances:
+        return {}
+    return {
+        interval.balance_id: interval
+        for interval in BalanceInterval.objects.live(now).filter(balance__in=balances)
+    }
+
+
 def wallet_balances(*, owner: str, ref: str, resource_id: int | None = None) -> list[Balance]:
     """A wallet's balances with their live interval as `.current`, for GET …/wallet."""
     where = owner_filter(owner, ref)
@@ -182,12 +233,12 @@ def wallet_balances(*, owner: str, ref: str, resource_id: int | None = None) -> 
     if len({balance.wallet_id for balance in balances}) > 1:
         raise BadData("The subscriber has several subscriptions: address the subscription instead.")
     now = timezone.now()
-    current = {
-        interval.balance_id: interval
-        for interval in BalanceInterval.objects.live(now).filter(
-            balance__in=[b.pk for b in balances if b.template.kind == BalanceKind.PERIODIC]
-        )
-    }
+    periodic = [b for b in balances if b.template.kind == BalanceKind.PERIODIC]
+    current = _live_intervals(periodic, now)
+    missing = [b.pk for b in periodic if b.pk not in current and b.is_live(now)]
+    if missing:
+        _ensure(missing)
+        current = _live_intervals(periodic, now)
     for balance in balances:
         balance.current = current.get(balance.pk)
     return balances

@@ -44,3 +44,12 @@ def _prepared_cursor_class():
 
         _class = PreparedCursor
     return _class
+
+
+def advisory_lock(name: str) -> None:
+    """Hold a lock named `name` until the transaction ends (PostgreSQL's advisory locks): for a
+    check-then-insert with no row to lock. SQLite runs one writing transaction at a time anyway."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])

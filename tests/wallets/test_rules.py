@@ -90,16 +90,27 @@ def test_T3_a_periodic_topup_credits_only_the_current_interval():
     assert fresh(balance).amount == 512
 
 
-def test_T3_a_periodic_balance_between_intervals_is_refused():
+def test_T3_a_periodic_balance_missing_its_current_interval_gets_it_from_its_period():
     balance = make_balance(kind=PERIODIC, precision=0, currency="MB")
-    balance.intervals.filter(start_time__lte=timezone.now(), end_time__gt=timezone.now()).delete()
-    before = snapshot()
+    now = timezone.now()
+    current = balance.intervals.live(now).get()
+    span = (current.start_time, current.end_time)
+    current.delete()
+    others = list(balance.intervals.values_list("pk", "start_time", "end_time", "amount"))
 
-    with pytest.raises(BadData) as raised:
-        balance_topup(balance=balance, amount=Decimal("1"), voucher="V-1")
+    result = balance_topup(balance=balance, amount=Decimal("7"), voucher="V-1")
 
-    assert raised.value.rule == "T3"
-    assert snapshot() == before
+    made = balance.intervals.exclude(pk__in=[pk for pk, *_ in others]).get()
+    assert (made.start_time, made.end_time, made.amount) == (*span, 7)
+    assert result.entry.interval == made
+    assert (
+        list(
+            balance.intervals.exclude(pk=made.pk).values_list(
+                "pk", "start_time", "end_time", "amount"
+            )
+        )
+        == others
+    )
 
 
 def test_T4_a_topup_of_a_virtual_balance_does_not_roll_up():
@@ -194,14 +205,17 @@ def test_S1_S3_a_simple_balance_start_moves_earlier_and_is_recorded():
     assert event.changes["start_time"][1] == new_start.isoformat()
 
 
-def test_S2_a_periodic_balance_moves_as_a_whole_and_keeps_its_intervals():
+def test_S2_a_periodic_balance_moves_as_a_whole_keeps_its_intervals_and_covers_the_new_time():
     balance = make_balance(kind=PERIODIC, precision=0, currency="MB")
     intervals = list(balance.intervals.values_list("start_time", "end_time", "amount"))
+    new_start = balance.start_time - 7 * DAY
 
-    balance_change_start(balance_id=balance.pk, start_time=balance.start_time - 7 * DAY)
+    balance_change_start(balance_id=balance.pk, start_time=new_start)
 
-    assert fresh(balance).start_time == balance.start_time - 7 * DAY
-    assert list(balance.intervals.values_list("start_time", "end_time", "amount")) == intervals
+    assert fresh(balance).start_time == new_start
+    added = list(balance.intervals.values_list("start_time", "end_time", "amount"))
+    # One whole period of the template (P30D) before the first interval, which it meets.
+    assert added == [(intervals[0][0] - 30 * DAY, intervals[0][0], 0), *intervals]
 
 
 def test_S5_an_expired_simple_balance_may_change_its_start():
@@ -272,6 +286,7 @@ def test_E3_a_periodic_balance_end_changes_as_a_whole_and_keeps_its_intervals():
     balance_change_end(balance_id=balance.pk, end_time=new_end)
 
     assert fresh(balance).end_time == new_end
+    # The new time is weeks away: its intervals come as it does (INTERVALS_AHEAD).
     assert list(balance.intervals.values_list("start_time", "end_time", "amount")) == intervals
 
 

@@ -21,7 +21,8 @@ from ..models import (
     LedgerKind,
 )
 from .checks import check_precision, check_reason_text
-from .ledger import apply_to_locked, credit_interval_id, lock_balance
+from .intervals import credit_interval_id
+from .ledger import apply_to_locked, lock_balance
 from .validity import TimeValue, balance_change_validity
 
 
@@ -123,9 +124,9 @@ def balance_adjust(
             entry = None
             if amount:
                 signed = amount if adjust_type == AdjustType.CREDIT else -amount
-                interval_id = credit_interval_id(balance, timezone.now())
+                locked = lock_balance(balance.pk)
                 entry = apply_to_locked(
-                    locked=lock_balance(balance.pk),
+                    locked=locked,
                     amount=signed,
                     kind=LedgerKind.ADJUSTMENT,
                     actor=actor,
@@ -133,7 +134,7 @@ def balance_adjust(
                     voucher="",
                     reason=reason,
                     request_id=request_id,
-                    interval_id=interval_id,
+                    interval_id=credit_interval_id(locked, timezone.now()),
                     reverses=None,
                 )
                 BalanceEvent.objects.create(

@@ -6,14 +6,12 @@ never forms a cycle; primary-key order would not do here, because a top-up locks
 credits before it can know which ancestors an EndTime will move.
 """
 
-import datetime as dt
 from decimal import Decimal
 
 from django.db import transaction
-from django.utils import timezone
 
 from ..exceptions import BadData
-from ..models import Balance, BalanceInterval, BalanceKind, Channel, LedgerEntry
+from ..models import Balance, BalanceInterval, Channel, LedgerEntry
 from .checks import AMOUNT_LIMIT, check_precision
 
 
@@ -38,21 +36,6 @@ def lock_with_ancestors(balance_id: int) -> list[Balance]:
         locked.append(balance)
         next_id = balance.parent_id
     return locked
-
-
-def current_interval(balance: Balance, at=None) -> BalanceInterval | None:
-    at = at or timezone.now()
-    return balance.intervals.live(at).first()
-
-
-def credit_interval_id(balance: Balance, now: dt.datetime) -> int | None:
-    """T3: a periodic balance is credited in its current interval only."""
-    if balance.template.kind != BalanceKind.PERIODIC:
-        return None
-    interval = current_interval(balance, now)
-    if interval is None:
-        raise BadData("The periodic balance has no current interval.", rule="T3")
-    return interval.pk
 
 
 def apply_to_locked(

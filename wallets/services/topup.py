@@ -21,7 +21,8 @@ from ..models import (
     LedgerKind,
 )
 from .checks import check_precision
-from .ledger import apply_to_locked, credit_interval_id, lock_balance
+from .intervals import credit_interval_id
+from .ledger import apply_to_locked, lock_balance
 from .validity import TimeValue, balance_change_end
 
 

@@ -10,6 +10,7 @@ from ..durations import RelativeTime
 from ..exceptions import BadData
 from ..models import Balance, BalanceEvent, BalanceEventKind, BalanceKind, Channel
 from .checks import check_reason_text
+from .intervals import ensure_locked_intervals, intervals_horizon
 from .ledger import lock_with_ancestors
 
 TimeValue = dt.datetime | RelativeTime
@@ -52,6 +53,13 @@ def _move(
     )
 
 
+def _cover(moved: list[Balance], now: dt.datetime) -> None:
+    """The periodic ones among the balances a validity change moved (all locked) get intervals
+    for the time it added."""
+    for target in moved:
+        ensure_locked_intervals(target, until=intervals_horizon(now))
+
+
 def is_aggregated(balance: Balance) -> bool:
     """Part of an aggregation hierarchy: it has a balance above it or balances below it."""
     return balance.parent_id is not None or balance.children.exists()
@@ -86,7 +94,8 @@ def balance_change_start(
 ) -> list[Balance]:
     """Move a balance's start earlier (S1–S7). Returns every balance that changed.
 
-    S2: a periodic balance moves as a whole; its intervals are kept as they are.
+    S2: a periodic balance moves as a whole; its intervals are kept as they are, and the time
+    the move adds gets intervals of the template's period.
     S6: each aggregated balance above it whose start is later moves to the new start too.
     """
     now = timezone.now()
@@ -105,6 +114,7 @@ def balance_change_start(
             reason=reason,
             request_id=request_id,
         )
+    _cover(changed, now)
     return changed
 
 
@@ -159,7 +169,8 @@ def balance_change_end(
 ) -> list[Balance]:
     """Change a balance's end (E1–E9). Returns every balance that changed.
 
-    E3: a periodic balance changes as a whole; its intervals are kept as they are.
+    E3: a periodic balance changes as a whole; its intervals are kept as they are, and the time
+    an extension adds gets intervals of the template's period as it comes (INTERVALS_AHEAD).
     E8: each aggregated balance above it whose end is earlier than the new end is extended to it.
     """
     now = timezone.now()
@@ -186,6 +197,7 @@ def balance_change_end(
             reason=reason,
             request_id=request_id,
         )
+    _cover(targets, now)
     return targets
 
 

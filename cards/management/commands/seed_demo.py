@@ -21,7 +21,6 @@ from subscribers.models import AccessNumber, Group, Reseller, Subscriber, Subscr
 from wallets.models import (
     ApiClient,
     Balance,
-    BalanceInterval,
     BalanceKind,
     BalanceTemplate,
     Channel,
@@ -29,7 +28,10 @@ from wallets.models import (
     VoucherMode,
     Wallet,
 )
+from wallets.services.intervals import balance_intervals_ensure
 from wallets.services.ledger import balance_apply
+
+YEAR = dt.timedelta(days=365)
 
 # The JeraSoft screenshot's cards. Their printed PINs fail our Luhn check digit, so the demo keeps
 # the first eleven digits and computes the twelfth.
@@ -80,9 +82,7 @@ class Command(BaseCommand):
         wallet, _ = Wallet.objects.get_or_create(subscription=subscription)
 
         main_t = self._template("Main balance USD", BalanceKind.SIMPLE, "USD", 2)
-        data_t = self._template(
-            "Monthly data MB", BalanceKind.PERIODIC, "MB", 0, period=dt.timedelta(days=30)
-        )
+        data_t = self._template("Monthly data MB", BalanceKind.PERIODIC, "MB", 0, period="P1M")
         group_gl_t = self._template("Group G/L USD", BalanceKind.SIMPLE, "USD", 2)
         virtual_t = self._template("Group share USD (virtual)", BalanceKind.VIRTUAL, "USD", 2)
         meter_t = self._template("Voice usage meter", BalanceKind.METER, "MIN", 0, adjust=False)
@@ -101,26 +101,18 @@ class Command(BaseCommand):
         data, data_created = Balance.objects.get_or_create(
             wallet=wallet,
             resource_id=13,
-            defaults={
-                "template": data_t,
-                "start_time": start,
-                "end_time": start + 3 * data_t.period,
-            },
+            defaults={"template": data_t, "start_time": start, "end_time": start + YEAR},
         )
+        # Its intervals follow the template's period, made as time passes (the worker's
+        # recurring task, or the first top-up or reading that needs one).
+        balance_intervals_ensure(balance_id=data.pk)
         if data_created:
-            for k in range(3):
-                BalanceInterval.objects.create(
-                    balance=data,
-                    start_time=start + k * data_t.period,
-                    end_time=start + (k + 1) * data_t.period,
-                )
-            current = data.intervals.get(start_time__lte=now, end_time__gt=now)
             balance_apply(
                 balance_id=data.pk,
                 amount=Decimal("1024"),
                 kind=LedgerKind.OPENING,
                 reason="Demo: this month's data allowance",
-                interval_id=current.pk,
+                interval_id=data.intervals.live(now).get().pk,
             )
         Balance.objects.get_or_create(
             wallet=wallet,
