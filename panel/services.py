@@ -24,7 +24,6 @@ from subscribers.selectors import staff_reseller
 from wallets.exceptions import WalletError
 from wallets.models import (
     Balance,
-    BalanceInterval,
     BalanceKind,
     BalanceTemplate,
     Channel,
@@ -32,6 +31,7 @@ from wallets.models import (
     Wallet,
 )
 from wallets.services.checks import AMOUNT_LIMIT, decimal_places
+from wallets.services.intervals import balance_intervals_ensure, current_interval
 from wallets.services.ledger import balance_apply
 
 from .exceptions import FieldProblem, OnboardingError
@@ -57,7 +57,6 @@ MAIN_KINDS = (BalanceKind.SIMPLE, BalanceKind.PERIODIC)
 ONBOARDING_KINDS = (BalanceKind.SIMPLE, BalanceKind.PERIODIC, BalanceKind.METER)
 # A periodic balance gets this many intervals and ends with the last one, as seed_demo's does:
 # it never lives without an interval for "now", which would refuse every top-up (rule T3).
-PERIODIC_OPENING_INTERVALS = 3
 OPENING_REASON = "Opening balance (client onboarding)"
 
 
@@ -218,21 +217,13 @@ def _open_balance(wallet: Wallet, plan: OpeningBalance, now: dt.datetime, actor)
         start_time=now,
         is_main=plan.is_main,
     )
+    balance.save()
     first_interval = None
     if template.kind == BalanceKind.PERIODIC:
-        balance.end_time = now + PERIODIC_OPENING_INTERVALS * template.period
-        balance.save()
-        intervals = BalanceInterval.objects.bulk_create(
-            BalanceInterval(
-                balance=balance,
-                start_time=now + k * template.period,
-                end_time=now + (k + 1) * template.period,
-            )
-            for k in range(PERIODIC_OPENING_INTERVALS)
-        )
-        first_interval = intervals[0]
-    else:
-        balance.save()
+        # Its amount lives in intervals made from the template's period; the worker's recurring
+        # task keeps making them ahead of time.
+        balance_intervals_ensure(balance_id=balance.pk)
+        first_interval = current_interval(balance, now)
     if plan.amount:
         # Through the ledger like every other change of an amount (docs/domain.md).
         balance_apply(

@@ -40,7 +40,7 @@ RESULTS = [
         Result.BAD_DATA,
         "Bad data: Amount ≤ 0 or with too many decimals (T1, T6), missing Voucher (T2), voucher "
         "expired or Amount/currency not the card's, a time rule broken (S1–S7, E1–E9), "
-        "balance not live or no current interval (T3).",
+        "balance not live (T3).",
         "Amount has more than 2 decimal places.",
     ),
     (

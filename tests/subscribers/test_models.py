@@ -72,9 +72,7 @@ def test_template_precision_is_0_to_6(precision):
 
 
 def test_periodic_template_needs_a_period_and_others_must_not_have_one():
-    import datetime as dt
-
     with pytest.raises(IntegrityError), transaction.atomic():
         BalanceTemplateFactory(kind=BalanceKind.PERIODIC, period=None)
     with pytest.raises(IntegrityError), transaction.atomic():
-        BalanceTemplateFactory(kind=BalanceKind.SIMPLE, period=dt.timedelta(days=1))
+        BalanceTemplateFactory(kind=BalanceKind.SIMPLE, period="P1D")
