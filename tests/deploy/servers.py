@@ -115,14 +115,16 @@ class App:
         return {"Authorization": f"Basic {token}"}
 
 
-def start_app(tmp: Path, *, workers: int = 2, timeout: int = 30) -> App:
-    """gunicorn (sync workers, as deployed) on a migrated SQLite file with one API client."""
+def start_app(tmp: Path, *, workers: int = 2, timeout: int = 30, proxies: int = 0) -> App:
+    """gunicorn (sync workers, as deployed) on a migrated SQLite file with one API client,
+    trusting `proxies` reverse proxies in front (TRUSTED_PROXY_COUNT)."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": f"sqlite:///{tmp / 'app.sqlite3'}",
         "ALLOWED_HOSTS": "127.0.0.1",
         "PYTHONPATH": str(ROOT),
+        "TRUSTED_PROXY_COUNT": str(proxies),
     }
     seeded = subprocess.run(
         [sys.executable, "-m", "tests.deploy.app_seed"],
