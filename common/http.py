@@ -1,5 +1,6 @@
 """What a request tells about its client."""
 
+import codecs
 import ipaddress
 
 from django.conf import settings
@@ -29,3 +30,23 @@ def client_ip(request) -> str | None:
     if address.version == 6 and address.ipv4_mapped:
         address = address.ipv4_mapped
     return str(address)
+
+
+# Bytes a query string or form body may hold: a charset that cannot decode them (with errors
+# replaced, as Django and urllib do) would crash whatever reads the request.
+_CHARSET_PROBE = b"a=%41&b=\xff\xfe\x00\x80+"
+
+
+def readable_charset(name: str) -> bool:
+    """Whether a Content-Type's charset names a text encoding that decodes any bytes.
+
+    "x-unknown" names no codec; "rot13" and "hex" are codecs but not text encodings; "idna",
+    "punycode" and "undefined" fail on ordinary bytes whatever the error handler.
+    """
+    try:
+        if not codecs.lookup(name)._is_text_encoding:
+            return False
+        _CHARSET_PROBE.decode(name, "replace")
+    except (LookupError, TypeError, ValueError):  # UnicodeError is a ValueError
+        return False
+    return True

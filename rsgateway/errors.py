@@ -13,7 +13,7 @@ from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from wallets.exceptions import Result, WalletError
+from wallets.exceptions import Malformed, Result, WalletError
 
 from .renderers import content_type_of, renderer_for
 
@@ -33,6 +33,12 @@ HTTP_STATUS = {
     Result.INTERNAL_ERROR: 500,
 }
 ROUTE_ID = 1
+
+
+class LengthRequired(Malformed):
+    """A chunked body the server cannot tell the end of (docs/rest-api.md, Request bodies)."""
+
+    http_status = 411
 
 
 def mtx_response(

@@ -3,8 +3,11 @@
 One set of rules for both: at most `BODY_LIMIT` bytes (we read at most one byte more), no DTD,
 no entities, the exact root element the view expects, only that request's fields, each once, and
 every value kept as the exact text sent (a PIN keeps its leading zeros, an amount its decimals).
+An encoding we cannot read, named by the XML declaration or the Content-Type's charset, is a
+malformed request like any other.
 """
 
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -12,10 +15,13 @@ from xml.etree.ElementTree import ParseError
 
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
+from django.utils.http import parse_header_parameters
 from rest_framework.parsers import BaseParser
 
+from common.http import readable_charset
 from wallets.exceptions import Malformed
 
+from .errors import LengthRequired
 from .serializers import REQUEST_FIELDS
 
 BODY_LIMIT = 64 * 1024
@@ -37,6 +43,41 @@ def _expected(parser_context) -> tuple[str, frozenset[str]]:
     if not name:
         raise Malformed("This resource takes no request body.")
     return name, REQUEST_FIELDS[name]
+
+
+def _check_charset(media_type: str | None) -> None:
+    charset = parse_header_parameters(media_type or "")[1].get("charset")
+    if charset is not None and not readable_charset(charset):
+        raise Malformed(
+            f"The Content-Type names a charset this API does not read: {charset[:40]!r}."
+        )
+
+
+def is_chunked(request) -> bool:
+    """A body sent in chunks, its length declared nowhere."""
+    meta = request.META
+    return "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower() and not meta.get(
+        "CONTENT_LENGTH"
+    )
+
+
+def read_chunked_body(request) -> None:
+    """Read a `Transfer-Encoding: chunked` body (no Content-Length) for the parser, at most the
+    limit plus one byte, and hand it on as if its length had been declared.
+
+    Django reads a body only up to its Content-Length, so without one the body would look empty.
+    Only a server that ends the input where the body ends (`wsgi.input_terminated`: gunicorn,
+    or nginx in front, which sends a Content-Length itself) can be read without waiting for a
+    byte that never comes; any other is asked for a Content-Length (docs/rest-api.md).
+    """
+    if not request.META.get("wsgi.input_terminated"):
+        raise LengthRequired("Send the body with a Content-Length.")
+    data = request.META["wsgi.input"].read(BODY_LIMIT + 1)
+    if len(data) > BODY_LIMIT:
+        raise Malformed(_TOO_LARGE)
+    request.META["CONTENT_LENGTH"] = str(len(data))
+    request._stream = io.BytesIO(data)
+    request._read_started = False
 
 
 def _read(stream, parser_context) -> bytes:
@@ -68,6 +109,7 @@ class MtxXMLParser(BaseParser):
 
     def parse(self, stream, media_type=None, parser_context=None) -> MtxMessage:
         name, allowed = _expected(parser_context)
+        _check_charset(media_type)
         data = _read(stream, parser_context)
         try:
             root = ElementTree.fromstring(
@@ -75,6 +117,12 @@ class MtxXMLParser(BaseParser):
             )
         except DefusedXmlException:
             raise Malformed("DTDs and entities are not allowed in a request.") from None
+        except LookupError:
+            # The declaration names no codec ("x-unknown") or one that is not a text encoding
+            # ("rot13"): expat asks Python's codecs, which answer LookupError.
+            raise Malformed(
+                "The XML declaration names an encoding this API does not read."
+            ) from None
         except (ParseError, ValueError):
             raise Malformed("The request body is not well-formed XML.") from None
         if root.tag != name:
@@ -116,6 +164,9 @@ class MtxJSONParser(BaseParser):
 
     def parse(self, stream, media_type=None, parser_context=None) -> MtxMessage:
         name, allowed = _expected(parser_context)
+        # JSON is UTF-8 whatever the charset says (RFC 8259, section 8.1); one that names no
+        # text encoding at all is still a client's mistake worth telling.
+        _check_charset(media_type)
         data = _read(stream, parser_context)
         try:
             document = json.loads(

@@ -28,7 +28,14 @@ from .credentials import (
     principal_lookup,
 )
 from .errors import mtx_exception_handler, mtx_response
-from .parsers import MtxJSONParser, MtxMessage, MtxTextXMLParser, MtxXMLParser
+from .parsers import (
+    MtxJSONParser,
+    MtxMessage,
+    MtxTextXMLParser,
+    MtxXMLParser,
+    is_chunked,
+    read_chunked_body,
+)
 from .renderers import renderer_for
 from .serializers import ADJUST, TOPUP, AdjustRequest, TopupRequest, balance_record
 
@@ -192,6 +199,9 @@ class MtxView(APIView):
             else uuid.uuid4().hex
         )
         super().initial(request, *args, **kwargs)
+        if self.mtx_request and is_chunked(request):
+            # After authentication: nobody unknown makes us read a body.
+            read_chunked_body(request._request)
 
     def message(self, request) -> MtxMessage:
         data = request.data

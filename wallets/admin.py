@@ -6,6 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from common.admin import ReadOnlyAdminMixin
+from common.once import AlreadySubmitted, form_token, posted_token
 from subscribers.admin_scoping import ResellerScopedAdmin
 
 from .exceptions import WalletError
@@ -23,6 +24,7 @@ from .models import (
 )
 from .services.adjust import balance_adjust
 from .services.reversal import REVERSIBLE_KINDS, ledger_entry_reverse
+from .services.submissions import submitted_once
 from .services.validity import balance_change_validity
 
 
@@ -106,18 +108,24 @@ class BalanceAdmin(ResellerScopedAdmin):
             raise PermissionDenied
         balance = get_object_or_404(self.get_queryset(request).select_related("template"), pk=pk)
         form = form_class(request.POST or None)
+        balance_url = reverse("admin:wallets_balance_change", args=[balance.pk])
         if request.method == "POST" and form.is_valid():
             try:
-                text = apply(balance, form.cleaned_data)
+                text = submitted_once(
+                    token=posted_token(request),
+                    actor=request.user,
+                    apply=lambda: apply(balance, form.cleaned_data),
+                )
+            except AlreadySubmitted as error:
+                self.message_user(request, error.message, messages.WARNING)
+                return HttpResponseRedirect(balance_url)
             except WalletError as error:
                 self.message_user(
                     request, f"{error.message} (Result {error.result})", messages.ERROR
                 )
             else:
                 self.message_user(request, text, messages.SUCCESS)
-                return HttpResponseRedirect(
-                    reverse("admin:wallets_balance_change", args=[balance.pk])
-                )
+                return HttpResponseRedirect(balance_url)
         return TemplateResponse(
             request,
             "admin/wallets/balance/action_form.html",
@@ -127,6 +135,7 @@ class BalanceAdmin(ResellerScopedAdmin):
                 "original": balance,
                 "title": title,
                 "form": form,
+                "submission_token": form_token(request),
             },
         )
 
@@ -220,8 +229,17 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         form = ReverseEntryForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                reversal = self.reverse_entry(
-                    entry=entry, reason=form.cleaned_data["reason"], actor=request.user
+                reversal = submitted_once(
+                    token=posted_token(request),
+                    actor=request.user,
+                    apply=lambda: self.reverse_entry(
+                        entry=entry, reason=form.cleaned_data["reason"], actor=request.user
+                    ),
+                )
+            except AlreadySubmitted as error:
+                self.message_user(request, error.message, messages.WARNING)
+                return HttpResponseRedirect(
+                    reverse("admin:wallets_ledgerentry_change", args=[entry.pk])
                 )
             except WalletError as error:
                 self.message_user(
@@ -247,6 +265,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
                 "consequence": self.reverse_consequence(entry),
                 "title": "Reverse this entry",
                 "form": form,
+                "submission_token": form_token(request),
             },
         )
 

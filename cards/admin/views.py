@@ -35,7 +35,9 @@ from cards.services.generation import card_batch_generate
 from cards.services.reveal import card_pin_reveal
 from cards.services.selection import cards_selection_delete, cards_selection_edit
 from common.http import client_ip
+from common.once import AlreadySubmitted, form_token, posted_token
 from subscribers.selectors import staff_reseller
+from wallets.services.submissions import submitted_once
 
 from .changelist import CappedCountPaginator, page_size, search_params, search_query_string
 from .display import activated_text, cards_text, created_text, mass_edit_summary, status_badge
@@ -99,16 +101,24 @@ class CardScreens:
                 # The job takes the very arguments of the generation it will run.
                 generate = generation_job_start if background else card_batch_generate
                 try:
-                    outcome = generate(
-                        series=data["series"].strip(),
-                        quantity=data["quantity"],
-                        amount=data["amount"],
-                        currency=data["currency"],
-                        pin_length=data["pin_length"],
-                        reseller=data["reseller"],
-                        expires_at=data["expires_at"],
+                    outcome = submitted_once(
+                        token=posted_token(request),
                         actor=request.user,
+                        apply=lambda: generate(
+                            series=data["series"].strip(),
+                            quantity=data["quantity"],
+                            amount=data["amount"],
+                            currency=data["currency"],
+                            pin_length=data["pin_length"],
+                            reseller=data["reseller"],
+                            expires_at=data["expires_at"],
+                            actor=request.user,
+                        ),
                     )
+                except AlreadySubmitted as error:
+                    # The first submission's batch (or job) is the newest one of this user.
+                    self.message_user(request, error.message, messages.WARNING)
+                    return HttpResponseRedirect(reverse("admin:cards_cardbatch_changelist"))
                 except (GenerationError, CardEditError) as error:
                     field = error.field if error.field in form.fields else None
                     form.add_error(field, error.message)
@@ -141,7 +151,13 @@ class CardScreens:
                 }
             form = GenerateCardsForm(initial=initial, scoped=scoped)
         return self._render(
-            request, "generate.html", {"title": "Generate Top-Up Cards", "form": form}
+            request,
+            "generate.html",
+            {
+                "title": "Generate Top-Up Cards",
+                "form": form,
+                "submission_token": form_token(request),
+            },
         )
 
     def _generated(self, request, batch):

@@ -165,6 +165,59 @@ def test_malformed_bodies_answer_minus_1_and_change_nothing(vms, case):
     assert snapshot() == before
 
 
+@pytest.mark.parametrize("encoding", ["x-unknown", "rot13", "hex", "utf-7", "utf-32"])
+def test_an_xml_encoding_we_cannot_read_is_minus_1_and_changes_nothing(
+    client, external_client, encoding
+):
+    vms = Api(client, "xml", external_client)
+    balance = make_balance()
+    before = snapshot()
+    url = vms.url(subscription_ref(balance), f"/{balance.resource_id}/topup")
+    data = f'<?xml version="1.0" encoding="{encoding}"?>' + body(
+        "xml", TOPUP, {"Amount": "1.00", "Voucher": "V-ENC"}
+    )
+
+    response = vms.send("PUT", url, data)
+
+    assert_refused(response, Result.MALFORMED, 400)
+    assert snapshot() == before
+
+
+def test_an_xml_body_in_latin_1_is_still_read(client, external_client):
+    vms = Api(client, "xml", external_client)
+    balance = make_balance(amount="5.00")
+    url = vms.url(subscription_ref(balance), f"/{balance.resource_id}/topup")
+    data = '<?xml version="1.0" encoding="iso-8859-1"?>' + body(
+        "xml", TOPUP, {"Amount": "1.00", "Voucher": "V-\u00e9t\u00e9"}
+    )
+
+    response = vms.send("PUT", url, data.encode("iso-8859-1"))
+
+    assert reply(response)["Result"] == Result.OK
+    assert (
+        LedgerEntry.objects.get(balance=balance, voucher__startswith="V-").voucher
+        == "V-\u00e9t\u00e9"
+    )
+
+
+@pytest.mark.parametrize("charset", ["x-unknown", "rot13", "idna"])
+def test_a_content_type_charset_we_cannot_read_is_minus_1_and_changes_nothing(vms, charset):
+    balance = make_balance()
+    before = snapshot()
+    url = vms.url(subscription_ref(balance), f"/{balance.resource_id}/topup")
+    kind = "application/xml" if vms.binding == "xml" else "application/json"
+
+    response = vms.send(
+        "PUT",
+        url,
+        body(vms.binding, TOPUP, {"Amount": "1.00", "Voucher": "V-CS"}),
+        content_type=f"{kind}; charset={charset}",
+    )
+
+    assert_refused(response, Result.MALFORMED, 400)
+    assert snapshot() == before
+
+
 def test_a_body_over_64_kib_is_refused_without_reading_it_all(vms):
     balance = make_balance()
     before = snapshot()

@@ -1,10 +1,13 @@
 """Operators adjust, change validity and reverse from the admin, through the same services."""
 
 import datetime as dt
+import re
+import threading
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.urls import reverse
 
 from cards.models import CardEvent, CardEventKind
@@ -314,3 +317,162 @@ def test_a_balance_keeps_its_wallet_and_template_once_it_exists(client):
 
     moved = Balance.objects.get(pk=balance.pk)
     assert (moved.wallet_id, moved.template_id) == (balance.wallet_id, balance.template_id)
+
+
+# --- One submit, one effect (common/once.py) ----------------------------------------------------
+
+
+def rendered_token(page) -> str:
+    """The one-time token a browser would post back with the form it shows."""
+    match = re.search(rb'name="submission_token" value="([A-Za-z0-9_-]{32})"', page.content)
+    return match.group(1).decode() if match else ""  # none: the effect tells
+
+
+def test_adjust_amount_submitted_twice_credits_once(client, operator):
+    balance = make_balance(amount="10.00")
+    url = reverse("admin:wallets_balance_adjust", args=[balance.pk])
+    data = {
+        "adjust_type": "1",
+        "amount": "4.00",
+        "reason": "Goodwill",
+        "submission_token": rendered_token(client.get(url)),
+    }
+
+    first = client.post(url, data, follow=True)
+    before = snapshot()
+    second = client.post(url, data, follow=True)
+
+    assert any("now 14.00" in m for m in messages_of(first))
+    assert Balance.objects.get(pk=balance.pk).amount == Decimal("14.00")
+    assert LedgerEntry.objects.filter(kind=LedgerKind.ADJUSTMENT).count() == 1
+    assert snapshot() == before
+    assert second.redirect_chain[-1][0] == reverse(
+        "admin:wallets_balance_change", args=[balance.pk]
+    )
+    assert any("already submitted" in m for m in messages_of(second))
+
+
+def test_the_form_opened_again_makes_the_same_change_again(client, operator):
+    balance = make_balance(amount="10.00")
+    url = reverse("admin:wallets_balance_adjust", args=[balance.pk])
+    data = {"adjust_type": "1", "amount": "4.00", "reason": "Goodwill"}
+
+    for _ in range(2):
+        client.post(url, {**data, "submission_token": rendered_token(client.get(url))})
+
+    assert Balance.objects.get(pk=balance.pk).amount == Decimal("18.00")
+
+
+def test_a_refused_submission_keeps_its_token_for_the_corrected_form(client, operator):
+    balance = make_balance(amount="1.00")
+    url = reverse("admin:wallets_balance_adjust", args=[balance.pk])
+    token = rendered_token(client.get(url))
+    before = snapshot()
+
+    refused = client.post(
+        url, {"adjust_type": "2", "amount": "5.00", "reason": "Too much", "submission_token": token}
+    )
+    assert snapshot() == before
+    assert rendered_token(refused) == token
+    corrected = client.post(
+        url,
+        {"adjust_type": "2", "amount": "0.50", "reason": "Right", "submission_token": token},
+        follow=True,
+    )
+
+    assert any("now 0.50" in m for m in messages_of(corrected))
+
+
+def test_change_validity_submitted_twice_extends_once(client, operator):
+    balance = make_balance(end_days=5)
+    end = Balance.objects.get(pk=balance.pk).end_time
+    url = reverse("admin:wallets_balance_validity", args=[balance.pk])
+    data = {
+        "end_relative": "P4W",
+        "reason": "Loyalty",
+        "submission_token": rendered_token(client.get(url)),
+    }
+
+    client.post(url, data)
+    before = snapshot()
+    second = client.post(url, data, follow=True)
+
+    assert Balance.objects.get(pk=balance.pk).end_time == end + dt.timedelta(weeks=4)
+    assert any("already submitted" in m for m in messages_of(second))
+    assert snapshot() == before
+
+
+def test_reverse_submitted_twice_reverses_once_and_says_so(client, operator):
+    balance = make_balance()
+    topup = balance_topup(balance=balance, amount=Decimal("9.00"), voucher="EXT-TWICE")
+    url = reverse("admin:wallets_ledgerentry_reverse", args=[topup.entry.pk])
+    data = {"reason": "Fraud", "submission_token": rendered_token(client.get(url))}
+
+    client.post(url, data)
+    before = snapshot()
+    second = client.post(url, data, follow=True)
+
+    assert LedgerEntry.objects.filter(kind=LedgerKind.REVERSAL).count() == 1
+    assert second.redirect_chain[-1][0] == reverse(
+        "admin:wallets_ledgerentry_change", args=[topup.entry.pk]
+    )
+    assert any("already submitted" in m for m in messages_of(second))
+    assert snapshot() == before
+
+
+def test_another_users_token_is_their_own(client, operator):
+    """Tokens are claimed per user: one operator's submitted form does not block another's."""
+    balance = make_balance(amount="10.00")
+    url = reverse("admin:wallets_balance_adjust", args=[balance.pk])
+    data = {
+        "adjust_type": "1",
+        "amount": "1.00",
+        "reason": "Goodwill",
+        "submission_token": rendered_token(client.get(url)),
+    }
+    client.post(url, data)
+    client.force_login(staff("adjust_balance"))
+
+    client.post(url, data)
+
+    assert Balance.objects.get(pk=balance.pk).amount == Decimal("12.00")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_tabs_posting_the_same_form_at_once_credit_once():
+    """Real parallel connections: the second claim waits on the first's unique index entry,
+    then finds it committed and changes nothing."""
+    from django.test import Client
+
+    user = staff("adjust_balance")
+    balance = make_balance(amount="10.00")
+    url = reverse("admin:wallets_balance_adjust", args=[balance.pk])
+    tabs = [Client(), Client()]
+    for tab in tabs:
+        tab.force_login(user)
+    data = {
+        "adjust_type": "1",
+        "amount": "4.00",
+        "reason": "Goodwill",
+        "submission_token": rendered_token(tabs[0].get(url)),
+    }
+    barrier = threading.Barrier(len(tabs))
+    statuses = []
+
+    def post(tab):
+        try:
+            barrier.wait()
+            statuses.append(tab.post(url, data).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(tab,)) for tab in tabs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [302, 302]
+    assert Balance.objects.get(pk=balance.pk).amount == Decimal("14.00")
+    assert LedgerEntry.objects.filter(kind=LedgerKind.ADJUSTMENT).count() == 1
