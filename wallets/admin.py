@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -23,6 +24,7 @@ from .models import (
     Wallet,
 )
 from .services.adjust import balance_adjust
+from .services.intervals import balance_intervals_ensure
 from .services.reversal import REVERSIBLE_KINDS, ledger_entry_reverse
 from .services.submissions import submitted_once
 from .services.validity import balance_change_validity
@@ -65,10 +67,14 @@ class BalanceTemplateAdmin(ResellerScopedAdmin):
     search_fields = ["name"]
 
 
-class BalanceIntervalInline(admin.TabularInline):
+class BalanceIntervalInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Intervals are made from the template's period (wallets.services.intervals): typed by
+    hand they could overlap, and the credited one would be arbitrary."""
+
     model = BalanceInterval
     fields = ["start_time", "end_time", "amount"]
-    readonly_fields = ["amount"]
+    readonly_fields = fields
+    ordering = ["-start_time"]
     extra = 0
 
 
@@ -86,6 +92,13 @@ class BalanceAdmin(ResellerScopedAdmin):
     autocomplete_fields = ["wallet", "parent"]
     inlines = [BalanceIntervalInline]
     change_form_template = "admin/wallets/balance/change_form.html"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # A periodic balance shows its interval for now even when the worker's task is late.
+        balance = self.get_object(request, unquote(object_id))
+        if balance is not None:
+            balance_intervals_ensure(balance_id=balance.pk)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
         # Once a balance exists its validity follows the rules S1–S7/E1–E9: "Change validity".

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
 from cards.models import CardEvent, CardEventKind
 from cards.services.redemption import card_redeem
@@ -17,7 +18,14 @@ from tests.factories import TopUpCardFactory, UserFactory
 from tests.wallets.conftest import make_balance, snapshot
 from wallets.durations import parse_duration
 from wallets.exceptions import AlreadyRedeemed, BadData, Result
-from wallets.models import Balance, BalanceEvent, BalanceEventKind, LedgerEntry, LedgerKind
+from wallets.models import (
+    Balance,
+    BalanceEvent,
+    BalanceEventKind,
+    BalanceKind,
+    LedgerEntry,
+    LedgerKind,
+)
 from wallets.services.adjust import balance_adjust
 from wallets.services.reversal import ledger_entry_reverse
 from wallets.services.topup import balance_topup
@@ -476,3 +484,19 @@ def test_two_tabs_posting_the_same_form_at_once_credit_once():
     assert statuses == [302, 302]
     assert Balance.objects.get(pk=balance.pk).amount == Decimal("14.00")
     assert LedgerEntry.objects.filter(kind=LedgerKind.ADJUSTMENT).count() == 1
+
+
+def test_a_periodic_balance_page_shows_an_interval_for_now_after_its_intervals_ran_out(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    balance = make_balance(kind=BalanceKind.PERIODIC)
+    now = timezone.now()
+    balance.intervals.filter(end_time__gt=now).delete()  # its intervals ran out before now
+    assert not balance.intervals.live(now).exists()
+
+    page = client.get(reverse("admin:wallets_balance_change", args=[balance.pk]))
+
+    assert page.status_code == 200
+    current = balance.intervals.live(timezone.now()).get()
+    intervals = page.context["inline_admin_formsets"][0]
+    assert current in [form.instance for form in intervals.formset.forms]
+    assert not intervals.has_add_permission and not intervals.has_change_permission
