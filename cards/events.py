@@ -112,6 +112,21 @@ class Imported:
     FILE: Final = "file"
 
 
+class PinsChecked:
+    """`pins_checked`: typed or uploaded PINs looked up outside redemption (docs/reliability.md,
+    "No PIN oracle"). Each event counts once towards the global failure budget."""
+
+    WHAT: Final = "what"
+    CHECKED: Final = "checked"
+    """How many PINs were looked up."""
+    MATCHED: Final = "matched"
+    """How many of them a card has."""
+    # The values of WHAT.
+    SEARCH: Final = "search"
+    IMPORT_PREVIEW: Final = "import preview"
+    IMPORT: Final = "import"
+
+
 # --- one card, one batch, one file ----------------------------------------------------------
 
 
@@ -236,6 +251,23 @@ def cards_imported_event(*, first_serial: str, rows: int, file_name: str, actor)
         actor=actor,
         serial=first_serial[:20],
         changes={Imported.ROWS: rows, Imported.FILE: file_name},
+    )
+
+
+def pins_checked_event(
+    *, what: str, checked: int, matched: int, actor, ip_address: str | None
+) -> CardEvent:
+    """A search by PIN or an import's uniqueness check (WHAT is a `PinsChecked` value)."""
+    return CardEvent.objects.create(
+        kind=CardEventKind.PINS_CHECKED,
+        actor=actor,
+        channel=Channel.ADMIN,
+        ip_address=ip_address,
+        changes={
+            PinsChecked.WHAT: what,
+            PinsChecked.CHECKED: checked,
+            PinsChecked.MATCHED: matched,
+        },
     )
 
 

@@ -41,12 +41,14 @@ from .models import (
     CardStatus,
     TopUpCard,
 )
+from .services.scope import pin_search_refusal
 
 _SERIAL = re.compile(
     rf"\s*({SERIES_FORMAT.pattern})(?:\s*-\s*([0-9]{{1,{SERIAL_NUMBER_DIGITS}}}))?\s*"
 )
 PIN_SEARCHES_SESSION_KEY = "cards_pin_searches"
 _MAX_REMEMBERED_PIN_SEARCHES = 20
+PIN_BY_FORM = "Search by PIN Code through the Advanced Search form."
 # A client name matching more subscribers than this is too vague to search by.
 MAX_CLIENT_MATCHES = 1_000
 
@@ -79,14 +81,16 @@ def parse_serial(value: str) -> tuple[str, int | None]:
     return series, int(number) if number is not None else None
 
 
-def remember_pin_search(session, pin: str) -> str:
-    """Keep a searched PIN's digests (never the PIN) in the session; return the key for the URL."""
-    digests = [digest.hex() for digest in pins.pin_digests(pins.normalize_pin(pin))]
+def remember_digests(session, digests: list[bytes]) -> str:
+    """Keep a searched PIN's digests (never the PIN) in the session; return the key for the URL.
+
+    The search itself is checked and audited first (cards.services.pin_search.card_pin_search).
+    """
     stored = dict(session.get(PIN_SEARCHES_SESSION_KEY, {}))
     while len(stored) >= _MAX_REMEMBERED_PIN_SEARCHES:
         stored.pop(next(iter(stored)))
     token = secrets.token_urlsafe(12)
-    stored[token] = digests
+    stored[token] = [digest.hex() for digest in digests]
     session[PIN_SEARCHES_SESSION_KEY] = stored
     return token
 
@@ -107,6 +111,8 @@ class CardSearchForm(forms.Form):
     """
 
     client_ids: list[int] | None = None
+    searcher = None
+    """Who searches (set by CardFilter); None is the system, e.g. a management command."""
 
     def clean(self):
         data = super().clean()
@@ -117,9 +123,14 @@ class CardSearchForm(forms.Form):
                 except ValidationError as error:
                     self.add_error(field, error)
         if data.get("pin"):
-            error = pin_search_error(data["pin"])
+            # A person's search by PIN goes through the audited card_pin_search (pin_ref).
+            error = PIN_BY_FORM if self.searcher is not None else pin_search_error(data["pin"])
             if error:
                 self.add_error("pin", error)
+        if data.get("pin_ref"):
+            refusal = pin_search_refusal(self.searcher)
+            if refusal:
+                self.add_error("pin_ref", refusal)
         if data.get("client"):
             ids = list(
                 Subscriber.objects.filter(name__icontains=data["client"].strip())
@@ -218,6 +229,13 @@ class CardFilter(django_filters.FilterSet):
         form = CardSearchForm
         fields: list[str] = []
 
+    @property
+    def form(self):
+        if not hasattr(self, "_form"):
+            form = super().form
+            form.searcher = getattr(self.request, "user", None)
+        return self._form
+
     # --- one method per field; each is a single indexed condition ---------------------------
 
     def filter_serial_from(self, queryset, name, value):
@@ -268,17 +286,25 @@ class CardFilter(django_filters.FilterSet):
         return any(self.data.get(name) not in (None, "") for name in self.filters)
 
 
+def pin_shape_error(pin: str) -> str | None:
+    """Why a normalised PIN cannot be any card's PIN, without looking it up; or None."""
+    if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin.isascii() and pin.isdigit()):
+        return "This is not a valid PIN: please check the code."
+    return None
+
+
 def pin_search_error(typed: str) -> str | None:
-    """Why a typed PIN cannot be a card's PIN, or None.
+    """Why a typed PIN cannot be a card's PIN, or None: for the system's searches (no person
+    learns the answer; a person's search is cards.services.pin_search.card_pin_search).
 
     A PIN whose Luhn check digit fails is most likely mistyped, but imported cards may carry
     PINs without one: it is refused only when no card has it (one index lookup).
     """
     pin = pins.normalize_pin(typed)
-    message = "This is not a valid PIN: please check the code."
-    if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin.isascii() and pin.isdigit()):
-        return message
+    error = pin_shape_error(pin)
+    if error:
+        return error
     if not pins.luhn_valid(pin):
         if not TopUpCard.objects.filter(pin_digest__in=pins.pin_digests(pin)).exists():
-            return message
+            return "This is not a valid PIN: please check the code."
     return None

@@ -181,9 +181,9 @@ def failure_budget_status(*, now: dt.datetime | None = None, top: int = 5) -> Fa
     now = now or timezone.now()
     limit = int(getattr(settings, "REDEEM_FAILURE_BUDGET", 100))
     window = getattr(settings, "REDEEM_FAILURE_BUDGET_WINDOW", dt.timedelta(minutes=10))
-    recent = CardEvent.objects.filter(
-        kind=CardEventKind.REDEEM_FAILED, created_at__gt=now - window
-    ).order_by()
+    # PIN checks outside redemption count too (docs/reliability.md, "No PIN oracle").
+    counted = (CardEventKind.REDEEM_FAILED, CardEventKind.PINS_CHECKED)
+    recent = CardEvent.objects.filter(kind__in=counted, created_at__gt=now - window).order_by()
     # Bounded work on every admin page even under a flood of guesses: count up to a cap, and
     # rank the sources among the latest failures only.
     failures = recent[: max(limit + 1, _BUDGET_COUNT_CAP)].count()

@@ -142,9 +142,19 @@ class TopUpCardQuerySet(models.QuerySet):
 
 
 class CardSeries(models.Model):
-    """One row per series: generation locks it so two batches never share a serial."""
+    """One row per series: generation locks it so two batches never share a serial, and it names
+    the reseller whose cards the series holds."""
 
     series = models.CharField(max_length=SERIES_MAX_DIGITS, primary_key=True)
+    reseller = models.ForeignKey(
+        Reseller,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The reseller that first used the series (none: cards without a reseller). "
+        "Only its cards go into the series (docs/cards.md).",
+    )
 
     class Meta:
         verbose_name_plural = "card series"
@@ -366,6 +376,7 @@ class CardEventKind(models.TextChoices):
     EXPORTED = "exported", "Exported"
     IMPORTED = "imported", "Imported"
     REVERSED = "reversed", "Reversed"
+    PINS_CHECKED = "pins_checked", "PINs checked"
 
 
 class CardEvent(models.Model):

@@ -18,7 +18,8 @@ from subscribers.models import Reseller
 from subscribers.selectors import staff_reseller
 
 from . import pins
-from .events import cards_imported_event
+from .events import PinsChecked, cards_imported_event, pins_checked_event
+from .exceptions import CardPermissionDenied
 from .exports import COLUMNS, format_activated, format_time
 from .models import (
     CURRENCY_FORMAT,
@@ -28,7 +29,9 @@ from .models import (
     SERIAL_NUMBER_DIGITS,
     SERIES_FORMAT,
     TopUpCard,
+    format_serial,
 )
+from .services.scope import pin_import_refusal, series_claim
 
 _SERIAL = re.compile(rf"({SERIES_FORMAT.pattern})-([0-9]{{1,{SERIAL_NUMBER_DIGITS}}})")
 # Hidden columns added to the dataset when it is read: the clear PIN does not travel further.
@@ -39,6 +42,7 @@ _DIGEST, _ENCRYPTED, _LENGTH, _LAST4, _PIN_ERROR = (
     "_pin_last4",
     "_pin_error",
 )
+_LOOKUP_CHUNK = 5_000
 SERIAL, AMOUNT, CURRENCY, PIN, RESELLER, STATUS, EXPIRY, ACTIVATED, CREATED = COLUMNS
 
 
@@ -128,29 +132,50 @@ class TopUpCardImportResource(resources.ModelResource):
         skip_diff = True
         clean_model_instances = False
 
-    def __init__(self, *, user=None, **kwargs):
+    def __init__(self, *, user=None, ip_address: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.user = user
+        self.ip_address = ip_address
         self.scope = staff_reseller(user) if user is not None else None
         self.seen_serials: set[tuple[str, int]] = set()
         self.seen_digests: set[bytes] = set()
+        self.taken: dict[bytes, str] = {}
+        """Digest (current key) of each file PIN that a card has → that card's serial."""
+        self.series_refusals: dict[tuple[str, int | None], str | None] = {}
+        self.pins_checked = 0
         self.imported = 0
 
-    def import_data(self, dataset, *args, **kwargs):
+    def import_data(self, dataset, dry_run=False, **kwargs):
         # All-or-nothing: any invalid row rolls the whole import back.
         kwargs["rollback_on_validation_errors"] = True
         kwargs["use_transactions"] = True
-        return super().import_data(dataset, *args, **kwargs)
+        try:
+            return super().import_data(dataset, dry_run=dry_run, **kwargs)
+        finally:
+            # Outside the import's transaction, which a preview always rolls back.
+            if self.pins_checked:
+                pins_checked_event(
+                    what=PinsChecked.IMPORT_PREVIEW if dry_run else PinsChecked.IMPORT,
+                    checked=self.pins_checked,
+                    matched=len(self.taken),
+                    actor=self.user,
+                    ip_address=self.ip_address,
+                )
 
     # --- reading the file ---------------------------------------------------------------------
 
     def before_import(self, dataset, **kwargs):
-        """Replace each clear PIN by its digest and encrypted copy as soon as the file is read."""
+        """Replace each clear PIN by its digest and encrypted copy as soon as the file is read,
+        and look every PIN up at once (under every digest key)."""
+        refusal = pin_import_refusal(self.user)
+        if refusal:
+            raise ValidationError(refusal)
         missing = [c for c in (SERIAL, AMOUNT, CURRENCY, PIN, EXPIRY) if c not in dataset.headers]
         if missing:
             raise ValidationError(f"The file has no column {', '.join(missing)}.")
         values = {name: [] for name in (_DIGEST, _ENCRYPTED, _LENGTH, _LAST4, _PIN_ERROR)}
         masked = []
+        every_key: dict[bytes, bytes] = {}  # digest under any key -> digest under the current one
         for typed in dataset[PIN]:
             pin = pins.normalize_pin(str(typed or ""))
             error = ""
@@ -159,7 +184,10 @@ class TopUpCardImportResource(resources.ModelResource):
             elif not PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH:
                 error = f"PIN must be {PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} digits long."
             ok = not error
-            values[_DIGEST].append(pins.pin_digest(pin).hex() if ok else "")
+            if ok:
+                digests = pins.pin_digests(pin)
+                every_key.update((digest, digests[0]) for digest in digests)
+            values[_DIGEST].append(digests[0].hex() if ok else "")
             values[_ENCRYPTED].append(pins.encrypt_pin(pin).hex() if ok else "")
             values[_LENGTH].append(len(pin) if ok else 0)
             values[_LAST4].append(pin[-4:] if ok else "")
@@ -169,6 +197,13 @@ class TopUpCardImportResource(resources.ModelResource):
         dataset.append_col(masked, header=PIN)
         for name, column in values.items():
             dataset.append_col(column, header=name)
+        self.pins_checked = len({every_key[d] for d in every_key})
+        found = list(every_key)
+        for start in range(0, len(found), _LOOKUP_CHUNK):
+            for digest, series, number in TopUpCard.objects.filter(
+                pin_digest__in=found[start : start + _LOOKUP_CHUNK]
+            ).values_list("pin_digest", "series", "number"):
+                self.taken[every_key[bytes(digest)]] = format_serial(series, number)
 
     def get_or_init_instance(self, instance_loader, row):
         return TopUpCard(), True
@@ -208,8 +243,10 @@ class TopUpCardImportResource(resources.ModelResource):
             card.pin_last4 = row[_LAST4]
             if digest in self.seen_digests:
                 errors["pin"] = "This PIN appears twice in the file."
-            elif TopUpCard.objects.filter(pin_digest=digest).exists():
-                errors["pin"] = "Another card has this PIN already."
+            elif digest in self.taken:
+                # Only who may see every PIN imports (pin_import_refusal): naming the card
+                # tells them nothing they could not look up.
+                errors["pin"] = f"Card {self.taken[digest]} has this PIN already."
             self.seen_digests.add(digest)
         reseller_name = str(row.get(RESELLER) or "").strip()
         card.reseller = None
@@ -219,12 +256,30 @@ class TopUpCardImportResource(resources.ModelResource):
                 errors["reseller"] = f"No reseller is named {reseller_name!r}."
         if self.scope is not None and card.reseller != self.scope:
             errors["reseller"] = f"You may import only cards of {self.scope.name}."
+        elif "serial" not in errors and "reseller" not in errors:
+            refusal = self._series_refusal(card.series, card.reseller)
+            if refusal:
+                errors["serial"] = refusal
         try:
             card.expires_at = parse_time(str(row.get(EXPIRY) or ""))
         except ValueError:
             errors["expires_at"] = "Expiry Date must be a date such as 2027-12-31 00:00:00+00:00."
         if errors:
             raise ValidationError(errors)
+
+    def _series_refusal(self, series: str, reseller) -> str | None:
+        """The series rule (cards.services.scope.series_claim), once per series and reseller.
+
+        Claimed within the import's transaction: a preview's claim is rolled back with it, and
+        the first row of a new series claims it for the rows after it."""
+        key = (series, reseller.pk if reseller else None)
+        if key not in self.series_refusals:
+            try:
+                series_claim(actor=self.user, series=series, reseller=reseller)
+                self.series_refusals[key] = None
+            except CardPermissionDenied as error:
+                self.series_refusals[key] = error.message
+        return self.series_refusals[key]
 
     def save_instance(self, instance, is_create, row, **kwargs):
         super().save_instance(instance, is_create, row, **kwargs)

@@ -1,6 +1,7 @@
 """Top-up Cards: the JeraSoft table and a card's page. The other screens are in views.py."""
 
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
@@ -12,6 +13,8 @@ from cards.models import TopUpCard
 from cards.resources import TopUpCardExportResource, TopUpCardImportResource
 from cards.selectors import card_history, cards_visible_to
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
+from cards.services.scope import pin_import_refusal, pin_search_refusal
+from common.http import client_ip
 from subscribers.selectors import staff_reseller
 
 from .changelist import CappedCountPaginator, CardChangeList
@@ -21,6 +24,23 @@ from .views import CardScreens
 # The Export action renders every row in memory (django-import-export): fine for what a person
 # selects on screen, never for a whole series, which goes through the streamed CSV export.
 EXPORT_ACTION_LIMIT = 10_000
+
+
+def _import_failure_message(result, shown: int = 5) -> str:
+    """Why a confirmed import wrote nothing, by row (never an exception's text: a database
+    error names the clashing key, here a PIN's digest)."""
+    reasons = [
+        f"row {row.number}: " + " ".join(m for ms in row.error_dict.values() for m in ms)
+        for row in result.invalid_rows
+    ]
+    reasons += [
+        f"row {number}: a card with the same serial or PIN was written meanwhile"
+        for number, _errors in result.row_errors()
+    ]
+    if result.base_errors:
+        reasons.append("the file could not be read")
+    more = f" (and {len(reasons) - shown} more)" if len(reasons) > shown else ""
+    return "Nothing was imported: " + "; ".join(reasons[:shown]) + more + "."
 
 
 @admin.register(TopUpCard)
@@ -126,7 +146,9 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
             "can_generate": self.has_add_permission(request),
             "can_mass_edit": self.has_change_permission(request),
             "can_export_pins": request.user.has_perm("cards.view_pin"),
-            "can_import": self.has_import_permission(request),
+            "can_import": self.has_import_permission(request)
+            and pin_import_refusal(request.user) is None,
+            "can_search_pins": pin_search_refusal(request.user) is None,
         }
         return super().changelist_view(request, extra_context)
 
@@ -136,7 +158,58 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
         return [TopUpCardImportResource]
 
     def get_import_resource_kwargs(self, request, **kwargs):
-        return {"user": request.user}
+        return {"user": request.user, "ip_address": client_ip(request)}
+
+    def _import_refused(self, request):
+        """Who may not import PINs never uploads a file (docs/reliability.md, "No PIN oracle")."""
+        refusal = pin_import_refusal(request.user)
+        if refusal is None or not self.has_import_permission(request):
+            return None
+        messages.error(request, refusal)
+        return HttpResponseRedirect(reverse("admin:cards_topupcard_changelist"))
+
+    def import_action(self, request, **kwargs):
+        refused = self._import_refused(request)
+        if refused is not None:
+            return refused
+        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.FILE_UPLOAD_MAX_MEMORY_SIZE:
+            # Only in-memory uploads (settings): a larger file would arrive as no file at all.
+            limit = settings.FILE_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+            messages.error(request, f"The file is larger than {limit} MB: split it.")
+            return HttpResponseRedirect(reverse("admin:cards_topupcard_import"))
+        response = super().import_action(request, **kwargs)
+        self._forget_unconfirmable_upload(response)
+        return response
+
+    def _forget_unconfirmable_upload(self, response):
+        """A preview that offers no confirmation (a bad row, an unreadable file) is never
+        confirmed: its upload goes now rather than when it expires."""
+        context = getattr(response, "context_data", None) or {}
+        form = context.get("form")
+        if context.get("confirm_form") is not None or not getattr(form, "cleaned_data", None):
+            return
+        name = getattr(form.cleaned_data.get("import_file"), "tmp_storage_name", None)
+        if name:
+            self.get_tmp_storage_class()(name=name).remove()
+
+    def process_import(self, request, **kwargs):
+        refused = self._import_refused(request)
+        if refused is not None:
+            return refused
+        upload = self.get_tmp_storage_class()(name=request.POST.get("import_file_name", ""))
+        if request.method == "POST" and not upload.exists():
+            messages.error(
+                request, "This preview has expired or was imported already: upload the file again."
+            )
+            return HttpResponseRedirect(reverse("admin:cards_topupcard_import"))
+        return super().process_import(request, **kwargs)
+
+    def process_result(self, result, request):
+        if result.has_errors() or result.has_validation_errors():
+            # Something changed since the preview (a card written meanwhile): all rolled back.
+            messages.error(request, _import_failure_message(result))
+            return HttpResponseRedirect(reverse("admin:cards_topupcard_changelist"))
+        return super().process_result(result, request)
 
     def get_export_resource_kwargs(self, request, **kwargs):
         return {"user": request.user}

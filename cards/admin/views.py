@@ -20,7 +20,7 @@ from django.utils.html import format_html
 from django.utils.http import MAX_URL_LENGTH
 
 from cards.exceptions import CardEditError, GenerationError
-from cards.filters import pin_search_error, remember_pin_search
+from cards.filters import remember_digests
 from cards.forms import GenerateCardsForm, MassEditForm
 from cards.jobs import (
     delete_all_job_start,
@@ -32,6 +32,7 @@ from cards.models import CardJob, CardJobKind
 from cards.pins import format_pin
 from cards.selectors import InvalidCardSearch, batches_visible_to, card_list
 from cards.services.generation import card_batch_generate
+from cards.services.pin_search import card_pin_search
 from cards.services.reveal import card_pin_reveal
 from cards.services.selection import cards_selection_delete, cards_selection_edit
 from common.http import client_ip
@@ -190,11 +191,17 @@ class CardScreens:
         params.pop("pin_ref", None)
         typed = request.POST.get("pin", "").strip()
         if typed:
-            error = pin_search_error(typed)
-            if error:
-                messages.error(request, f"PIN Code: {error}")
-            else:
-                params["pin_ref"] = remember_pin_search(request.session, typed)
+            try:
+                found = card_pin_search(
+                    typed=typed, actor=request.user, ip_address=client_ip(request)
+                )
+            except CardEditError as error:
+                found = None
+                messages.error(request, f"PIN Code: {error.message}")
+            if found is not None and found.error:
+                messages.error(request, f"PIN Code: {found.error}")
+            elif found is not None:
+                params["pin_ref"] = remember_digests(request.session, found.digests)
         elif request.POST.get("keep_pin_ref"):
             params["pin_ref"] = request.POST["keep_pin_ref"]
         size = request.POST.get("per_page")

@@ -23,10 +23,9 @@ from cards.models import (
     SERIES_FORMAT,
     SERIES_MESSAGE,
     CardBatch,
-    CardSeries,
     TopUpCard,
 )
-from cards.services.scope import check_reseller_scope
+from cards.services.scope import check_reseller_scope, check_series_owner, series_claim
 from subscribers.models import Reseller
 
 logger = logging.getLogger(__name__)
@@ -103,10 +102,13 @@ def pin_space_check(pin_length: int, quantity: int) -> None:
         )
 
 
-def _lock_series(series: str) -> int:
-    """Lock the series for this transaction and return its next free number."""
-    CardSeries.objects.bulk_create([CardSeries(series=series)], ignore_conflicts=True)
-    CardSeries.objects.select_for_update().get(series=series)
+def _lock_series(series: str, *, reseller, actor) -> int:
+    """Lock the series for this transaction (claiming it for the reseller if new) and return its
+    next free number."""
+    try:
+        series_claim(actor=actor, series=series, reseller=reseller)
+    except CardPermissionDenied as error:
+        raise GenerationError(error.message, field="series") from None
     highest = TopUpCard.objects.filter(series=series).aggregate(top=Max("number"))["top"]
     return (highest or 0) + 1
 
@@ -220,8 +222,9 @@ def generation_request_check(
     )
     try:
         check_reseller_scope(actor=actor, reseller=reseller)
+        check_series_owner(actor=actor, series=series, reseller=reseller)
     except CardPermissionDenied as error:
-        raise GenerationError(error.message, field="reseller") from None
+        raise GenerationError(error.message, field=error.field) from None
     return amount, currency
 
 
@@ -249,7 +252,7 @@ def card_batch_generate(
         expires_at=expires_at,
         actor=actor,
     )
-    first_number = _lock_series(series)
+    first_number = _lock_series(series, reseller=reseller, actor=actor)
     if first_number + quantity - 1 > MAX_CARD_NUMBER:
         raise GenerationError(
             f"Series {series} has room for only {MAX_CARD_NUMBER - first_number + 1:,} more cards.",

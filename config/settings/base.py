@@ -179,12 +179,18 @@ GENERATION_JOB_STALE_SECONDS = int(env("GENERATION_JOB_STALE_SECONDS", "120"))
 # in the background (a request must end within gunicorn's 30 s; 100,000 cards take about 7 s).
 MASS_EDIT_SYNC_LIMIT = int(env("MASS_EDIT_SYNC_LIMIT", "50000"))
 
-# django-import-export: importing cards needs cards.add_topupcard, the Export action
-# cards.view_topupcard; an uploaded file waits for its confirmation in the shared cache (not on
-# one app server's disk) and is removed once imported.
+# django-import-export: importing cards needs cards.add_topupcard (and cards.view_pin, unscoped:
+# docs/reliability.md), the Export action cards.view_topupcard. An uploaded file holds clear
+# PINs: it waits for its confirmation encrypted under the PIN key in the shared cache (not on one
+# app server's disk), for IMPORT_UPLOAD_LIFETIME at most (cards/import_storage.py).
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
-IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.CacheStorage"
+IMPORT_EXPORT_TMP_STORAGE_CLASS = "cards.import_storage.EncryptedImportStorage"
+IMPORT_UPLOAD_LIFETIME = timedelta(minutes=30)
+# Uploads stay in memory, never in a temporary file (Django writes larger ones to disk): files
+# larger than this are refused.
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -124,7 +124,7 @@ def test_cancel_generates_nothing(admin_client):
 def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
     admin_client, overrides, field, message
 ):
-    TopUpCardFactory(series="4", number=1)
+    TopUpCardFactory(series="4", number=1, reseller=None)
     before = (TopUpCard.objects.count(), CardBatch.objects.count(), CardEvent.objects.count())
 
     response = admin_client.post(URL, form(**overrides))

@@ -2,6 +2,7 @@
 
 import pytest
 import tablib
+from django.contrib.auth.models import Permission
 
 from cards import pins
 from cards.exports import COLUMNS, export_csv
@@ -29,9 +30,10 @@ def errors_by_row(result) -> dict[int, dict[str, list[str]]]:
 def test_valid_file_imports_every_card_with_working_pins():
     ResellerFactory(name="Reseller 1")
     ops = UserFactory(username="ops")
+    ops.user_permissions.add(Permission.objects.get(codename="view_pin"))
     text = HEADER + (
         "12-000000001,25.00,USD,1234 5678 9012,Reseller 1,2027-12-31 00:00:00+00:00\n"
-        "12-000000002,8.5,eur,00001,,2027-12-31\n"
+        "13-000000002,8.5,eur,00001,,2027-12-31\n"
     )
 
     assert not run(text, dry_run=True).has_validation_errors()
@@ -43,18 +45,18 @@ def test_valid_file_imports_every_card_with_working_pins():
     assert first.reseller.name == "Reseller 1" and str(first.amount) == "25.00"
     assert bytes(first.pin_digest) == pins.pin_digest("123456789012")
     assert pins.decrypt_pin(first.pin_encrypted) == "123456789012"
-    second = TopUpCard.objects.get(series="12", number=2)
+    second = TopUpCard.objects.get(series="13", number=2)
     assert (second.currency, second.pin_length, second.pin_last4) == ("EUR", 5, "0001")
     event = CardEvent.objects.get(kind=CardEventKind.IMPORTED)
     assert event.actor == ops and event.changes["rows"] == 2
 
 
 def test_every_bad_row_is_reported_with_its_number_and_reason_and_nothing_is_imported():
-    existing = TopUpCardFactory(series="12", number=9)
+    existing = TopUpCardFactory(series="12", number=9, reseller=None)
     ResellerFactory(name="Reseller 1")
     text = HEADER + (
-        "12-000000001,25.00,USD,123456789012,Reseller 1,2027-12-31\n"  # 1: fine
-        "12-000000001,25.00,USD,223456789012,Reseller 1,2027-12-31\n"  # 2: serial twice
+        "12-000000001,25.00,USD,123456789012,,2027-12-31\n"  # 1: fine
+        "12-000000001,25.00,USD,223456789012,,2027-12-31\n"  # 2: serial twice
         f"12-000000009,25.00,USD,323456789012,,2027-12-31\n"  # 3: serial exists
         "12-000000003,-1,USD,423456789012,,2027-12-31\n"  # 4: bad amount
         "12-000000004,1.005,USD,523456789012,,2027-12-31\n"  # 5: too many decimals
@@ -76,7 +78,7 @@ def test_every_bad_row_is_reported_with_its_number_and_reason_and_nothing_is_imp
     assert errors[5] == {"amount": ["Amount may have at most 2 decimal places."]}
     assert errors[6] == {"pin": ["PIN must be 5 to 20 digits long."]}
     assert errors[7] == {"pin": ["This PIN appears twice in the file."]}
-    assert errors[8] == {"pin": ["Another card has this PIN already."]}
+    assert errors[8] == {"pin": ["Card 12-000000009 has this PIN already."]}
     assert errors[9] == {"reseller": ["No reseller is named 'Nobody'."]}
     assert set(errors[10]) == {"currency", "expires_at"}
     assert set(errors[11]) == {"serial", "pin"}

@@ -57,7 +57,7 @@ def test_generation_makes_sequential_serials_and_unique_valid_pins(reseller):
 
 
 def test_generation_continues_after_the_highest_existing_number():
-    TopUpCardFactory(series="4", number=41)
+    TopUpCardFactory(series="4", number=41, reseller=None)
 
     generate(quantity=3)
 
@@ -102,7 +102,7 @@ def test_pin_space_rule_counts_the_live_cards_already_there():
 
 
 def test_series_full_is_refused():
-    TopUpCardFactory(series="7", number=999_999_999)
+    TopUpCardFactory(series="7", number=999_999_999, reseller=None)
 
     with pytest.raises(GenerationError, match="room for only 0"):
         generate(series="7", quantity=1)

@@ -125,6 +125,8 @@ class Model:
     card_events: Counter = field(default_factory=Counter)
     balance_events: Counter = field(default_factory=Counter)
     deleted_pins: list[str] = field(default_factory=list)
+    series_owners: dict[str, int | None] = field(default_factory=dict)
+    """The reseller that first used each series (docs/cards.md): its cards only go into it."""
 
     # --- cards ------------------------------------------------------------------------------
 
@@ -136,13 +138,15 @@ class Model:
         return max((c.number for c in self.cards.values() if c.series == series), default=0) + 1
 
     def predict_generate(
-        self, *, quantity, pin_length, reseller, expires_at, scoped_to, now
+        self, *, series, quantity, pin_length, reseller, expires_at, scoped_to, now
     ) -> Fail | None:
         """The failure, or None when the batch must be generated."""
         if expires_at <= now:
             return Fail(card_errors.GenerationError, field="expires_at")
         if scoped_to is not None and reseller != scoped_to:
             return Fail(card_errors.GenerationError, field="reseller")
+        if self.series_owners.get(series, reseller) != reseller:
+            return Fail(card_errors.GenerationError, field="series")
         live = sum(1 for c in self.cards.values() if c.pin_length == pin_length and c.live(now))
         if live + quantity > 10 ** (pin_length - 1) // PIN_SPACE_SHARE:
             return Fail(card_errors.GenerationError, field="pin_length")
@@ -151,6 +155,7 @@ class Model:
     def apply_generate(self, cards: list[Card]) -> None:
         for card in cards:
             self.cards[card.pk] = card
+            self.series_owners.setdefault(card.series, card.reseller)
         self.card_events["generated"] += 1
 
     def predict_mass_update(self, *, selection, expires_at, reseller, blocked, scoped_to, now):

@@ -107,6 +107,7 @@ E403 = "403"
 GONE = "gone"  # the admin's "doesn't exist" redirect to /admin/: another reseller's object
 E404 = "404"
 E400 = "400"
+BACK = "back"  # refused with the reason: 302 back to the cards list (docs/reliability.md)
 ONCE = "once"  # the one-time batch download was not offered to this session: 302 to the batch
 # The REST API: (HTTP status, MtxResponse Result)
 A200 = (200, Result.OK)
@@ -516,7 +517,8 @@ MATRIX: dict[str, tuple] = {
     "export-csv":                STAFF_ONLY,
     "export-csv-pins":           (ALOGIN, ALOGIN, ALOGIN, OK,   E403, ALOGIN, ALOGIN, OK),
     "export-action":             STAFF_ONLY,
-    "import":                    STAFF_ONLY,
+    # Only who may see every PIN imports: scoped staff or staff without view_pin are sent back.
+    "import":                    (ALOGIN, ALOGIN, ALOGIN, BACK, BACK, ALOGIN, ALOGIN, OK),
     "job-list":                  STAFF_ONLY,
     "job-page-mine":             STAFF_ONLY,
     "job-page-theirs":           (ALOGIN, ALOGIN, ALOGIN, GONE, OK,   ALOGIN, ALOGIN, OK),
@@ -644,6 +646,8 @@ def check_outcome(expected, response, text: str):
         assert status == 403 and ("not allowed" in text or "not linked" in text), where
     elif expected == ONCE:
         assert status == 302 and location.startswith("/admin/cards/cardbatch/"), where
+    elif expected == BACK:
+        assert status == 302 and location == reverse("admin:cards_topupcard_changelist"), where
     elif expected == GONE:
         assert status == 302 and location == reverse("admin:index"), where
     else:

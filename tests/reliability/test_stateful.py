@@ -349,13 +349,15 @@ class CardsAndBalances(RuleBasedStateMachine):
     @rule(**BATCH_ARGS)
     def generate(self, series, quantity, pin_length, amount, currency, owner, expiry_days, scoped):
         """Generate Top-Up Cards: refused when the expiry is past, when a scoped operator names
-        another company, or when the PINs of that length would become guessable (docs/cards.md:
-        5-digit PINs allow 1 live card, 6-digit 10, 7-digit 100)."""
+        another company, when the series belongs to another reseller, or when the PINs of that
+        length would become guessable (docs/cards.md: 5-digit PINs allow 1 live card, 6-digit
+        10, 7-digit 100)."""
         w, m = self.world, self.model
         reseller = None if owner is None else w.resellers[owner]
         expires_at = self.t0 + expiry_days * DAY
         now = self.now()
         expected = m.predict_generate(
+            series=series,
             quantity=quantity,
             pin_length=pin_length,
             reseller=reseller.pk if reseller else None,
