@@ -408,7 +408,10 @@ def test_a_parallel_burst_gets_no_more_password_checks_than_the_limit(url, monke
     assert len(statuses) == threads
     assert len(checks) == 5
     assert counted() == 5
-    assert statuses.count(200) == 4 and statuses.count(429) == threads - 4
+    # At most the first four are told "wrong password": one that finishes while others are
+    # still counted may already be told the pair is locked, which by then it is.
+    assert set(statuses) <= {200, 429} and statuses.count(200) <= 4
+    assert statuses.count(429) >= threads - 4
     client = Client()
     assert attempt(client, url, "victim", "secret").status_code == 429
     assert not logged_in(client)
