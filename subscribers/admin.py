@@ -4,6 +4,7 @@ from django.contrib.auth.admin import GroupAdmin as AuthGroupAdmin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group as AuthGroup
 
+from . import admin_logins  # noqa: F401  (registers the login audit sections)
 from .admin_scoping import ResellerScopedAdmin
 from .models import AccessNumber, Group, Reseller, StaffReseller, Subscriber, Subscription
 from .selectors import staff_reseller_id

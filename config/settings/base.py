@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "import_export",
     "django_tasks",
     "django_tasks_db",
+    "axes",
     "subscribers",
     "wallets",
     "cards",
@@ -62,6 +63,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it turns a locked login into the lock page (common/login_guard.py).
+    "axes.middleware.AxesMiddleware",
+]
+
+# The login guard first: it refuses a locked (username, address) before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 # Content-Security-Policy of every response (config/middleware.py): only this site's own files.
@@ -148,6 +157,37 @@ REDEEM_FAILURE_BUDGET_WINDOW = timedelta(
 # Reverse proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR).
 TRUSTED_PROXY_COUNT = int(env("TRUSTED_PROXY_COUNT", "0"))
 
+# --- Login protection for the admin and the client panel (docs/panel.md "Logins") ---
+# django-axes with its database handler (every app server counts the same), specialised in
+# common/login_guard.py: counted per (username, client address), the check and the count made
+# together so parallel attempts cannot slip past the limit.
+LOGIN_LOCKOUT_FAILURES = int(env("LOGIN_LOCKOUT_FAILURES", "5"))
+# Failed logins within the cool-off from one address (all usernames: sized for 200 subscribers
+# behind one carrier NAT address) or on one username (all addresses) above which every
+# (username, address) pair gets one try only: who has not failed still logs in.
+LOGIN_LOCKOUT_ADDRESS_FAILURES = int(env("LOGIN_LOCKOUT_ADDRESS_FAILURES", "100"))
+LOGIN_LOCKOUT_USERNAME_FAILURES = int(env("LOGIN_LOCKOUT_USERNAME_FAILURES", "20"))
+# More failed logins than this across everyone within REDEEM_FAILURE_BUDGET_WINDOW joins the
+# failure alert on every admin page (cards/templatetags/redemption_alert.py).
+LOGIN_FAILURE_BUDGET = int(env("LOGIN_FAILURE_BUDGET", "50"))
+
+AXES_HANDLER = "common.login_guard.LoginGuardHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = "common.login_guard.failure_limit"
+# A pair is locked until this long after its last counted failure.
+AXES_COOLOFF_TIME = timedelta(minutes=int(env("LOGIN_LOCKOUT_COOLOFF_MINUTES", "15")))
+# Attempts refused by a lock are audited but do not extend it: the lock ends when it says.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False
+AXES_CLIENT_IP_CALLABLE = "common.login_guard.client_address"
+AXES_USERNAME_CALLABLE = "common.login_guard.login_username"
+AXES_LOCKOUT_CALLABLE = "common.login_guard.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# The audit pages are registered read-only and closed to reseller-scoped staff in
+# subscribers/admin_logins.py instead of axes' own editable ones.
+AXES_ENABLE_ADMIN = False
+
 # --- PIN secrets: kept outside the database (see README, "Rotating the PIN keys"). ---
 # Keyed digest for lookups: HMAC-SHA256. The first key is current; older keys still find old cards.
 PIN_DIGEST_KEYS = env_list("PIN_DIGEST_KEYS")
@@ -209,4 +249,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    # django-axes logs every login and clean-up at INFO; the audit is in its tables.
+    "loggers": {"axes": {"level": env("AXES_LOG_LEVEL", "WARNING")}},
 }
