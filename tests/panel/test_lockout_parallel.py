@@ -72,13 +72,13 @@ def test_parallel_guesses_behind_one_address_never_count_past_its_limit(settings
     settings.REDEEM_LOCKOUT_ADDRESS_FAILURES = 5
     subscribers = _people(THREADS)
     # Each has failed once elsewhere, so the address's lock applies to each of them.
-    for subscriber in subscribers:
+    for n, subscriber in enumerate(subscribers, start=1):
         with pytest.raises(CardNotFound):
             card_redeem(
                 pin=pins.generate_pin(12),
                 balance=subscriber.subscriptions.get().wallet.balances.get(),
                 subscriber=subscriber,
-                ip_address="192.0.2.1",
+                ip_address=f"192.0.2.{n}",
             )
 
     outcomes = _together(subscribers, ip_address=NAT)
