@@ -18,7 +18,7 @@ from psycopg import sql
 
 from wallets.models import Channel
 
-from .exceptions import RedemptionLocked
+from .exceptions import GUESS_ERRORS, RedemptionAddressUnknown, RedemptionLocked
 from .models import CardBatch, CardEvent, CardEventKind, TopUpCard
 
 
@@ -80,6 +80,10 @@ class RedeemFailed:
     """The `code` of the CardError that refused the attempt."""
     LOCKED: Final = RedemptionLocked.code
     """The REASON of an attempt refused by a lock (not counted towards a lock)."""
+    NO_ADDRESS: Final = RedemptionAddressUnknown.code
+    """The REASON of an attempt refused because its client address could not be read."""
+    GUESSES: Final = tuple(error.code for error in GUESS_ERRORS)
+    """The REASONs a lockout counts: no card matches the code (cards.lockout)."""
 
 
 class Reversed:

@@ -103,3 +103,17 @@ class RedemptionLocked(CardError):
     def __init__(self, message: str | None = None, *, locked_until=None):
         self.locked_until = locked_until
         super().__init__(message)
+
+
+class RedemptionAddressUnknown(RedemptionLocked):
+    """The client address cannot be read (docs/panel.md): the address count cannot be checked,
+    so the attempt is refused rather than let past it. Audited, never counted."""
+
+    code = "no_address"
+    default_message = (
+        "Redemption is not available from this connection right now. Please try again later."
+    )
+
+
+GUESS_ERRORS = (CardNotFound, CardCodeInvalid)
+"""The outcomes that mean "no card matches this code": the only ones a lockout counts."""

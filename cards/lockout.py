@@ -1,20 +1,30 @@
 """Brute-force protection for redemption (docs/panel.md), counted from the audit events.
 
 Failed redemptions are `CardEvent` rows of kind `redeem_failed`, so the count lives in the
-database and holds across every app server process. Panel attempts are counted per subscriber
-and per client IP; REST attempts per API client (the authenticated user). Attempts refused
-because of a lock are audited too (`RedeemFailed.LOCKED`) but do not count towards a lock, so a lock
-ends on time instead of being extended by every refused attempt.
+database and holds across every app server process. Only guesses count: attempts whose code
+matches no card (RedeemFailed.GUESSES). A used, blocked or expired card, a lost race for a card,
+a currency or amount mismatch, and attempts refused by a lock are audited but not counted.
 
-A subscriber's own successful redemption clears that subscriber's count. It never clears the
-count of the client IP or of another subscriber on the same IP.
+Each attempt has an own key and a shared key:
 
-Settings (see config/settings/base.py): REDEEM_LOCKOUT_FAILURES, REDEEM_LOCKOUT_API_FAILURES,
-REDEEM_LOCKOUT_WINDOW, REDEEM_LOCKOUT_DURATION, REDEEM_LOCKOUT_IPV6_PREFIX,
-REDEEM_FAILURE_BUDGET, REDEEM_FAILURE_BUDGET_WINDOW, TRUSTED_PROXY_COUNT.
+- Panel: own = the subscriber (strict); shared = the client address (an IPv4 address or an IPv6
+  network), with a much higher limit sized for carrier NAT, and applied only to subscribers
+  with a counted failure of their own: a guesser behind a shared address never locks out the
+  neighbours who typed nothing wrong.
+- REST: own = the API client and the end subscriber the path names (strict); shared = the API
+  client as a whole, with a much higher limit: one end user's typos never stop the partner, a
+  partner-wide burst does, and raises the failure budget's alert.
+
+A subscriber's own successful redemption clears its own count. It never clears a shared count.
+
+Settings (see config/settings/base.py): REDEEM_LOCKOUT_FAILURES, REDEEM_LOCKOUT_ADDRESS_FAILURES,
+REDEEM_LOCKOUT_API_FAILURES, REDEEM_LOCKOUT_API_CLIENT_FAILURES, REDEEM_LOCKOUT_WINDOW,
+REDEEM_LOCKOUT_DURATION, REDEEM_LOCKOUT_IPV6_PREFIX, REDEEM_FAILURE_BUDGET,
+REDEEM_FAILURE_BUDGET_WINDOW, TRUSTED_PROXY_COUNT.
 """
 
 import datetime as dt
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -28,18 +38,26 @@ from wallets.models import Channel
 from .events import RedeemFailed
 from .models import CardEvent, CardEventKind, TopUpCard
 
-# Enough rows to find any lock: refused attempts are not counted, so a key collects at most a
-# few failures per window; the cap only bounds the work when parallel requests overshoot.
+# Enough rows to find any lock: refused attempts are not counted and counting is serialised per
+# key (attempt_lock_keys), so a key collects at most its limit of failures per window.
 _MAX_ROWS = 500
 _BUDGET_COUNT_CAP = 100_000
 _BUDGET_SAMPLE = 10_000
 
 
 def lockout_failures(channel: str = Channel.PANEL) -> int:
+    """The strict limit of the attempt's own key: a subscriber, or an API client's end user."""
     panel = int(getattr(settings, "REDEEM_LOCKOUT_FAILURES", 5))
     if channel == Channel.REST:
         return int(getattr(settings, "REDEEM_LOCKOUT_API_FAILURES", None) or panel)
     return panel
+
+
+def shared_lockout_failures(channel: str = Channel.PANEL) -> int:
+    """The limit of the attempt's shared key: a client address, or an API client as a whole."""
+    if channel == Channel.REST:
+        return int(getattr(settings, "REDEEM_LOCKOUT_API_CLIENT_FAILURES", 250))
+    return int(getattr(settings, "REDEEM_LOCKOUT_ADDRESS_FAILURES", 50))
 
 
 def lockout_window() -> dt.timedelta:
@@ -51,8 +69,8 @@ def lockout_duration() -> dt.timedelta:
 
 
 def _counted_failures():
-    refused_by_lock = Q((f"changes__{RedeemFailed.REASON}", RedeemFailed.LOCKED))
-    return CardEvent.objects.filter(kind=CardEventKind.REDEEM_FAILED).exclude(refused_by_lock)
+    guesses = Q((f"changes__{RedeemFailed.REASON}__in", RedeemFailed.GUESSES))
+    return CardEvent.objects.filter(guesses, kind=CardEventKind.REDEEM_FAILED)
 
 
 def _lock_end(times: list[dt.datetime], needed: int) -> dt.datetime | None:
@@ -65,27 +83,33 @@ def _lock_end(times: list[dt.datetime], needed: int) -> dt.datetime | None:
     return end
 
 
-def _failure_times(condition: Q, since: dt.datetime) -> list[dt.datetime]:
+def _failure_times(condition: Q, since: dt.datetime, needed: int) -> list[dt.datetime]:
     newest_first = list(
         _counted_failures()
         .filter(condition, created_at__gt=since)
         .order_by("-created_at")
-        .values_list("created_at", flat=True)[:_MAX_ROWS]
+        .values_list("created_at", flat=True)[: max(_MAX_ROWS, 2 * needed)]
     )
     return newest_first[::-1]
 
 
-def _ip_condition(ip_address: str, since: dt.datetime) -> Q:
-    """The client addresses counted together with this one.
+def _network(ip_address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The addresses counted together with this one.
 
     An IPv4 address alone. An IPv6 address with its whole network (/64 by default): a home
     connection gets at least a /64 and could otherwise pick a fresh address for every guess.
     """
     address = ipaddress.ip_address(ip_address)
     if address.version == 4:
-        return Q(ip_address=ip_address)
+        return ipaddress.ip_network(address)
     prefix = int(getattr(settings, "REDEEM_LOCKOUT_IPV6_PREFIX", 64))
-    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    return ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+
+
+def _ip_condition(ip_address: str, since: dt.datetime) -> Q:
+    network = _network(ip_address)
+    if network.version == 4:
+        return Q(ip_address=ip_address)
     if connection.vendor == "postgresql":
         # inet compares by address: a range the partial index on ip_address serves.
         return Q(
@@ -112,30 +136,60 @@ def _last_success(subscriber, since: dt.datetime) -> dt.datetime | None:
     )
 
 
+def advisory_key(name: str) -> int:
+    """A signed 64-bit number for a lock name (pg_advisory_xact_lock takes a bigint)."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8, person=b"topup-lockout").digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def client_lock_key(actor) -> int:
+    return advisory_key(f"api-client:{actor.pk}")
+
+
+def attempt_lock_keys(*, actor, channel: str, ip_address: str | None) -> list[int]:
+    """The shared keys whose count this attempt may complete, as advisory lock numbers.
+
+    Held from the lock check to the recorded failure, so parallel attempts on one shared key
+    cannot all pass the check before their failures are counted. The own key needs none: the
+    subscriber's row lock already runs one attempt of a subscriber at a time.
+    """
+    if channel == Channel.REST:
+        return [client_lock_key(actor)] if getattr(actor, "pk", None) is not None else []
+    return [advisory_key(f"address:{_network(ip_address)}")] if ip_address else []
+
+
 def redemption_locked_until(
     *, subscriber, actor, channel: str, ip_address: str | None, now: dt.datetime | None = None
 ) -> dt.datetime | None:
-    """The end of the lock on this attempt's subscriber, client IP or API client, or None."""
+    """The end of the lock on this attempt's own or shared key, or None (module docstring)."""
     now = now or timezone.now()
     since = now - lockout_window() - lockout_duration()
-    keys: list[tuple[Q, dt.datetime]] = []
+    own = shared = None
     if channel == Channel.REST:
         if actor is not None and actor.pk is not None:
-            keys.append((Q(actor=actor, channel=Channel.REST), since))
+            rest = Q(actor=actor, channel=Channel.REST)
+            shared = rest
+            if subscriber is not None and subscriber.pk is not None:
+                own = Q(rest, subscriber=subscriber)
     else:
         not_rest = ~Q(channel=Channel.REST)
         if subscriber is not None and subscriber.pk is not None:
-            last_success = _last_success(subscriber, since)
-            keys.append((Q(not_rest, subscriber=subscriber), max(since, last_success or since)))
+            own = Q(not_rest, subscriber=subscriber)
         if ip_address:
-            keys.append((Q(not_rest, _ip_condition(ip_address, since)), since))
-    needed = lockout_failures(channel)
-    ends = [
-        end
-        for condition, start in keys
-        if (end := _lock_end(_failure_times(condition, start), needed)) is not None
-    ]
-    latest = max(ends, default=None)
+            shared = Q(not_rest, _ip_condition(ip_address, since))
+    ends = []
+    own_times: list[dt.datetime] = []
+    if own is not None:
+        last_success = _last_success(subscriber, since)
+        needed = lockout_failures(channel)
+        own_times = _failure_times(own, max(since, last_success or since), needed)
+        ends.append(_lock_end(own_times, needed))
+    # An address's lock stops only those behind it who have guessed wrong themselves; an API
+    # client's stops all its end users (only the partner itself can fail that often).
+    if shared is not None and (channel == Channel.REST or own_times):
+        needed = shared_lockout_failures(channel)
+        ends.append(_lock_end(_failure_times(shared, since, needed), needed))
+    latest = max((end for end in ends if end is not None), default=None)
     return latest if latest is not None and latest > now else None
 
 

@@ -174,8 +174,8 @@ def copy_csv(select: QuerySet) -> Iterator[bytes]:
 # the exact Result and records the failure. Rows are locked with FOR UPDATE before they are
 # checked, so every check sees the row as it is under the lock (READ COMMITTED re-reads a row
 # that changed). Indexes: the balance by (wallet, resource_id), the subscription by the ref's
-# unique column, the failed redemptions by the partial index cardevent_fail_actor, the card by
-# its unique pin_digest.
+# unique column, the failed redemptions by the partial indexes cardevent_fail_subscriber and
+# cardevent_fail_actor, the card by its unique pin_digest.
 
 REF_CONDITIONS = {
     "wallet__subscription__external_id": sql.SQL("s.external_id = %(ref)s"),
@@ -194,19 +194,35 @@ WITH target AS (
     JOIN {subscriber} sub ON sub.id = s.subscriber_id
     WHERE b.resource_id = %(resource_id)s AND {ref_condition}
       AND t.kind NOT IN ('periodic', 'meter') AND t.precision >= %(places)s
-    FOR UPDATE OF sub
+    -- SKIP LOCKED: while card_redeem holds the subscriber (an attempt being checked and
+    -- recorded), this statement's snapshot may predate that attempt's failure; the request is
+    -- left to card_redeem, which waits and then counts what was committed.
+    FOR UPDATE OF sub SKIP LOCKED
 ), unlocked AS (
-    -- Fewer counted failures of this API client since the earliest moment a lock in force could
-    -- have started than a lock needs: no lock (cards.lockout decides every other case).
+    -- Fewer counted failures (guesses) than a lock needs, of this API client for this end
+    -- subscriber and of this API client as a whole, since the earliest moment a lock in force
+    -- could have started: no lock (cards.lockout decides every other case). The shared try-lock
+    -- stands aside while card_redeem holds the API client's count (exclusively, from its check
+    -- to its recorded failure): such a request is left to card_redeem, which waits for it.
     SELECT target.* FROM target
     WHERE (
         SELECT count(*) FROM (
             SELECT 1 FROM {card_event} e
-            WHERE e.kind = {redeem_failed} AND e.actor_id = %(actor)s AND e.channel = %(channel)s
-              AND e.created_at > %(since)s AND NOT ((e.changes -> {reason}) = %(locked)s::jsonb)
+            WHERE e.kind = {redeem_failed} AND e.subscriber_id = target.subscriber_id
+              AND e.actor_id = %(actor)s AND e.channel = %(channel)s
+              AND e.created_at > %(since)s AND (e.changes ->> {reason}) = ANY(%(guesses)s)
             LIMIT %(needed)s
         ) failures
     ) < %(needed)s
+    AND (
+        SELECT count(*) FROM (
+            SELECT 1 FROM {card_event} e
+            WHERE e.kind = {redeem_failed} AND e.actor_id = %(actor)s AND e.channel = %(channel)s
+              AND e.created_at > %(since)s AND (e.changes ->> {reason}) = ANY(%(guesses)s)
+            LIMIT %(client_needed)s
+        ) failures
+    ) < %(client_needed)s
+    AND pg_try_advisory_xact_lock_shared(%(client_lock)s)
 ), newest AS (
     -- The card card_find_by_pin picks (the newest, should two keys' digests both match).
     SELECT c.id FROM {card} c, unlocked
@@ -297,3 +313,16 @@ def topup_statement(lookup: str) -> str:
             currency=sql.SQL("go.currency"),
         ),
     ).as_string()
+
+
+# --- redemption lockout: one attempt at a time per shared key (PostgreSQL) ----------------------
+# Stands in for nothing on SQLite, where the first write holds the database's write lock. Held
+# until the transaction ends; taken in ascending order after the subscriber's row lock and
+# before the card's, the order every redemption path follows (deadlock-free).
+_ADVISORY_XACT_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+
+
+def advisory_xact_lock(keys: Iterable[int]) -> None:
+    with connection.cursor() as cursor:
+        for key in sorted(set(keys)):
+            cursor.execute(_ADVISORY_XACT_LOCK, [key])

@@ -20,7 +20,7 @@ from django.utils.formats import date_format
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from cards.exceptions import CardError, NoMainBalance
+from cards.exceptions import CardError, NoMainBalance, RedemptionAddressUnknown
 from cards.lockout import locked_message, redemption_locked_until
 from cards.services.redemption import card_redeem
 from common.http import client_ip
@@ -43,18 +43,23 @@ RECENT_ENTRIES = 10  # ledger entries on the dashboard
 def _panel_context(request, form=None, *, back: str = "redeem") -> dict:
     subscriber = request.subscriber
     can_redeem = request.user.has_perm(REDEEM_PERMISSION)
-    locked_until = None
+    notice = ""
     if can_redeem:
+        ip_address = client_ip(request)
         locked_until = redemption_locked_until(
             subscriber=subscriber,
             actor=request.user,
             channel=Channel.PANEL,
-            ip_address=client_ip(request),
+            ip_address=ip_address,
         )
+        if locked_until is not None:
+            notice = locked_message(locked_until)
+        elif ip_address is None:
+            notice = RedemptionAddressUnknown().message
     return {
         "subscriber": subscriber,
         "can_redeem": can_redeem,
-        "locked_message": locked_message(locked_until) if locked_until else "",
+        "locked_message": notice,
         "main_balance": subscriber_main_balance(subscriber),
         "form": form or RedeemForm(),
         "back": back,
@@ -84,6 +89,7 @@ def _redeem(request, code: str) -> None:
             actor=request.user,
             channel=Channel.PANEL,
             ip_address=client_ip(request),
+            address_required=True,
             # The subscriber's own retry of a code that went through (an answer lost with the
             # connection) is told so, with the amount, instead of "already used".
             allow_replay=True,

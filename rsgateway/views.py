@@ -244,6 +244,7 @@ class TopupView(MtxView):
                 actor=request.user,
                 channel=Channel.REST,
                 ip_address=client_ip(request),
+                address_required=True,
                 request_id=request.request_id,
             )
         return mtx_response()

@@ -3,10 +3,10 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from cards import lockout, pins
+from cards import lockout, pins, sql
 from cards.events import card_redeem_failed_event, card_redeemed_event
 from cards.exceptions import (
     CardAlreadyRedeemed,
@@ -18,6 +18,7 @@ from cards.exceptions import (
     CardExpired,
     CardNotFound,
     CardWrongReseller,
+    RedemptionAddressUnknown,
     RedemptionLocked,
 )
 from cards.models import (
@@ -117,6 +118,7 @@ def card_redeem(
     actor=None,
     channel: str = Channel.PANEL,
     ip_address: str | None = None,
+    address_required: bool = False,
     request_id: str = "",
     expected_amount: Decimal | None = None,
     end_time=None,
@@ -124,18 +126,27 @@ def card_redeem(
 ) -> Redemption:
     """Redeem the card with this PIN onto `balance`: credit, activate, audit, in one transaction.
 
-    Refused with RedemptionLocked, without looking the code up, while the subscriber, the client
-    IP or the API client is locked out (cards.lockout). A failure changes nothing but is itself
+    Refused with RedemptionLocked, without looking the code up, while one of the attempt's keys
+    is locked out (cards.lockout), and with RedemptionAddressUnknown when `address_required`
+    and the client address could not be read (None). A failure changes nothing but is itself
     recorded as an audit event (for the lockout and the operators), after the failed attempt's
     savepoint has rolled back. Call it outside any transaction of your own: an outer rollback
     would erase that event and with it the lockout count.
     """
     pin = pins.normalize_pin(pin)
     with transaction.atomic():
-        # One attempt at a time per subscriber, so parallel requests cannot all pass the lockout
-        # check before any of their failures is recorded.
+        # One attempt at a time per subscriber, and per shared key (client address, API client),
+        # so parallel requests cannot all pass the lockout check before their failures are
+        # recorded.
         Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
+        if connection.vendor == "postgresql":
+            sql.advisory_xact_lock(
+                lockout.attempt_lock_keys(actor=actor, channel=channel, ip_address=ip_address)
+            )
         try:
+            if address_required and ip_address is None:
+                # Unknown address: the address's count cannot be checked, so fail closed.
+                raise RedemptionAddressUnknown()
             locked_until = lockout.redemption_locked_until(
                 subscriber=subscriber, actor=actor, channel=channel, ip_address=ip_address
             )

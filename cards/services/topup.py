@@ -1,7 +1,6 @@
 """REST top-up in card mode: the Voucher is a card's PIN, redeemed onto the balance the path
 names (docs/rest-api.md)."""
 
-import json
 from decimal import Decimal
 
 from django.db import connection
@@ -30,6 +29,7 @@ def card_topup(
     actor=None,
     channel: str = Channel.REST,
     ip_address: str | None = None,
+    address_required: bool = False,
     request_id: str = "",
 ) -> Redemption:
     """Top up `balance` with the card whose PIN is the Voucher; Amount must be the card's.
@@ -59,6 +59,7 @@ def card_topup(
         actor=actor,
         channel=channel,
         ip_address=ip_address,
+        address_required=address_required,
         request_id=request_id,
         expected_amount=amount,
         end_time=end_time,
@@ -90,8 +91,10 @@ def _topup_in_one_statement(
         "actor": actor.pk,
         "channel": channel,
         "since": now - lockout.lockout_window() - lockout.lockout_duration(),
-        "locked": json.dumps(RedeemFailed.LOCKED),
+        "guesses": list(RedeemFailed.GUESSES),
         "needed": lockout.lockout_failures(channel),
+        "client_needed": lockout.shared_lockout_failures(channel),
+        "client_lock": lockout.client_lock_key(actor),
         "digests": pins.pin_digests(pin),
         "now": now,
         "amount": amount,
@@ -115,10 +118,15 @@ def card_topup_by_ref(
     actor=None,
     channel: str = Channel.REST,
     ip_address: str | None = None,
+    address_required: bool = False,
     request_id: str = "",
 ) -> None:
-    """`card_topup` onto the balance a REST path names; the common case in one statement."""
-    if _topup_in_one_statement(
+    """`card_topup` onto the balance a REST path names; the common case in one statement.
+
+    With `address_required`, an attempt whose client address could not be read (None) is
+    refused and audited by card_redeem (docs/panel.md).
+    """
+    if not (address_required and ip_address is None) and _topup_in_one_statement(
         owner=owner,
         ref=ref,
         resource_id=resource_id,
@@ -141,5 +149,6 @@ def card_topup_by_ref(
         actor=actor,
         channel=channel,
         ip_address=ip_address,
+        address_required=address_required,
         request_id=request_id,
     )

@@ -139,11 +139,15 @@ LOGIN_URL = "/panel/login/"
 LOGIN_REDIRECT_URL = "/panel/"
 
 # --- Redemption brute-force protection (docs/panel.md, cards/lockout.py) ---
-# N failed redemptions within the window, per subscriber and per client IP (panel) or per API
-# client (REST), lock redemption for the duration.
+# N wrong codes within the window lock redemption for the duration: per subscriber (panel) and
+# per API client and end subscriber (REST), strictly.
 REDEEM_LOCKOUT_FAILURES = int(env("REDEEM_LOCKOUT_FAILURES", "5"))
-# The same count for one API client (REST) serves all its users: a busy partner may need more.
 REDEEM_LOCKOUT_API_FAILURES = int(env("REDEEM_LOCKOUT_API_FAILURES", str(REDEEM_LOCKOUT_FAILURES)))
+# Shared keys, sized so that customers are never locked by others: one client address (carrier
+# NAT: hundreds of subscribers behind it; locks only those who failed themselves) and one API
+# client as a whole (thousands of end users; one end user can add at most the strict limit).
+REDEEM_LOCKOUT_ADDRESS_FAILURES = int(env("REDEEM_LOCKOUT_ADDRESS_FAILURES", "50"))
+REDEEM_LOCKOUT_API_CLIENT_FAILURES = int(env("REDEEM_LOCKOUT_API_CLIENT_FAILURES", "250"))
 REDEEM_LOCKOUT_WINDOW = timedelta(minutes=int(env("REDEEM_LOCKOUT_WINDOW_MINUTES", "15")))
 REDEEM_LOCKOUT_DURATION = timedelta(minutes=int(env("REDEEM_LOCKOUT_DURATION_MINUTES", "15")))
 # IPv6 clients are counted per network of this prefix length (one home or phone gets a /64).

@@ -93,13 +93,23 @@ def test_four_failures_do_not_lock(subscriber, main_balance):
     assert main_balance.amount == card.amount
 
 
-def test_five_failures_from_one_ip_lock_every_subscriber_there(subscriber, other, main_balance):
+def test_an_address_over_its_limit_locks_only_those_there_who_failed_themselves(
+    settings, subscriber, other, main_balance
+):
+    settings.REDEEM_LOCKOUT_ADDRESS_FAILURES = 5
     fail(subscriber, 3)
     fail(other, 2)
 
-    third = SubscriberFactory(reseller=subscriber.reseller, name="Third")
     with pytest.raises(RedemptionLocked):
-        card_redeem(pin=card_of(third).pin, balance=main_balance, subscriber=third, ip_address=IP)
+        attempt(subscriber, card_of(subscriber).pin)
+    with pytest.raises(RedemptionLocked):
+        attempt(other, card_of(other).pin)
+    # A subscriber behind the same address who typed nothing wrong redeems.
+    third = SubscriberFactory(reseller=subscriber.reseller, name="Third")
+    BalanceFactory(
+        wallet=WalletFactory(subscription__subscriber=third), resource_id=12, is_main=True
+    )
+    attempt(third, card_of(third).pin)
     # From another address, the two subscribers (3 and 2 failures) are not locked.
     attempt(subscriber, card_of(subscriber).pin, ip="10.0.0.2")
     attempt(other, card_of(other).pin, ip="10.0.0.3")
@@ -117,7 +127,8 @@ def test_a_success_does_not_reset_another_subscribers_count_on_the_same_ip(
         attempt(other, card_of(other).pin, ip="10.0.0.9")
 
 
-def test_a_success_does_not_reset_the_count_of_the_ip(subscriber, other, main_balance):
+def test_a_success_does_not_reset_the_count_of_the_ip(settings, subscriber, other, main_balance):
+    settings.REDEEM_LOCKOUT_ADDRESS_FAILURES = 5
     fail(other, 4)
     attempt(subscriber, card_of(subscriber).pin)
 
@@ -184,18 +195,35 @@ def test_refused_attempts_are_audited_but_do_not_extend_the_lock(subscriber, mai
     assert timezone.now() < until < timezone.now() + dt.timedelta(minutes=1, seconds=5)
 
 
-def test_rest_failures_count_per_api_client_not_per_subscriber_or_ip(
+def test_rest_failures_count_per_api_client_and_end_subscriber_not_per_address(
     subscriber, other, main_balance
 ):
     partner, vms = UserFactory(username="partner"), UserFactory(username="vms")
-    fail(subscriber, 3, channel=Channel.REST, actor=partner)
-    fail(other, 2, channel=Channel.REST, actor=partner)
+    fail(subscriber, 5, channel=Channel.REST, actor=partner)
+    fail(other, 4, channel=Channel.REST, actor=partner)
 
     with pytest.raises(RedemptionLocked):
         attempt(subscriber, card_of(subscriber).pin, channel=Channel.REST, actor=partner)
-    # Another API client, and the panel from the same address, are not locked.
+    # The partner's other end users, another API client, and the panel from the same address,
+    # are not locked.
+    attempt(other, card_of(other).pin, channel=Channel.REST, actor=partner)
     attempt(subscriber, card_of(subscriber).pin, channel=Channel.REST, actor=vms)
     attempt(other, card_of(other).pin, channel=Channel.PANEL)
+
+
+def test_a_partner_wide_burst_locks_the_api_client(settings, subscriber, other, main_balance):
+    settings.REDEEM_LOCKOUT_API_CLIENT_FAILURES = 6
+    partner, vms = UserFactory(username="partner"), UserFactory(username="vms")
+    fail(subscriber, 3, channel=Channel.REST, actor=partner)
+    fail(other, 3, channel=Channel.REST, actor=partner)
+    third = SubscriberFactory(reseller=subscriber.reseller, name="Third")
+    BalanceFactory(
+        wallet=WalletFactory(subscription__subscriber=third), resource_id=12, is_main=True
+    )
+
+    with pytest.raises(RedemptionLocked):
+        attempt(third, card_of(third).pin, channel=Channel.REST, actor=partner)
+    attempt(third, card_of(third).pin, channel=Channel.REST, actor=vms)
 
 
 def test_panel_failures_do_not_lock_an_api_client(subscriber, main_balance):
@@ -258,13 +286,14 @@ def test_a_busy_api_client_may_get_a_higher_limit(settings, subscriber, main_bal
     partner = UserFactory(username="partner")
     fail(subscriber, 7, channel=Channel.REST, actor=partner, ip=None)
     attempt(subscriber, card_of(subscriber).pin, channel=Channel.REST, actor=partner)
-    fail(subscriber, 1, channel=Channel.REST, actor=partner, ip=None)
+    fail(subscriber, 8, channel=Channel.REST, actor=partner, ip=None)
 
     with pytest.raises(RedemptionLocked):
         attempt(subscriber, card_of(subscriber).pin, channel=Channel.REST, actor=partner)
 
 
-def test_ipv6_guesses_are_counted_per_64_network(subscriber, other, main_balance):
+def test_ipv6_guesses_are_counted_per_64_network(settings, subscriber, other, main_balance):
+    settings.REDEEM_LOCKOUT_ADDRESS_FAILURES = 5
     third = SubscriberFactory(name="Third", reseller=subscriber.reseller)
     for index, person in enumerate([subscriber, subscriber, other, other, third], start=1):
         with pytest.raises(CardNotFound):

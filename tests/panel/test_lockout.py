@@ -37,7 +37,7 @@ def test_after_five_wrong_codes_the_panel_says_until_when_and_changes_nothing(ro
     assert card.activated_at is None
 
 
-def test_the_lock_follows_the_client_ip_to_another_account(rose, subscriber, card):
+def test_a_guesser_on_a_shared_address_locks_no_neighbour(rose, subscriber, card):
     for _ in range(5):
         redeem(rose, pins.generate_pin(12))
     neighbour = SubscriberFactory(reseller=subscriber.reseller)
@@ -49,10 +49,9 @@ def test_the_lock_follows_the_client_ip_to_another_account(rose, subscriber, car
     client.force_login(neighbour.user)
 
     same_ip = redeem(client, card.pin)
-    elsewhere = client.post(REDEEM, {"code": card.pin}, REMOTE_ADDR="192.0.2.10", follow=True)
 
-    assert "Redemption is locked until" in same_ip.content.decode()
-    assert "Your balance is now 10.00 USD" in elsewhere.content.decode()
+    assert "Your balance is now 10.00 USD" in same_ip.content.decode()
+    assert "Redemption is locked until" in redeem(rose, card.pin).content.decode()
 
 
 def _failures(count, *, ip, subscriber=None, minutes_ago=1):

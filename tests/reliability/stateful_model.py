@@ -16,7 +16,10 @@ from decimal import Decimal
 from cards import exceptions as card_errors
 from wallets import exceptions as wallet_errors
 
-LOCKOUT_FAILURES = 5  # docs/panel.md: five failed attempts lock redemption (panel and API)
+LOCKOUT_FAILURES = 5  # docs/panel.md: five wrong codes lock a subscriber (panel, per API client)
+ADDRESS_LOCKOUT_FAILURES = 50  # a client address: holds only those who failed themselves
+API_CLIENT_LOCKOUT_FAILURES = 250  # an API client as a whole
+GUESSES = {card_errors.CardNotFound, card_errors.CardCodeInvalid}  # the only failures counted
 PIN_SPACE_SHARE = 10_000  # docs/cards.md: live cards of one length ≤ 1 in 10,000 of its PINs
 RELATIVE = {"P1D": dt.timedelta(days=1), "P1W": dt.timedelta(weeks=1), "P4W": dt.timedelta(weeks=4)}
 
@@ -202,9 +205,25 @@ class Model:
     # --- redemption (panel) and card top-up (REST, card mode) ---------------------------------
 
     def _lock_keys(self, subscriber: Subscriber, *, channel, actor, ip) -> list[tuple]:
+        """The own key, then the shared key if any (docs/panel.md)."""
         if channel == "rest":
-            return [("api", actor)]
+            return [("api-subscriber", actor, subscriber.pk), ("api", actor)]
         return [("subscriber", subscriber.pk)] + ([("ip", ip)] if ip else [])
+
+    def locked(self, keys: list[tuple]) -> bool:
+        own, *shared = keys
+        if self.failures[own] >= LOCKOUT_FAILURES:
+            return True
+        for key in shared:
+            if key[0] == "api" and self.failures[key] >= API_CLIENT_LOCKOUT_FAILURES:
+                return True
+            if (
+                key[0] == "ip"
+                and self.failures[own]
+                and self.failures[key] >= ADDRESS_LOCKOUT_FAILURES
+            ):
+                return True
+        return False
 
     def predict_redeem(
         self, *, subscriber, pin, channel, actor, ip, expected_amount=None, allow_replay=False
@@ -216,7 +235,7 @@ class Model:
         def failed(error):
             return Fail(error, audited=True)
 
-        if any(self.failures[key] >= LOCKOUT_FAILURES for key in keys):
+        if self.locked(keys):
             return failed(card_errors.RedemptionLocked)
         if not (5 <= len(pin) <= 20 and pin.isascii() and pin.isdigit()):
             return failed(card_errors.CardCodeInvalid)
@@ -252,7 +271,7 @@ class Model:
         if not fail.audited:
             return
         self.card_events["redeem_failed"] += 1
-        if fail.error is not card_errors.RedemptionLocked:  # refusals under a lock don't count
+        if fail.error in GUESSES:  # a card that exists, or a refusal under a lock, doesn't count
             for key in self._lock_keys(subscriber, channel=channel, actor=actor, ip=ip):
                 self.failures[key] += 1
 
@@ -261,7 +280,10 @@ class Model:
         card.activated_by = subscriber.pk
         card.entry = entry_pk
         self.card_events["redeemed"] += 1
-        self.failures[("subscriber", subscriber.pk)] = 0  # a success clears the subscriber only
+        # A success clears the subscriber's own counts only (panel, and with each API client).
+        for key in list(self.failures):
+            if key[0] in ("subscriber", "api-subscriber") and key[-1] == subscriber.pk:
+                self.failures[key] = 0
 
     # --- balances: validity, top-up, adjustment, reversal -----------------------------------
 

@@ -918,21 +918,19 @@ class CardsAndBalances(RuleBasedStateMachine):
         # The lockout the model expects is the one redemption would apply.
         w = self.world
         for index, subscriber in enumerate(m.subscribers):
-            keys = [("subscriber", subscriber.pk), ("ip", subscriber.ip)]
             locked = lockout.redemption_locked_until(
                 subscriber=w.subscribers[index],
                 actor=w.users[index],
                 channel=Channel.PANEL,
                 ip_address=subscriber.ip,
             )
-            assert (locked is not None) == any(
-                m.failures[k] >= model.LOCKOUT_FAILURES for k in keys
-            )
+            keys = [("subscriber", subscriber.pk), ("ip", subscriber.ip)]
+            assert (locked is not None) == m.locked(keys)
         api_locked = lockout.redemption_locked_until(
             subscriber=None, actor=w.card_api.user, channel=Channel.REST, ip_address=None
         )
         assert (api_locked is not None) == (
-            m.failures[("api", w.card_api.user_id)] >= model.LOCKOUT_FAILURES
+            m.failures[("api", w.card_api.user_id)] >= model.API_CLIENT_LOCKOUT_FAILURES
         )
 
     @staticmethod
