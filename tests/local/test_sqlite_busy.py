@@ -179,9 +179,19 @@ def state(app):
 def test_operator_pages_answer_while_a_generation_holds_its_transaction(app, held_generation):
     job = get(app, f"/admin/cards/cardjob/{app['job_id']}/change/", session="operator")
     cards = get(app, "/admin/cards/topupcard/", session="operator")
-    # Both answered while the generation still holds its transaction: they read the database
+    others = [
+        get(app, path, session=who)
+        for path, who in [
+            (f"/admin/cards/cardjob/{app['job_id']}/progress/", "operator"),
+            (f"/admin/wallets/balance/{app['balance_id']}/change/", "operator"),
+            ("/admin/", "operator"),
+            ("/panel/", "subscriber"),
+        ]
+    ]
+    # All answered while the generation still holds its transaction: they read the database
     # as it was before it (one card).
     assert (job.status, cards.status) == (200, 200), (job.body[:300], cards.body[:300])
+    assert [page.status for page in others] == [200] * 4
     assert b"Generating" in job.body
     assert cards.body.count(b'class="action-checkbox"') == 1
     assert state(app)[3] == 1
