@@ -10,6 +10,7 @@ from django.db.models import Case, CharField, F, Q, Value, When
 from django.db.models.functions import Cast, Concat, LPad
 from django.utils import timezone
 
+from common.formats import count_text
 from subscribers.models import Reseller, Subscriber
 from wallets.models import LedgerEntry
 
@@ -164,29 +165,31 @@ class CardSeries(models.Model):
 
 
 class CardBatch(models.Model):
-    """One generation run: who, when, with which parameters, and which serials it made."""
+    """One generation run: who, when, with which parameters, and which serials it made.
+
+    Verbose names follow JeraSoft's Generate Top-Up Cards window (docs/cards.md)."""
 
     series = models.CharField(max_length=SERIES_MAX_DIGITS)
     first_number = models.PositiveBigIntegerField()
     quantity = models.PositiveIntegerField()
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=3)
-    pin_length = models.PositiveSmallIntegerField()
+    pin_length = models.PositiveSmallIntegerField("PIN Length")
     reseller = models.ForeignKey(
         Reseller, on_delete=models.PROTECT, null=True, blank=True, related_name="batches"
     )
-    expires_at = models.DateTimeField()
+    expires_at = models.DateTimeField("Expiry Date")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField("Created on", default=timezone.now)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "card batches"
 
     def __str__(self) -> str:
-        return f"{self.first_serial} … {self.last_serial} ({self.quantity} cards)"
+        return f"{self.first_serial} … {self.last_serial} ({count_text(self.quantity, 'card')})"
 
     @property
     def first_serial(self) -> str:
@@ -238,21 +241,22 @@ class CardJob(models.Model):
         default=dict, blank=True, help_text="What a Mass Edit / Delete all changed, per field."
     )
     task_id = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField("Created on", default=timezone.now)
+    started_at = models.DateTimeField("Started", null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField("Finished", null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name = "background job"
 
     def __str__(self) -> str:
+        cards = count_text(self.total, "card")
         if self.kind == CardJobKind.MASS_EDIT:
-            return f"Mass Edit of {self.total:,} cards"
+            return f"Mass Edit of {cards}"
         if self.kind == CardJobKind.DELETE_ALL:
-            return f"Delete all of {self.total:,} cards"
-        return f"Generation of {self.total:,} cards in series {self.params.get('series')}"
+            return f"Delete all of {cards}"
+        return f"Generation of {cards} in series {self.params.get('series')}"
 
     @property
     def is_interrupted(self) -> bool:
@@ -270,7 +274,10 @@ class CardJob(models.Model):
 
 
 class TopUpCard(models.Model):
-    """A prepaid top-up card. The PIN is stored only as a keyed digest and an encrypted copy."""
+    """A prepaid top-up card. The PIN is stored only as a keyed digest and an encrypted copy.
+
+    Verbose names follow JeraSoft's Top-up Cards section (its columns, Advanced Search and
+    Generate window): Expiry Date, PIN Length, Activation Date, Created on."""
 
     series = models.CharField(max_length=SERIES_MAX_DIGITS)
     number = models.PositiveBigIntegerField()
@@ -278,19 +285,28 @@ class TopUpCard(models.Model):
     currency = models.CharField(max_length=3)
     pin_digest = models.BinaryField(max_length=32, unique=True)
     pin_encrypted = models.BinaryField(max_length=128)
-    pin_length = models.PositiveSmallIntegerField()
-    pin_last4 = models.CharField(max_length=4)
+    pin_length = models.PositiveSmallIntegerField("PIN Length")
+    pin_last4 = models.CharField("PIN last 4 digits", max_length=4)
     reseller = models.ForeignKey(
         Reseller, on_delete=models.PROTECT, null=True, blank=True, related_name="cards"
     )
-    expires_at = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField("Expiry Date", db_index=True)
     blocked = models.BooleanField(default=False)
-    activated_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    activated_at = models.DateTimeField("Activation Date", null=True, blank=True, db_index=True)
     activated_by = models.ForeignKey(
-        Subscriber, on_delete=models.PROTECT, null=True, blank=True, related_name="cards"
+        Subscriber,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="cards",
+        verbose_name="Client",
+        help_text="The subscriber who activated the card.",
     )
     reversed_at = models.DateTimeField(
-        null=True, blank=True, help_text="When an operator reversed the redemption (card blocked)."
+        "Reversed on",
+        null=True,
+        blank=True,
+        help_text="When an operator reversed the redemption (card blocked).",
     )
     ledger_entry = models.OneToOneField(
         LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="card"
@@ -298,7 +314,7 @@ class TopUpCard(models.Model):
     batch = models.ForeignKey(
         CardBatch, on_delete=models.PROTECT, null=True, blank=True, related_name="cards"
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField("Created on", default=timezone.now)
 
     objects = TopUpCardQuerySet.as_manager()
 
@@ -399,7 +415,7 @@ class CardEvent(models.Model):
     channel = models.CharField(max_length=8, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     changes = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField("Time", default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

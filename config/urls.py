@@ -2,6 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+# Every admin page and the login page say whose admin this is (templates/admin/base_site.html).
+admin.site.site_header = "Topup"
+admin.site.site_title = "Topup"
+admin.site.index_title = "Administration"
+
 urlpatterns = [
     path("admin/cards/generationjob/", include("cards.admin.job_redirects")),
     path("admin/", admin.site.urls),

@@ -13,6 +13,7 @@ from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from common.database import database_busy
 from wallets.exceptions import Malformed, Result, WalletError
 
 from .renderers import content_type_of, renderer_for
@@ -33,6 +34,7 @@ HTTP_STATUS = {
     Result.INTERNAL_ERROR: 500,
 }
 ROUTE_ID = 1
+BUSY_RETRY_SECONDS = 30
 
 
 class LengthRequired(Malformed):
@@ -101,6 +103,14 @@ def mtx_exception_handler(exc, context) -> Response:
     if isinstance(exc, exceptions.APIException):
         # UnsupportedMediaType (415), ParseError (400), NotAcceptable (406) and the like.
         return mtx_response(Result.MALFORMED, str(exc.detail), status=exc.status_code)
+    if database_busy(exc):
+        # SQLite's write lock held past the busy timeout (`make run` writing a large batch).
+        return mtx_response(
+            Result.INTERNAL_ERROR,
+            "The database is busy; try again in a moment.",
+            status=503,
+            headers=_retry_after(BUSY_RETRY_SECONDS),
+        )
     logger.exception("Unexpected error in the REST API", exc_info=exc)
     return mtx_response(Result.INTERNAL_ERROR, "Internal error.")
 

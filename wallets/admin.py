@@ -1,3 +1,5 @@
+import datetime as dt
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -5,8 +7,11 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
 from common.admin import ReadOnlyAdminMixin
+from common.formats import count_text, format_amount
 from common.once import AlreadySubmitted, form_token, posted_token
 from subscribers.admin_scoping import ResellerScopedAdmin
 
@@ -24,7 +29,11 @@ from .models import (
     Wallet,
 )
 from .services.adjust import balance_adjust
-from .services.intervals import balance_intervals_ensure
+from .services.intervals import (
+    balance_intervals_ensure,
+    balances_short_of_intervals,
+    intervals_horizon,
+)
 from .services.reversal import REVERSIBLE_KINDS, ledger_entry_reverse
 from .services.submissions import submitted_once
 from .services.validity import balance_change_validity
@@ -37,16 +46,68 @@ class ReadOnlyAdmin(ReadOnlyAdminMixin, ResellerScopedAdmin):
 _BALANCE_RESELLER = "wallet__subscription__subscriber__reseller_id"
 
 
+def _template(row) -> BalanceTemplate:
+    """The balance template a row's amount is counted in (a balance's own, or its balance's)."""
+    return row.template if isinstance(row, Balance) else row.balance.template
+
+
+def amount_text(value, template: BalanceTemplate) -> str:
+    """An amount at its template's precision, with thousands separators and the currency."""
+    return f"{format_amount(value, template.precision)} {template.currency}"
+
+
+def error_message(error: WalletError) -> str:
+    """A refused change in plain words; the API's Result code (and rule) in small print after
+    it, for whoever compares with the API's answer."""
+    code = f"Result {error.result}" + (f", rule {error.rule}" if error.rule else "")
+    return format_html('{} <small class="result-code">({})</small>', error.message, code)
+
+
+class AmountAdmin:
+    """Shows a row's `amount` at its balance template's precision (177.26 USD, not 177.260000):
+    in the list (`amount_text` in list_display) and on its page, where it takes the amount
+    field's place."""
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if "amount_text" in fields else [*fields, "amount_text"]
+
+    def get_fields(self, request, obj=None):
+        fields = list(dict.fromkeys(super().get_fields(request, obj)))
+        if "amount" in fields:
+            fields = [f for f in fields if f != "amount_text"]
+        return ["amount_text" if f == "amount" else f for f in fields]
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_text(self, row):
+        if row is None or row.pk is None:
+            return "—"
+        return amount_text(row.amount, _template(row))
+
+
 class BalanceInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The wallet's balances, to read: each is changed on its own page, where the amount and the
     validity follow the rules (Adjust, Change validity) and every change is recorded. Editable
     rows here would let an operator move a balance's start or end with no rule and no event."""
 
     model = Balance
-    fields = ["resource_id", "template", "amount", "start_time", "end_time", "parent", "is_main"]
+    fields = [
+        "resource_id",
+        "template",
+        "amount_text",
+        "start_time",
+        "end_time",
+        "parent",
+        "is_main",
+    ]
     readonly_fields = fields
     extra = 0
     show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("template")
+
+    amount_text = AmountAdmin.amount_text
 
 
 @admin.register(Wallet)
@@ -72,32 +133,43 @@ class BalanceIntervalInline(ReadOnlyAdminMixin, admin.TabularInline):
     hand they could overlap, and the credited one would be arbitrary."""
 
     model = BalanceInterval
-    fields = ["start_time", "end_time", "amount"]
+    fields = ["start_time", "end_time", "amount_text"]
     readonly_fields = fields
     ordering = ["-start_time"]
     extra = 0
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("balance__template")
+
+    amount_text = AmountAdmin.amount_text
+
 
 @admin.register(Balance)
-class BalanceAdmin(ResellerScopedAdmin):
+class BalanceAdmin(AmountAdmin, ResellerScopedAdmin):
     """The amount and validity change only through the services: Adjust and Change validity.
     A reseller's staff sees, adjusts and changes only their subscribers' balances."""
 
     reseller_lookup = _BALANCE_RESELLER
 
-    list_display = ["__str__", "resource_id", "template", "amount", "start_time", "end_time"]
+    list_display = ["__str__", "resource_id", "template", "amount_text", "start_time", "end_time"]
     list_select_related = ["wallet__subscription__subscriber", "wallet__group", "template"]
     search_fields = ["wallet__subscription__external_id", "wallet__group__name"]
-    readonly_fields = ["amount"]
+    # The amount is shown (AmountAdmin), never a form field.
+    exclude = ["amount"]
     autocomplete_fields = ["wallet", "parent"]
     inlines = [BalanceIntervalInline]
     change_form_template = "admin/wallets/balance/change_form.html"
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # A periodic balance shows its interval for now even when the worker's task is late.
+        # Only a balance short of intervals is written to: the page stays a reader otherwise,
+        # which on SQLite never waits for a background batch (docs/domain.md, "SQLite").
         balance = self.get_object(request, unquote(object_id))
         if balance is not None:
-            balance_intervals_ensure(balance_id=balance.pk)
+            now = timezone.now()
+            short = balances_short_of_intervals(now=now, until=intervals_horizon(now))
+            if short.filter(pk=balance.pk).exists():
+                balance_intervals_ensure(balance_id=balance.pk)
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
@@ -105,8 +177,8 @@ class BalanceAdmin(ResellerScopedAdmin):
         # Its wallet and template (the currency of the money it holds) stay what they were:
         # moving money to another wallet or currency is not an edit.
         if obj is not None:
-            return ["amount", "start_time", "end_time", "wallet", "template"]
-        return ["amount"]
+            return ["amount_text", "start_time", "end_time", "wallet", "template"]
+        return ["amount_text"]
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -133,9 +205,7 @@ class BalanceAdmin(ResellerScopedAdmin):
                 self.message_user(request, error.message, messages.WARNING)
                 return HttpResponseRedirect(balance_url)
             except WalletError as error:
-                self.message_user(
-                    request, f"{error.message} (Result {error.result})", messages.ERROR
-                )
+                self.message_user(request, error_message(error), messages.ERROR)
             else:
                 self.message_user(request, text, messages.SUCCESS)
                 return HttpResponseRedirect(balance_url)
@@ -146,6 +216,7 @@ class BalanceAdmin(ResellerScopedAdmin):
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
                 "original": balance,
+                "amount": amount_text(balance.amount, balance.template),
                 "title": title,
                 "form": form,
                 "submission_token": form_token(request),
@@ -162,7 +233,8 @@ class BalanceAdmin(ResellerScopedAdmin):
                 actor=request.user,
                 channel=Channel.ADMIN,
             )
-            return f"Balance adjusted: the amount is now {result.balance.amount}."
+            now = amount_text(result.balance.amount, balance.template)
+            return f"Balance adjusted: the amount is now {now}."
 
         return self._form_view(request, pk, BalanceAdjustForm, "Adjust amount", apply)
 
@@ -179,22 +251,24 @@ class BalanceAdmin(ResellerScopedAdmin):
             others = len({b.pk for b in changed} - {balance.pk})
             text = "Validity changed."
             if others:
-                text += f" {others} aggregated balance(s) above it changed with it."
+                above = count_text(others, "aggregated balance")
+                text += f" {above} above it changed with it."
             return text
 
         return self._form_view(request, pk, BalanceValidityForm, "Change validity", apply)
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(AmountAdmin, ReadOnlyAdmin):
     """Immutable: read-only for everyone. A top-up or redemption can be reversed, with a reason."""
 
     reseller_lookup = f"balance__{_BALANCE_RESELLER}"
 
-    list_display = ["created_at", "balance", "kind", "amount", "channel", "voucher", "actor"]
+    list_display = ["created_at", "balance", "kind", "amount_text", "channel", "voucher", "actor"]
     list_select_related = [
         "balance__wallet__subscription__subscriber",
         "balance__wallet__group",
+        "balance__template",
         "actor",
     ]
     list_filter = ["kind", "channel"]
@@ -255,14 +329,11 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
                     reverse("admin:wallets_ledgerentry_change", args=[entry.pk])
                 )
             except WalletError as error:
-                self.message_user(
-                    request, f"{error.message} (Result {error.result})", messages.ERROR
-                )
+                self.message_user(request, error_message(error), messages.ERROR)
             else:
+                amount = amount_text(reversal.amount, entry.balance.template)
                 self.message_user(
-                    request,
-                    f"Reversed: {reversal.amount} on {reversal.balance}.",
-                    messages.SUCCESS,
+                    request, f"Reversed: {amount} on {reversal.balance}.", messages.SUCCESS
                 )
                 return HttpResponseRedirect(
                     reverse("admin:wallets_ledgerentry_change", args=[reversal.pk])
@@ -275,6 +346,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
                 "opts": self.opts,
                 "original": entry,
                 "entry": entry,
+                "amount": amount_text(-entry.amount, entry.balance.template),
                 "consequence": self.reverse_consequence(entry),
                 "title": "Reverse this entry",
                 "form": form,
@@ -283,21 +355,76 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         )
 
 
+_CHANGE_LABELS = {"amount": "Amount", "start_time": "Start", "end_time": "End"}
+
+
+def _moment(value) -> str:
+    if not value:
+        return "no end"
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if timezone.is_naive(moment):
+        return str(value)
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M %Z}"
+
+
+def changes_text(event: BalanceEvent) -> str:
+    """A balance event's recorded change in words: "Amount 177.26 → 187.26 USD", "End
+    2026-01-01 00:00 UTC → 2026-02-01 00:00 UTC (extended by P1M)"."""
+    changes = event.changes or {}
+    parts = []
+    for field, label in _CHANGE_LABELS.items():
+        if field not in changes:
+            continue
+        before, after = (list(changes[field]) + [None, None])[:2]
+        if field == "amount":
+            template = event.balance.template
+            parts.append(
+                f"{label} {format_amount(before, template.precision)} → "
+                f"{amount_text(after, template)}"
+            )
+        else:
+            parts.append(f"{label} {_moment(before)} → {_moment(after)}")
+    if changes.get("relative"):
+        parts.append(f"extended by {changes['relative']}")
+    if changes.get("propagated_from"):
+        parts.append(f"with balance #{changes['propagated_from']} below it")
+    if changes.get("reverses"):
+        parts.append(f"reverses ledger entry #{changes['reverses']}")
+    return "; ".join(parts)
+
+
 @admin.register(BalanceEvent)
 class BalanceEventAdmin(ReadOnlyAdmin):
     reseller_lookup = f"balance__{_BALANCE_RESELLER}"
-    list_display = ["created_at", "balance", "kind", "changes", "reason", "actor", "channel"]
-    list_select_related = ["balance__wallet__subscription", "balance__wallet__group", "actor"]
+    list_display = ["created_at", "balance", "kind", "changes_text", "reason", "actor", "channel"]
+    list_select_related = [
+        "balance__wallet__subscription",
+        "balance__wallet__group",
+        "balance__template",
+        "actor",
+    ]
     list_filter = ["kind", "channel"]
     search_fields = ["=request_id", "reason"]
     date_hierarchy = "created_at"
+    readonly_fields = ["changes_text"]
+
+    def get_fields(self, request, obj=None):
+        fields = [f for f in super().get_fields(request, obj) if f != "changes_text"]
+        return ["changes_text" if f == "changes" else f for f in fields]
+
+    @admin.display(description="Changes")
+    def changes_text(self, event):
+        return changes_text(event)
 
 
 @admin.register(ExternalVoucher)
-class ExternalVoucherAdmin(ReadOnlyAdmin):
+class ExternalVoucherAdmin(AmountAdmin, ReadOnlyAdmin):
     reseller_lookup = f"balance__{_BALANCE_RESELLER}"
-    list_display = ["reference", "client", "balance", "amount", "created_at"]
-    list_select_related = ["client__user", "balance__wallet__subscription"]
+    list_display = ["reference", "client", "balance", "amount_text", "created_at"]
+    list_select_related = ["client__user", "balance__wallet__subscription", "balance__template"]
     search_fields = ["=reference"]
 
 

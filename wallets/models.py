@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from common.formats import format_amount
 from subscribers.models import Group, Subscription
 
 from .durations import validate_period
@@ -230,7 +231,8 @@ class LedgerEntry(models.Model):
         permissions = [("reverse_ledgerentry", "Can reverse a top-up or card redemption")]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.amount:+} on {self.balance}"
+        amount = format_amount(self.amount, self.balance.template.precision, signed=True)
+        return f"{self.get_kind_display()} {amount} on {self.balance}"
 
 
 class VoucherMode(models.TextChoices):

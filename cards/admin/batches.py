@@ -10,7 +10,9 @@ from django.utils.html import format_html
 from cards.models import CardBatch
 from cards.selectors import batch_figures, batches_visible_to
 from common.admin import ReadOnlyAdminMixin
+from common.formats import format_amount
 
+from .display import cards_text
 from .downloads import batch_download, download_offered
 
 
@@ -20,8 +22,7 @@ class CardBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     list_display = [
         "__str__",
-        "amount",
-        "currency",
+        "amount_text",
         "pin_length",
         "reseller",
         "expires_at",
@@ -32,9 +33,8 @@ class CardBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fields = [
         "serials",
         "series",
-        "quantity",
-        "amount",
-        "currency",
+        "quantity_text",
+        "amount_text",
         "pin_length",
         "reseller",
         "expires_at",
@@ -62,6 +62,14 @@ class CardBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_text(self, batch):
+        return f"{format_amount(batch.amount, 2)} {batch.currency}"
+
+    @admin.display(description="Quantity", ordering="quantity")
+    def quantity_text(self, batch):
+        return cards_text(batch.quantity)
 
     @admin.display(description="Serial numbers")
     def serials(self, batch):

@@ -1,9 +1,12 @@
-"""How the card screens show a card, a count and a Mass Edit's outcome."""
+"""How the card screens show a card, a count, a moment and a Mass Edit's outcome."""
+
+import datetime as dt
 
 from django.utils import timezone
 from django.utils.html import format_html
 
 from cards.models import CardStatus, TopUpCard
+from common.formats import count_text
 
 DATETIME = "%m/%d/%Y %H:%M:%S %z"
 
@@ -11,7 +14,13 @@ FIELD_LABELS = {"expires_at": "expiration date", "reseller": "company", "blocked
 
 
 def cards_text(count: int) -> str:
-    return f"{count:,} card" if count == 1 else f"{count:,} cards"
+    """ "1 card", "75,045 cards"."""
+    return count_text(count, "card")
+
+
+def moment_text(moment: dt.datetime) -> str:
+    """A date and time as the card list shows them (JeraSoft's format)."""
+    return f"{timezone.localtime(moment):{DATETIME}}"
 
 
 def status_badge(card: TopUpCard) -> str:
@@ -32,7 +41,7 @@ def activated_text(card: TopUpCard) -> str:
 
 
 def created_text(card: TopUpCard) -> str:
-    return f"{timezone.localtime(card.created_at):{DATETIME}}"
+    return moment_text(card.created_at)
 
 
 def mass_edit_summary(changed: dict[str, int], deleted: int | None) -> str:

@@ -60,4 +60,23 @@ class CardEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         changes = event.changes or {}
         if not isinstance(changes, dict):
             return str(changes)
-        return format_html_join(", ", "{}: {}", ((k, v) for k, v in changes.items()))
+        return format_html_join(
+            "; ", "{}: {}", ((_label(k), _value(v)) for k, v in changes.items())
+        )
+
+
+def _label(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def _value(value) -> str:
+    """Counts with thousands separators, yes/no, and "before → after" for a changed field."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list) and len(value) == 2:
+        return f"{_value(value[0])} → {_value(value[1])}"
+    if value is None or value == "":
+        return "—"
+    return str(value)

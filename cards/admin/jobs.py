@@ -1,6 +1,7 @@
 """Background jobs (generation, Mass Edit, Delete all): a read-only list and a page whose
 progress bar updates live."""
 
+import datetime as dt
 from urllib.parse import urlencode
 
 from django.contrib import admin
@@ -8,13 +9,18 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from cards.models import CardJob, CardJobKind, CardJobStatus
+from cards.filters import CardFilter
+from cards.models import CardJob, CardJobKind, CardJobStatus, CardStatus
 from cards.selectors import jobs_visible_to
 from common.admin import ReadOnlyAdminMixin
+from common.formats import format_amount
+from subscribers.models import Reseller
 
-from .display import cards_text, mass_edit_summary
+from .display import cards_text, mass_edit_summary, moment_text
+
+NO_RESELLER = "No reseller: redeemable by every subscriber"
 
 
 def _elapsed(job: CardJob) -> str:
@@ -67,9 +73,9 @@ def job_state(job: CardJob) -> dict:
     elif job.status == CardJobStatus.FAILED:
         label = f"Failed: {job.error} No card was created."
     elif job.status == CardJobStatus.SUCCEEDED:
-        label = f"Done: {job.total:,} cards created."
+        label = f"Done: {cards_text(job.total)} created."
     elif job.status == CardJobStatus.RUNNING:
-        label = f"Generating… {job.done:,} of {job.total:,} cards written."
+        label = f"Generating… {job.done:,} of {cards_text(job.total)} written."
     else:
         label = "Queued: waiting for a worker (manage.py db_worker)."
     batch_url = reverse("admin:cards_cardbatch_change", args=[job.batch_id]) if job.batch_id else ""
@@ -87,27 +93,108 @@ def job_state(job: CardJob) -> dict:
     }
 
 
+def _reseller_name(reseller_id) -> str:
+    if reseller_id is None:
+        return NO_RESELLER
+    reseller = Reseller.objects.filter(pk=reseller_id).first()
+    return reseller.name if reseller else f"Reseller #{reseller_id} (deleted)"
+
+
+def _moment(iso: str) -> str:
+    try:
+        return moment_text(dt.datetime.fromisoformat(iso))
+    except (TypeError, ValueError):
+        return str(iso)
+
+
+def search_text(filters: dict) -> str:
+    """The Advanced Search a job reruns, with the form's labels: "Series: 7; Status: New"."""
+    parts = []
+    for name, value in filters.items():
+        if value in ("", None):
+            continue
+        field = CardFilter.base_filters.get(name)
+        label = field.label if field is not None and field.label else name
+        if name == "reseller":
+            value = _reseller_name(int(value)) if str(value).isdigit() else value
+        elif name == "status" and value in CardStatus.values:
+            value = CardStatus(value).label
+        parts.append(f"{label}: {value}")
+    return "; ".join(parts) or "every card"
+
+
+def _changes_rows(changes: dict) -> list[tuple[str, str]]:
+    rows = []
+    if "expires_at" in changes:
+        rows.append(("Expiry Date", f"set to {_moment(changes['expires_at'])}"))
+    if "reseller" in changes:
+        rows.append(("Company", f"set to {_reseller_name(changes['reseller'])}"))
+    if "blocked" in changes:
+        rows.append(("Block", "block the cards" if changes["blocked"] else "unblock the cards"))
+    return rows
+
+
+def job_parameters(job: CardJob) -> list[tuple[str, str]]:
+    """What the operator asked for, as (label, value) rows in the screens' own words."""
+    params = job.params or {}
+    if job.kind == CardJobKind.GENERATE:
+        return [
+            ("Series", str(params.get("series", ""))),
+            ("Quantity", cards_text(int(params.get("quantity", job.total)))),
+            ("Amount", f"{format_amount(params.get('amount'), 2)} {params.get('currency', '')}"),
+            ("PIN Length", f"{params.get('pin_length')} digits"),
+            ("Reseller", _reseller_name(params.get("reseller_id"))),
+            ("Expiry Date", _moment(params.get("expires_at"))),
+        ]
+    verb = "to delete" if job.kind == CardJobKind.DELETE_ALL else "that can change"
+    rows = [
+        ("Search", search_text(params.get("filters", {}))),
+        ("Cards", f"{cards_text(int(params.get('expected', job.total)))} {verb}"),
+    ]
+    if params.get("reseller_id") is not None:
+        rows.append(("Limited to", _reseller_name(params["reseller_id"])))
+    rows += _changes_rows(params.get("changes", {}))
+    if params.get("delete_ids"):
+        rows.append(("Marked to delete", cards_text(len(params["delete_ids"]))))
+    return rows
+
+
+def job_outcome(job: CardJob) -> str:
+    """How the job ended, in words; "—" while it is queued or running."""
+    if job.is_interrupted:
+        return job_state(job)["label"]
+    if job.status == CardJobStatus.FAILED:
+        return job.error
+    if job.status != CardJobStatus.SUCCEEDED:
+        return "—"
+    if job.kind == CardJobKind.GENERATE:
+        created = f"{cards_text(job.total)} created"
+        if job.batch is not None:
+            created += f": {job.batch.first_serial} … {job.batch.last_serial}"
+        return created
+    result = job.result or {}
+    return mass_edit_summary(result.get("changed", {}), result.get("deleted"))
+
+
 @admin.register(CardJob)
 class CardJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "status_label", "progress", "requested_by", "created_at"]
     list_select_related = ["requested_by"]
     change_form_template = "admin/cards/cardjob/change_form.html"
     list_filter = ["kind"]
-    readonly_fields = [
+    # The request and its outcome in words; the raw params/result JSON stays in the database.
+    fields = [
         "kind",
-        "status",
-        "params",
+        "status_label",
         "requested_by",
-        "done",
-        "total",
+        "parameters",
+        "outcome",
         "batch",
-        "error",
-        "result",
         "created_at",
         "started_at",
         "finished_at",
     ]
-    exclude = ["task_id", "heartbeat_at"]
+    readonly_fields = fields
 
     class Media:
         css = {"all": ["cards/admin.css"]}
@@ -148,6 +235,17 @@ class CardJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Status")
     def status_label(self, job):
         return "interrupted" if job.is_interrupted else job.get_status_display()
+
+    @admin.display(description="Request")
+    def parameters(self, job):
+        return format_html(
+            '<dl class="job-params">{}</dl>',
+            format_html_join("", "<dt>{}</dt><dd>{}</dd>", job_parameters(job)),
+        )
+
+    @admin.display(description="Outcome")
+    def outcome(self, job):
+        return job_outcome(job)
 
     @admin.display(description="Progress")
     def progress(self, job):

@@ -26,6 +26,7 @@ from cards.models import (
     TopUpCard,
 )
 from cards.services.scope import check_reseller_scope, check_series_owner, series_claim
+from common.formats import count_text
 from subscribers.models import Reseller
 
 logger = logging.getLogger(__name__)
@@ -95,9 +96,11 @@ def pin_space_check(pin_length: int, quantity: int) -> None:
     capacity = pin_space_capacity(pin_length)
     if live + quantity > capacity:
         raise GenerationError(
-            f"{pin_length}-digit PINs would become guessable: at most {capacity:,} live cards "
-            f"may share that length (1 in {PIN_SPACE_SHARE:,} of the PIN space) and "
-            f"{live:,} exist already. Choose a longer PIN or a smaller quantity.",
+            f"{pin_length}-digit PINs would become guessable: at most "
+            f"{count_text(capacity, 'live card')} may share that length (1 in "
+            f"{PIN_SPACE_SHARE:,} of the PIN space) and {live:,} "
+            f"{'exists' if live == 1 else 'exist'} already. Choose a longer PIN or a smaller "
+            "quantity.",
             field="pin_length",
         )
 
@@ -255,7 +258,8 @@ def card_batch_generate(
     first_number = _lock_series(series, reseller=reseller, actor=actor)
     if first_number + quantity - 1 > MAX_CARD_NUMBER:
         raise GenerationError(
-            f"Series {series} has room for only {MAX_CARD_NUMBER - first_number + 1:,} more cards.",
+            f"Series {series} has room for only "
+            f"{count_text(MAX_CARD_NUMBER - first_number + 1, 'more card')}.",
             field="quantity",
         )
     pin_space_check(pin_length, quantity)

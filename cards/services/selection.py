@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 
 from cards.exceptions import CardEditError
 from cards.services.mass_edit import PRESERVE, cards_mass_delete, cards_mass_update
+from common.formats import count_text
 
 MASS_EDIT_FIELDS = ("expires_at", "reseller", "blocked")
 """What Mass Edit may set, in the order the form and the messages show them."""
@@ -26,8 +27,9 @@ class SelectionChanged(CardEditError):
 
     def __init__(self, *, expected: int, now: int):
         super().__init__(
-            f"The selection changed since it was confirmed: it now holds {now:,} cards that can "
-            f"change, not {expected:,}. Run the search and confirm again."
+            f"The selection changed since it was confirmed: it now holds "
+            f"{count_text(now, 'card')} that can change, not {expected:,}. Run the search and "
+            "confirm again."
         )
 
 

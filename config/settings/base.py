@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.ContentSecurityPolicyMiddleware",
+    "config.middleware.DatabaseBusyMiddleware",
     # Last, as django-axes asks: it turns a locked login into the lock page (common/login_guard.py).
     "axes.middleware.AxesMiddleware",
 ]
@@ -114,6 +115,17 @@ DATABASES = {
         conn_max_age=int(env("CONN_MAX_AGE", "0")),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # `make run` writes from two processes (runserver and db_worker): a background batch holds
+    # the write lock for seconds or minutes. In WAL mode readers never wait on it; IMMEDIATE
+    # transactions take the write lock at BEGIN, so a writer waits up to the timeout for its
+    # turn instead of failing at once when a read turns into a write (docs/domain.md, "SQLite").
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        "timeout": int(env("SQLITE_BUSY_TIMEOUT_SECONDS", "60")),
+        "transaction_mode": "IMMEDIATE",
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
 # The statements every REST request runs are prepared once per connection (wallets/sql.py).
 # Turn off behind a pooler in transaction mode that does not keep prepared statements.
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
