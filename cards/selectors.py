@@ -8,7 +8,9 @@ The public API for "the current search":
 dict; names in `cards.filters.SEARCH_FIELDS`); `user` scopes the cards (a staff user linked to a
 reseller sees only that reseller's cards; None means the system, e.g. a management command);
 `session` resolves `pin_ref`, the PIN search kept out of URLs. Invalid filters raise
-`InvalidCardSearch` (never a silently broader selection). The queryset is newest first.
+`InvalidCardSearch`: a search that cannot be understood selects no card, for every caller (never
+a silently broader selection; a PIN that could not be searched for stays in the search as
+invalid, see `cards.filters.remember_refusal`). The queryset is newest first.
 """
 
 import json
@@ -37,11 +39,16 @@ COUNT_CAP = 10_000
 
 
 class InvalidCardSearch(ValueError):
-    """The Advanced Search parameters do not validate; `errors` maps field → messages."""
+    """The Advanced Search parameters do not validate; `errors` maps field → messages.
 
-    def __init__(self, errors):
+    The text names each field by its label (`labels`: field → label), as the form shows it."""
+
+    def __init__(self, errors, labels=None):
         self.errors = errors
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        labels = labels or {}
+        super().__init__(
+            "; ".join(f"{labels.get(k) or k}: {' '.join(v)}" for k, v in errors.items())
+        )
 
 
 def cards_visible_to(user) -> QuerySet:
@@ -68,7 +75,10 @@ def card_list(*, filters=None, user, session=None) -> QuerySet:
     """The cards the current Advanced Search selects, newest first. See the module docstring."""
     search = card_search(filters=filters, user=user, session=session)
     if not search.is_valid():
-        raise InvalidCardSearch(search.form.errors)
+        form = search.form
+        labels = {name: field.label for name, field in form.fields.items()}
+        labels["pin_ref"] = labels.get("pin")
+        raise InvalidCardSearch(form.errors, labels)
     return search.qs.order_by("-created_at", "-id")
 
 

@@ -215,9 +215,13 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
         return {"user": request.user}
 
     def get_export_queryset(self, request):
-        """The current Advanced Search, within what this user may see."""
-        selection = self._selection(request)
-        return TopUpCard.objects.none() if selection is None else selection
+        """The cards a person ticked (the action's `export_items`, each checked against what
+        this user may see), and nothing else: the export page is reached only from the action,
+        whose ticks come from a valid search (an invalid one lists no card). Without ticks the
+        library would export every card the user sees."""
+        if not request.POST.getlist("export_items"):
+            return TopUpCard.objects.none()
+        return self.get_queryset(request)
 
     def get_valid_export_item_pks(self, request):
         # The library's default lists every card in the table (a million choices); only the

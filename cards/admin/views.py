@@ -20,7 +20,7 @@ from django.utils.html import format_html
 from django.utils.http import MAX_URL_LENGTH
 
 from cards.exceptions import CardEditError, GenerationError
-from cards.filters import remember_digests
+from cards.filters import remember_digests, remember_refusal
 from cards.forms import GenerateCardsForm, MassEditForm
 from cards.jobs import (
     delete_all_job_start,
@@ -40,7 +40,13 @@ from common.once import AlreadySubmitted, form_token, posted_token
 from subscribers.selectors import staff_reseller
 from wallets.services.submissions import submitted_once
 
-from .changelist import CappedCountPaginator, page_size, search_params, search_query_string
+from .changelist import (
+    CappedCountPaginator,
+    page_size,
+    search_params,
+    search_query_string,
+    selection_params,
+)
 from .display import activated_text, cards_text, created_text, mass_edit_summary, status_badge
 from .downloads import csv_response, offer_download
 
@@ -191,17 +197,20 @@ class CardScreens:
         params.pop("pin_ref", None)
         typed = request.POST.get("pin", "").strip()
         if typed:
+            # A PIN that cannot be searched for keeps the search invalid (its reason beside the
+            # field, no card selected), never dropped: see cards.filters.remember_refusal.
             try:
                 found = card_pin_search(
                     typed=typed, actor=request.user, ip_address=client_ip(request)
                 )
             except CardEditError as error:
-                found = None
-                messages.error(request, f"PIN Code: {error.message}")
-            if found is not None and found.error:
-                messages.error(request, f"PIN Code: {found.error}")
-            elif found is not None:
-                params["pin_ref"] = remember_digests(request.session, found.digests)
+                params["pin_ref"] = remember_refusal(request.session, error.message)
+            else:
+                params["pin_ref"] = (
+                    remember_refusal(request.session, found.error)
+                    if found.error
+                    else remember_digests(request.session, found.digests)
+                )
         elif request.POST.get("keep_pin_ref"):
             params["pin_ref"] = request.POST["keep_pin_ref"]
         size = request.POST.get("per_page")
@@ -213,7 +222,7 @@ class CardScreens:
         """The cards of the current search (carried in the query string), or None if invalid."""
         try:
             return card_list(
-                filters=search_params(request.GET), user=request.user, session=request.session
+                filters=selection_params(request.GET), user=request.user, session=request.session
             )
         except InvalidCardSearch as error:
             messages.error(request, f"The search is not valid: {error}")
