@@ -9,6 +9,7 @@ from django.utils import timezone
 from subscribers.models import Reseller
 
 from .models import PIN_DEFAULT_LENGTH
+from .services.mass_edit import EXPIRE_NOW, PAST_EXPIRY
 
 DATETIME_FORMATS = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"]
 
@@ -56,6 +57,17 @@ class GenerateCardsForm(forms.Form):
             self.initial.setdefault("expires_at", default_expiry())
 
 
+class CardChangeForm(forms.ModelForm):
+    """One card's page: its edits go through the Mass Edit service, which refuses an expiry that
+    is not in the future; said here beside the field."""
+
+    def clean_expires_at(self):
+        value = self.cleaned_data.get("expires_at")
+        if "expires_at" in self.changed_data and value is not None and value <= timezone.now():
+            raise forms.ValidationError(PAST_EXPIRY)
+        return value
+
+
 MAX_ID = 2**63 - 1
 
 
@@ -80,12 +92,12 @@ class PrimaryKeysField(forms.Field):
 class MassEditForm(forms.Form):
     """Mass Edit: each field is preserved unless the operator says "set to"."""
 
-    PRESERVE, SET = "preserve", "set"
+    PRESERVE, SET, EXPIRE = "preserve", "set", "expire"
     BLOCK, UNBLOCK = "block", "unblock"
 
     expires_action = forms.ChoiceField(
         label="Expiration Date",
-        choices=[(PRESERVE, "preserve"), (SET, "set to")],
+        choices=[(PRESERVE, "preserve"), (SET, "set to"), (EXPIRE, "expire now")],
         initial=PRESERVE,
     )
     expires_at = forms.DateTimeField(
@@ -111,6 +123,10 @@ class MassEditForm(forms.Form):
         initial=PRESERVE,
     )
     delete = PrimaryKeysField(label="delete", required=False)
+    confirm_expire = forms.BooleanField(
+        label="Yes, expire these cards now: nobody can redeem them afterwards",
+        required=False,
+    )
 
     def __init__(self, *args, scoped: Reseller | None = None, deletable=None, **kwargs):
         """`deletable`: the primary keys that may carry a delete mark (the selection's cards
@@ -134,6 +150,9 @@ class MassEditForm(forms.Form):
         data = super().clean()
         if data.get("expires_action") == self.SET and not data.get("expires_at"):
             self.add_error("expires_at", "Choose the new expiration date.")
+        elif data.get("expires_action") == self.SET and data["expires_at"] <= timezone.now():
+            # The service refuses it too (for the background job); said here beside the field.
+            self.add_error("expires_at", PAST_EXPIRY)
         if data.get("reseller_action") == self.SET and not data.get("reseller"):
             self.add_error("reseller", "Choose the company to set.")
         nothing = (
@@ -148,11 +167,24 @@ class MassEditForm(forms.Form):
             )
         return data
 
+    @property
+    def expires_now(self) -> bool:
+        return getattr(self, "cleaned_data", {}).get("expires_action") == self.EXPIRE
+
+    def confirm(self) -> bool:
+        """On Confirm: "expire now" needs its own tick, beside the preview's warning."""
+        if self.expires_now and not self.cleaned_data.get("confirm_expire"):
+            self.add_error("confirm_expire", "Tick this box to expire the cards now, or go back.")
+            return False
+        return True
+
     def changes(self) -> dict:
         """Keyword arguments for `cards_mass_update` (only the fields set)."""
         data, changes = self.cleaned_data, {}
         if data["expires_action"] == self.SET:
             changes["expires_at"] = data["expires_at"]
+        elif data["expires_action"] == self.EXPIRE:
+            changes["expires_at"] = EXPIRE_NOW
         if data["reseller_action"] == self.SET:
             changes["reseller"] = data["reseller"]
         if data["block_action"] != self.PRESERVE:

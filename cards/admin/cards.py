@@ -9,6 +9,7 @@ from import_export.admin import ExportActionMixin, ImportMixin
 from import_export.formats.base_formats import CSV, JSON, XLSX
 
 from cards.events import export_action_event
+from cards.forms import CardChangeForm
 from cards.models import TopUpCard
 from cards.resources import TopUpCardExportResource, TopUpCardImportResource
 from cards.selectors import card_history, cards_visible_to
@@ -45,6 +46,7 @@ def _import_failure_message(result, shown: int = 5) -> str:
 
 @admin.register(TopUpCard)
 class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdmin):
+    form = CardChangeForm
     resource_classes = [TopUpCardExportResource]
     import_formats = [CSV, XLSX]
     export_formats = [CSV, XLSX, JSON]

@@ -32,6 +32,7 @@ from cards.models import CardJob, CardJobKind
 from cards.pins import format_pin
 from cards.selectors import InvalidCardSearch, batches_visible_to, card_list
 from cards.services.generation import card_batch_generate
+from cards.services.mass_edit import EXPIRE_NOW
 from cards.services.pin_search import card_pin_search
 from cards.services.reveal import card_pin_reveal
 from cards.services.selection import cards_selection_delete, cards_selection_edit
@@ -250,7 +251,7 @@ class CardScreens:
                 form.add_error("delete", "You are not allowed to delete cards.")
             if form.is_valid():
                 marked = form.cleaned_data["delete"]
-                if "_confirm" in request.POST:
+                if "_confirm" in request.POST and form.confirm():
                     return self._apply_mass_edit(request, selection, form, marked, query)
                 preview = self._mass_edit_preview(selection, form.changes(), marked)
         else:
@@ -293,7 +294,14 @@ class CardScreens:
     def _mass_edit_preview(self, selection, changes, marked) -> dict:
         editable = selection.filter(activated_at__isnull=True).order_by()
         lines = []
-        if "expires_at" in changes:
+        if changes.get("expires_at") is EXPIRE_NOW:
+            lines.append(
+                (
+                    "Expire now: nobody can redeem them afterwards",
+                    editable.filter(expires_at__gt=timezone.now()).count(),
+                )
+            )
+        elif "expires_at" in changes:
             new = changes["expires_at"]
             lines.append(
                 (

@@ -45,7 +45,8 @@ def searched(client, **fields) -> str:
 
 
 def listed(response) -> list[str]:
-    return re.findall(r'field-serial_number"><a [^>]*>([0-9]+-[0-9]{9})<', response.content.decode())
+    html = response.content.decode()
+    return re.findall(r'field-serial_number"><a [^>]*>([0-9]+-[0-9]{9})<', html)
 
 
 def pin_row(html: str) -> str:
