@@ -11,7 +11,11 @@ from import_export.formats.base_formats import CSV, JSON, XLSX
 from cards.events import export_action_event
 from cards.forms import CardChangeForm
 from cards.models import TopUpCard
-from cards.resources import TopUpCardExportResource, TopUpCardImportResource
+from cards.resources import (
+    TextColumnsXLSX,
+    TopUpCardExportResource,
+    TopUpCardImportResource,
+)
 from cards.selectors import card_history, cards_visible_to
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from cards.services.scope import pin_import_refusal, pin_search_refusal
@@ -21,6 +25,12 @@ from subscribers.selectors import staff_reseller
 from .changelist import CappedCountPaginator, CardChangeList
 from .display import activated_text, created_text, status_badge
 from .views import CardScreens
+
+CSV_HELP = (
+    "Export CSV writes PINs and serial numbers exactly as stored, for other systems. A "
+    "spreadsheet drops a PIN's leading zero unless you open it with the PIN Code column as Text "
+    "(Data → From Text/CSV); the Export action's XLSX keeps them as text."
+)
 
 # The Export action renders every row in memory (django-import-export): fine for what a person
 # selects on screen, never for a whole series, which goes through the streamed CSV export.
@@ -49,7 +59,7 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
     form = CardChangeForm
     resource_classes = [TopUpCardExportResource]
     import_formats = [CSV, XLSX]
-    export_formats = [CSV, XLSX, JSON]
+    export_formats = [CSV, TextColumnsXLSX, JSON]
     show_change_form_export = False
     import_export_change_list_template = None  # our change_list.html carries the buttons
     list_display_links = ["serial_number"]
@@ -151,6 +161,7 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
             "can_import": self.has_import_permission(request)
             and pin_import_refusal(request.user) is None,
             "can_search_pins": pin_search_refusal(request.user) is None,
+            "csv_help": CSV_HELP,
         }
         return super().changelist_view(request, extra_context)
 
