@@ -8,7 +8,9 @@ from django.utils import timezone
 
 from subscribers.models import Reseller
 
+from .currencies import card_currencies
 from .models import PIN_DEFAULT_LENGTH
+from .selectors import series_proposal
 from .services.mass_edit import EXPIRE_NOW, PAST_EXPIRY
 
 DATETIME_FORMATS = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"]
@@ -26,18 +28,48 @@ def resellers_for(scoped: Reseller | None):
     return Reseller.objects.filter(pk=scoped.pk) if scoped else Reseller.objects.order_by("name")
 
 
+NO_RESELLER = "none"
+NO_RESELLER_LABEL = "No reseller: redeemable by every subscriber"
+CHOOSE_RESELLER = (
+    "Choose the reseller that owns the cards, or “No reseller: redeemable by every subscriber”."
+)
+
+
+def reseller_choice(reseller: Reseller | None) -> str:
+    """The Reseller select's value for a reseller, or for no reseller."""
+    return NO_RESELLER if reseller is None else str(reseller.pk)
+
+
+class CurrencyField(forms.ChoiceField):
+    """A select of the card currencies whose other values reach the service, which says why it
+    refuses them (cards.currencies.currency_refusal) rather than "Select a valid choice"."""
+
+    def validate(self, value):
+        forms.Field.validate(self, value)
+
+
 class GenerateCardsForm(forms.Form):
-    """Generate Top-Up Cards. Rules (ranges, PIN space, series digits) are the service's."""
+    """Generate Top-Up Cards. Rules (ranges, PIN space, series, currency) are the service's;
+    the form offers only what they accept and proposes a series (docs/cards.md)."""
 
     amount = forms.DecimalField(label="Amount", initial="0", max_digits=20, decimal_places=6)
-    currency = forms.CharField(label="Currency", initial="USD", max_length=3, min_length=3)
+    currency = CurrencyField(
+        label="Currency",
+        help_text="The currencies of the balance templates: a card redeems into a balance of its "
+        "currency.",
+    )
     quantity = forms.IntegerField(label="Quantity", initial=1)
-    series = forms.CharField(label="Series", max_length=20)
+    series = forms.CharField(
+        label="Series",
+        max_length=20,
+        help_text="Proposed: the reseller's latest series, else the next free one. A series "
+        "belongs to the reseller that first used it.",
+    )
     pin_length = forms.IntegerField(
         label="PIN Length", initial=PIN_DEFAULT_LENGTH, help_text="digits (at least 5)"
     )
-    reseller = forms.ModelChoiceField(
-        label="Reseller", queryset=Reseller.objects.none(), required=False, empty_label="— none —"
+    reseller = forms.ChoiceField(
+        label="Reseller", error_messages={"required": CHOOSE_RESELLER, "invalid_choice": ""}
     )
     expires_at = forms.DateTimeField(
         label="Expiry Date",
@@ -45,16 +77,47 @@ class GenerateCardsForm(forms.Form):
         widget=forms.DateTimeInput(format="%Y-%m-%d %H:%M:%S"),
     )
 
-    def __init__(self, *args, scoped: Reseller | None = None, **kwargs):
+    def __init__(self, *args, scoped: Reseller | None = None, proposals=None, **kwargs):
+        """`proposals`: the series to propose per Reseller select value (see
+        cards.selectors.series_proposals); None proposes nothing."""
         super().__init__(*args, **kwargs)
+        self.resellers = {str(r.pk): r for r in resellers_for(scoped)}
         reseller = self.fields["reseller"]
-        reseller.queryset = resellers_for(scoped)
+        reseller.error_messages["invalid_choice"] = CHOOSE_RESELLER
         if scoped is not None:
-            reseller.required = True
-            reseller.empty_label = None
-            reseller.initial = scoped.pk
+            reseller.choices = [(str(scoped.pk), scoped.name)]
+            self.initial.setdefault("reseller", str(scoped.pk))
+        else:
+            reseller.choices = [
+                ("", "— choose —"),
+                (NO_RESELLER, NO_RESELLER_LABEL),
+                *[(pk, r.name) for pk, r in self.resellers.items()],
+            ]
+        currencies = card_currencies()
+        currency = self.fields["currency"]
+        currency.choices = [("", "— choose —"), *[(code, code) for code in currencies]]
+        if not currencies:
+            currency.help_text = (
+                "No balance template has an ISO 4217 currency yet: create one first."
+            )
+        elif len(currencies) == 1 or "USD" in currencies:
+            self.initial.setdefault("currency", "USD" if "USD" in currencies else currencies[0])
+        self.proposals = proposals or {}
+        chosen = str(self["reseller"].value() or "")
+        proposed = series_proposal(self.proposals, chosen) if self.proposals else ""
         if not self.is_bound:
             self.initial.setdefault("expires_at", default_expiry())
+            if not self.initial.get("series"):
+                self.initial["series"] = proposed
+        # For static/cards/generate.js: the proposal the field holds, replaced when the
+        # reseller changes unless the operator typed another series.
+        self.fields["series"].widget.attrs["data-proposed"] = proposed
+
+    def clean_reseller(self) -> Reseller | None:
+        value = self.cleaned_data["reseller"]
+        if value == NO_RESELLER:
+            return None
+        return self.resellers[value]
 
 
 class CardChangeForm(forms.ModelForm):

@@ -18,17 +18,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connections
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import BigIntegerField, Count, Max, Q, QuerySet, Sum
+from django.db.models.functions import Cast
 
 from subscribers.selectors import staff_reseller
 
 from .filters import CardFilter
 from .models import (
+    SERIES_MAX_DIGITS,
     CardBatch,
     CardEvent,
     CardEventKind,
     CardJob,
     CardJobKind,
+    CardSeries,
     CardStatus,
     TopUpCard,
     status_conditions,
@@ -162,3 +165,44 @@ def batch_figures(batch: CardBatch) -> dict:
     figures["outstanding"] = totals["outstanding"] or Decimal("0.00")
     figures["deleted"] = batch.quantity - totals["total"]
     return figures
+
+
+NO_RESELLER_KEY = "none"
+"""`series_proposals`' key for cards without a reseller (the Generate form's choice value)."""
+
+
+def series_proposals(*, user) -> dict[str, str]:
+    """The series Generate proposes, by the Reseller select's value: the reseller's latest
+    series (the highest it owns; `NO_RESELLER_KEY` for cards without one); under "" the next
+    free series, for no reseller chosen yet and every reseller without a series. Free means no
+    card, batch or import ever used it, so it suits any reseller (docs/cards.md, "Serial
+    number").
+
+    Two queries, whatever the number of series: the highest series per owner, and the highest
+    overall. Series are compared as numbers (`Cast`); an owner's highest whose text differs
+    (leading zeros, "04") is not proposed, to never propose another owner's series."""
+    scoped = staff_reseller(user)
+    series = CardSeries.objects.order_by().annotate(n=Cast("series", BigIntegerField()))
+    owners = series.filter(reseller=scoped) if scoped is not None else series
+    highest = {
+        row["reseller_id"]: row["top"]
+        for row in owners.values("reseller_id").annotate(top=Max("n"))
+    }
+    taken = {
+        (name, owner)
+        for name, owner in CardSeries.objects.filter(
+            series__in=[str(top) for top in highest.values()]
+        ).values_list("series", "reseller_id")
+    }
+    top = series.aggregate(top=Max("n"))["top"] or 0
+    free = str(top + 1) if top + 1 < 10**SERIES_MAX_DIGITS else ""
+    proposals = {"": free}
+    for reseller_id, own in highest.items():
+        if (str(own), reseller_id) in taken:
+            proposals[NO_RESELLER_KEY if reseller_id is None else str(reseller_id)] = str(own)
+    return proposals
+
+
+def series_proposal(proposals: dict[str, str], choice: str) -> str:
+    """The series proposed for a Reseller select value (a reseller without series: a free one)."""
+    return proposals.get(choice, proposals.get("", ""))

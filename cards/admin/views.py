@@ -21,7 +21,7 @@ from django.utils.http import MAX_URL_LENGTH
 
 from cards.exceptions import CardEditError, GenerationError
 from cards.filters import remember_digests, remember_refusal
-from cards.forms import GenerateCardsForm, MassEditForm
+from cards.forms import GenerateCardsForm, MassEditForm, reseller_choice
 from cards.jobs import (
     delete_all_job_start,
     generation_job_start,
@@ -30,7 +30,12 @@ from cards.jobs import (
 )
 from cards.models import CardJob, CardJobKind
 from cards.pins import format_pin
-from cards.selectors import InvalidCardSearch, batches_visible_to, card_list
+from cards.selectors import (
+    InvalidCardSearch,
+    batches_visible_to,
+    card_list,
+    series_proposals,
+)
 from cards.services.generation import card_batch_generate
 from cards.services.mass_edit import EXPIRE_NOW
 from cards.services.pin_search import card_pin_search
@@ -101,8 +106,9 @@ class CardScreens:
         scoped = staff_reseller(request.user)
         if request.method == "POST" and "_cancel" in request.POST:
             return HttpResponseRedirect(self._changelist_url())
+        proposals = series_proposals(user=request.user)
         if request.method == "POST":
-            form = GenerateCardsForm(request.POST, scoped=scoped)
+            form = GenerateCardsForm(request.POST, scoped=scoped, proposals=proposals)
             if form.is_valid():
                 data = form.cleaned_data
                 background = runs_in_background(kind=CardJobKind.GENERATE, count=data["quantity"])
@@ -143,7 +149,10 @@ class CardScreens:
             initial = {}
             like = request.GET.get("like", "")
             batch = (
-                batches_visible_to(request.user).filter(pk=int(like)).first()
+                batches_visible_to(request.user)
+                .select_related("reseller")
+                .filter(pk=int(like))
+                .first()
                 if like.isdigit()
                 else None
             )
@@ -154,16 +163,17 @@ class CardScreens:
                     "quantity": batch.quantity,
                     "series": batch.series,
                     "pin_length": batch.pin_length,
-                    "reseller": batch.reseller_id,
+                    "reseller": reseller_choice(batch.reseller),
                     "expires_at": batch.expires_at,
                 }
-            form = GenerateCardsForm(initial=initial, scoped=scoped)
+            form = GenerateCardsForm(initial=initial, scoped=scoped, proposals=proposals)
         return self._render(
             request,
             "generate.html",
             {
                 "title": "Generate Top-Up Cards",
                 "form": form,
+                "proposals": proposals,
                 "submission_token": form_token(request),
             },
         )
