@@ -16,7 +16,7 @@ import cards.sql
 from cards.models import CardEvent, CardEventKind, TopUpCard
 from cards.services.generation import card_batch_generate
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
-from tests.factories import TopUpCardFactory
+from tests.factories import BalanceTemplateFactory, TopUpCardFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -59,6 +59,7 @@ def commit_a_batch_after_the_first_audit_insert(monkeypatch):
 def test_mass_update_changes_and_audits_only_the_cards_it_locked(
     commit_a_batch_after_the_first_audit_insert,
 ):
+    BalanceTemplateFactory(currency="USD")  # the batch's currency must be a balance's
     expiry = timezone.now() + dt.timedelta(days=30)
     for number in range(1, 11):
         TopUpCardFactory(series="5", number=number, reseller=None, expires_at=expiry)
