@@ -43,6 +43,7 @@ def generate_in_another_transaction():
 
 @pytest.fixture
 def commit_a_batch_after_the_first_audit_insert(monkeypatch):
+    BalanceTemplateFactory(currency="USD")  # the batch's currency must be a balance's
     original = cards.sql.insert_card_events
     calls = []
 
@@ -59,7 +60,6 @@ def commit_a_batch_after_the_first_audit_insert(monkeypatch):
 def test_mass_update_changes_and_audits_only_the_cards_it_locked(
     commit_a_batch_after_the_first_audit_insert,
 ):
-    BalanceTemplateFactory(currency="USD")  # the batch's currency must be a balance's
     expiry = timezone.now() + dt.timedelta(days=30)
     for number in range(1, 11):
         TopUpCardFactory(series="5", number=number, reseller=None, expires_at=expiry)
