@@ -124,6 +124,15 @@ class CardChangeForm(forms.ModelForm):
     """One card's page: its edits go through the Mass Edit service, which refuses an expiry that
     is not in the future; said here beside the field."""
 
+    LABELS = {"expires_at": "Expiry Date", "reseller": "Reseller", "blocked": "Blocked"}
+    """JeraSoft's wording (docs/cards.md)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, label in self.LABELS.items():
+            if name in self.fields:
+                self.fields[name].label = label
+
     def clean_expires_at(self):
         value = self.cleaned_data.get("expires_at")
         if "expires_at" in self.changed_data and value is not None and value <= timezone.now():

@@ -81,7 +81,7 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
         "blocked",
         "activated",
         "batch",
-        "created_at",
+        "created_on",
     ]
     change_list_template = "admin/cards/topupcard/change_list.html"
     change_form_template = "admin/cards/topupcard/change_form.html"
@@ -266,7 +266,7 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
             "pin_code",
             "activated",
             "batch",
-            "created_at",
+            "created_on",
         ]
         if obj is not None and obj.activated_at is not None:
             readonly += ["reseller", "expires_at", "blocked"]

@@ -212,3 +212,15 @@ def test_expire_now_runs_as_a_job_at_the_worker_s_time(admin_user):
     assert job.status == CardJobStatus.SUCCEEDED
     assert all(queued <= c.expires_at <= timezone.now() for c in TopUpCard.objects.all())
     assert CardJob.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_one_card_s_page_uses_jerasoft_s_labels(admin_client, box):
+    card = box["running"][0]
+
+    html = admin_client.get(reverse("admin:cards_topupcard_change", args=[card.pk])).content
+    text = html.decode()
+
+    for label in ("Serial Number", "PIN Code", "Reseller", "Expiry Date", "Created on"):
+        assert f">{label}:</label>" in text or f">{label}</label>" in text, label
+    assert "Expires at" not in text and "Created at" not in text
