@@ -2,6 +2,7 @@
 services (`cards/services/`) hold the rules and do the writes."""
 
 import datetime as dt
+import json
 
 from django import forms
 from django.utils import timezone
@@ -109,8 +110,10 @@ class GenerateCardsForm(forms.Form):
             self.initial.setdefault("expires_at", default_expiry())
             if not self.initial.get("series"):
                 self.initial["series"] = proposed
-        # For static/cards/generate.js: the proposal the field holds, replaced when the
-        # reseller changes unless the operator typed another series.
+        # For static/cards/generate.js (an attribute, not an inline script: the site's CSP):
+        # every proposal, and the one the field holds, replaced when the reseller changes
+        # unless the operator typed another series.
+        reseller.widget.attrs["data-series-proposals"] = json.dumps(self.proposals)
         self.fields["series"].widget.attrs["data-proposed"] = proposed
 
     def clean_reseller(self) -> Reseller | None:
