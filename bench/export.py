@@ -55,6 +55,12 @@ def ensure_series(series: str, count: int) -> None:
     if have >= count:
         return
     print(f"generating {count - have:,} cards in series {series} (once)…", flush=True)
+    from wallets.models import BalanceKind, BalanceTemplate
+
+    # Cards are only made in a currency a balance template uses (cards.currencies).
+    BalanceTemplate.objects.get_or_create(
+        name="Bench USD", defaults={"kind": BalanceKind.SIMPLE, "currency": "USD", "precision": 2}
+    )
     started = time.perf_counter()
     card_batch_generate(
         series=series,

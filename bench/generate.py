@@ -77,6 +77,12 @@ def run_baseline(n: int) -> dict:
     from subscribers.models import Reseller
 
     reseller = Reseller.objects.get(name="Bench Reseller")
+    from wallets.models import BalanceKind, BalanceTemplate
+
+    # Cards are only made in a currency a balance template uses (cards.currencies).
+    BalanceTemplate.objects.get_or_create(
+        name="Bench USD", defaults={"kind": BalanceKind.SIMPLE, "currency": "USD", "precision": 2}
+    )
     now = timezone.now()
     expires = now + dt.timedelta(days=30)
     batch = CardBatch.objects.create(

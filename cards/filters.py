@@ -81,18 +81,40 @@ def parse_serial(value: str) -> tuple[str, int | None]:
     return series, int(number) if number is not None else None
 
 
+PIN_SEARCH_EXPIRED = "This PIN search has expired: type the PIN again."
+
+
+def _remember(session, entry) -> str:
+    stored = dict(session.get(PIN_SEARCHES_SESSION_KEY, {}))
+    while len(stored) >= _MAX_REMEMBERED_PIN_SEARCHES:
+        stored.pop(next(iter(stored)))
+    token = secrets.token_urlsafe(12)
+    stored[token] = entry
+    session[PIN_SEARCHES_SESSION_KEY] = stored
+    return token
+
+
 def remember_digests(session, digests: list[bytes]) -> str:
     """Keep a searched PIN's digests (never the PIN) in the session; return the key for the URL.
 
     The search itself is checked and audited first (cards.services.pin_search.card_pin_search).
     """
-    stored = dict(session.get(PIN_SEARCHES_SESSION_KEY, {}))
-    while len(stored) >= _MAX_REMEMBERED_PIN_SEARCHES:
-        stored.pop(next(iter(stored)))
-    token = secrets.token_urlsafe(12)
-    stored[token] = [digest.hex() for digest in digests]
-    session[PIN_SEARCHES_SESSION_KEY] = stored
-    return token
+    return _remember(session, [digest.hex() for digest in digests])
+
+
+def remember_refusal(session, reason: str) -> str:
+    """Keep why a typed PIN cannot be searched for; return the key for the URL.
+
+    The search then stays in the URL as invalid (the reason beside the PIN Code field, no card
+    selected) rather than being dropped: a dropped PIN would leave the other fields, or none,
+    and Mass Edit or Delete all from there would act on cards the operator did not mean.
+    """
+    return _remember(session, {"refused": reason})
+
+
+def remembered_pin_search(session, token: str):
+    """The digests (list of hex) or refusal ({"refused": reason}) kept under `token`, or None."""
+    return (session or {}).get(PIN_SEARCHES_SESSION_KEY, {}).get(token)
 
 
 def _day_start(day: dt.date) -> dt.datetime:
@@ -113,6 +135,8 @@ class CardSearchForm(forms.Form):
     client_ids: list[int] | None = None
     searcher = None
     """Who searches (set by CardFilter); None is the system, e.g. a management command."""
+    session = None
+    """Where the PIN searches (`pin_ref`) are kept (set by CardFilter)."""
 
     def clean(self):
         data = super().clean()
@@ -129,6 +153,11 @@ class CardSearchForm(forms.Form):
                 self.add_error("pin", error)
         if data.get("pin_ref"):
             refusal = pin_search_refusal(self.searcher)
+            stored = remembered_pin_search(self.session, data["pin_ref"])
+            if refusal is None and stored is None:
+                refusal = PIN_SEARCH_EXPIRED
+            elif refusal is None and isinstance(stored, dict):
+                refusal = stored.get("refused") or PIN_SEARCH_EXPIRED
             if refusal:
                 self.add_error("pin_ref", refusal)
         if data.get("client"):
@@ -234,6 +263,7 @@ class CardFilter(django_filters.FilterSet):
         if not hasattr(self, "_form"):
             form = super().form
             form.searcher = getattr(self.request, "user", None)
+            form.session = getattr(self.request, "session", None)
         return self._form
 
     # --- one method per field; each is a single indexed condition ---------------------------
@@ -255,10 +285,9 @@ class CardFilter(django_filters.FilterSet):
         return queryset.filter(pin_digest__in=pins.pin_digests(pins.normalize_pin(value)))
 
     def filter_pin_ref(self, queryset, name, value):
-        session = getattr(self.request, "session", None)
-        stored = session.get(PIN_SEARCHES_SESSION_KEY, {}).get(value) if session else None
-        if not stored:
-            # An expired or foreign key finds nothing rather than everything.
+        stored = remembered_pin_search(getattr(self.request, "session", None), value)
+        if not isinstance(stored, list) or not stored:
+            # Refused by the form first; never broader than the search asked.
             return queryset.none()
         return queryset.filter(pin_digest__in=[bytes.fromhex(d) for d in stored])
 

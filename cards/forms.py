@@ -2,13 +2,17 @@
 services (`cards/services/`) hold the rules and do the writes."""
 
 import datetime as dt
+import json
 
 from django import forms
 from django.utils import timezone
 
 from subscribers.models import Reseller
 
+from .currencies import card_currencies
 from .models import PIN_DEFAULT_LENGTH
+from .selectors import series_proposal
+from .services.mass_edit import EXPIRE_NOW, PAST_EXPIRY
 
 DATETIME_FORMATS = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"]
 
@@ -25,18 +29,48 @@ def resellers_for(scoped: Reseller | None):
     return Reseller.objects.filter(pk=scoped.pk) if scoped else Reseller.objects.order_by("name")
 
 
+NO_RESELLER = "none"
+NO_RESELLER_LABEL = "No reseller: redeemable by every subscriber"
+CHOOSE_RESELLER = (
+    "Choose the reseller that owns the cards, or “No reseller: redeemable by every subscriber”."
+)
+
+
+def reseller_choice(reseller: Reseller | None) -> str:
+    """The Reseller select's value for a reseller, or for no reseller."""
+    return NO_RESELLER if reseller is None else str(reseller.pk)
+
+
+class CurrencyField(forms.ChoiceField):
+    """A select of the card currencies whose other values reach the service, which says why it
+    refuses them (cards.currencies.currency_refusal) rather than "Select a valid choice"."""
+
+    def validate(self, value):
+        forms.Field.validate(self, value)
+
+
 class GenerateCardsForm(forms.Form):
-    """Generate Top-Up Cards. Rules (ranges, PIN space, series digits) are the service's."""
+    """Generate Top-Up Cards. Rules (ranges, PIN space, series, currency) are the service's;
+    the form offers only what they accept and proposes a series (docs/cards.md)."""
 
     amount = forms.DecimalField(label="Amount", initial="0", max_digits=20, decimal_places=6)
-    currency = forms.CharField(label="Currency", initial="USD", max_length=3, min_length=3)
+    currency = CurrencyField(
+        label="Currency",
+        help_text="The currencies of the balance templates: a card redeems into a balance of its "
+        "currency.",
+    )
     quantity = forms.IntegerField(label="Quantity", initial=1)
-    series = forms.CharField(label="Series", max_length=20)
+    series = forms.CharField(
+        label="Series",
+        max_length=20,
+        help_text="Proposed: the reseller's latest series, else the next free one. A series "
+        "belongs to the reseller that first used it.",
+    )
     pin_length = forms.IntegerField(
         label="PIN Length", initial=PIN_DEFAULT_LENGTH, help_text="digits (at least 5)"
     )
-    reseller = forms.ModelChoiceField(
-        label="Reseller", queryset=Reseller.objects.none(), required=False, empty_label="— none —"
+    reseller = forms.ChoiceField(
+        label="Reseller", error_messages={"required": CHOOSE_RESELLER, "invalid_choice": ""}
     )
     expires_at = forms.DateTimeField(
         label="Expiry Date",
@@ -44,16 +78,69 @@ class GenerateCardsForm(forms.Form):
         widget=forms.DateTimeInput(format="%Y-%m-%d %H:%M:%S"),
     )
 
-    def __init__(self, *args, scoped: Reseller | None = None, **kwargs):
+    def __init__(self, *args, scoped: Reseller | None = None, proposals=None, **kwargs):
+        """`proposals`: the series to propose per Reseller select value (see
+        cards.selectors.series_proposals); None proposes nothing."""
         super().__init__(*args, **kwargs)
+        self.resellers = {str(r.pk): r for r in resellers_for(scoped)}
         reseller = self.fields["reseller"]
-        reseller.queryset = resellers_for(scoped)
+        reseller.error_messages["invalid_choice"] = CHOOSE_RESELLER
         if scoped is not None:
-            reseller.required = True
-            reseller.empty_label = None
-            reseller.initial = scoped.pk
+            reseller.choices = [(str(scoped.pk), scoped.name)]
+            self.initial.setdefault("reseller", str(scoped.pk))
+        else:
+            reseller.choices = [
+                ("", "— choose —"),
+                (NO_RESELLER, NO_RESELLER_LABEL),
+                *[(pk, r.name) for pk, r in self.resellers.items()],
+            ]
+        currencies = card_currencies()
+        currency = self.fields["currency"]
+        currency.choices = [("", "— choose —"), *[(code, code) for code in currencies]]
+        if not currencies:
+            currency.help_text = (
+                "No balance template has an ISO 4217 currency yet: create one first."
+            )
+        elif len(currencies) == 1 or "USD" in currencies:
+            self.initial.setdefault("currency", "USD" if "USD" in currencies else currencies[0])
+        self.proposals = proposals or {}
+        chosen = str(self["reseller"].value() or "")
+        proposed = series_proposal(self.proposals, chosen) if self.proposals else ""
         if not self.is_bound:
             self.initial.setdefault("expires_at", default_expiry())
+            if not self.initial.get("series"):
+                self.initial["series"] = proposed
+        # For static/cards/generate.js (an attribute, not an inline script: the site's CSP):
+        # every proposal, and the one the field holds, replaced when the reseller changes
+        # unless the operator typed another series.
+        reseller.widget.attrs["data-series-proposals"] = json.dumps(self.proposals)
+        self.fields["series"].widget.attrs["data-proposed"] = proposed
+
+    def clean_reseller(self) -> Reseller | None:
+        value = self.cleaned_data["reseller"]
+        if value == NO_RESELLER:
+            return None
+        return self.resellers[value]
+
+
+class CardChangeForm(forms.ModelForm):
+    """One card's page: its edits go through the Mass Edit service, which refuses an expiry that
+    is not in the future; said here beside the field."""
+
+    LABELS = {"expires_at": "Expiry Date", "reseller": "Reseller", "blocked": "Blocked"}
+    """JeraSoft's wording (docs/cards.md)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, label in self.LABELS.items():
+            if name in self.fields:
+                self.fields[name].label = label
+
+    def clean_expires_at(self):
+        value = self.cleaned_data.get("expires_at")
+        if "expires_at" in self.changed_data and value is not None and value <= timezone.now():
+            raise forms.ValidationError(PAST_EXPIRY)
+        return value
 
 
 MAX_ID = 2**63 - 1
@@ -80,12 +167,12 @@ class PrimaryKeysField(forms.Field):
 class MassEditForm(forms.Form):
     """Mass Edit: each field is preserved unless the operator says "set to"."""
 
-    PRESERVE, SET = "preserve", "set"
+    PRESERVE, SET, EXPIRE = "preserve", "set", "expire"
     BLOCK, UNBLOCK = "block", "unblock"
 
     expires_action = forms.ChoiceField(
         label="Expiration Date",
-        choices=[(PRESERVE, "preserve"), (SET, "set to")],
+        choices=[(PRESERVE, "preserve"), (SET, "set to"), (EXPIRE, "expire now")],
         initial=PRESERVE,
     )
     expires_at = forms.DateTimeField(
@@ -111,6 +198,10 @@ class MassEditForm(forms.Form):
         initial=PRESERVE,
     )
     delete = PrimaryKeysField(label="delete", required=False)
+    confirm_expire = forms.BooleanField(
+        label="Yes, expire these cards now: nobody can redeem them afterwards",
+        required=False,
+    )
 
     def __init__(self, *args, scoped: Reseller | None = None, deletable=None, **kwargs):
         """`deletable`: the primary keys that may carry a delete mark (the selection's cards
@@ -134,6 +225,9 @@ class MassEditForm(forms.Form):
         data = super().clean()
         if data.get("expires_action") == self.SET and not data.get("expires_at"):
             self.add_error("expires_at", "Choose the new expiration date.")
+        elif data.get("expires_action") == self.SET and data["expires_at"] <= timezone.now():
+            # The service refuses it too (for the background job); said here beside the field.
+            self.add_error("expires_at", PAST_EXPIRY)
         if data.get("reseller_action") == self.SET and not data.get("reseller"):
             self.add_error("reseller", "Choose the company to set.")
         nothing = (
@@ -148,11 +242,24 @@ class MassEditForm(forms.Form):
             )
         return data
 
+    @property
+    def expires_now(self) -> bool:
+        return getattr(self, "cleaned_data", {}).get("expires_action") == self.EXPIRE
+
+    def confirm(self) -> bool:
+        """On Confirm: "expire now" needs its own tick, beside the preview's warning."""
+        if self.expires_now and not self.cleaned_data.get("confirm_expire"):
+            self.add_error("confirm_expire", "Tick this box to expire the cards now, or go back.")
+            return False
+        return True
+
     def changes(self) -> dict:
         """Keyword arguments for `cards_mass_update` (only the fields set)."""
         data, changes = self.cleaned_data, {}
         if data["expires_action"] == self.SET:
             changes["expires_at"] = data["expires_at"]
+        elif data["expires_action"] == self.EXPIRE:
+            changes["expires_at"] = EXPIRE_NOW
         if data["reseller_action"] == self.SET:
             changes["reseller"] = data["reseller"]
         if data["block_action"] != self.PRESERVE:

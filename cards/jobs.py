@@ -33,6 +33,7 @@ from django.utils import timezone
 from django_tasks import task
 
 from cards.services.generation import card_batch_generate, generation_request_check, pin_space_check
+from cards.services.mass_edit import EXPIRE_NOW
 from cards.services.selection import cards_selection_delete, cards_selection_edit
 from subscribers.models import Reseller
 from subscribers.selectors import staff_reseller
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 0.5
 HEARTBEAT_SECONDS = 5.0
+EXPIRED_NOW = "now"
+"""A Mass Edit job's stored `expires_at` for "expire now" (cards.services.mass_edit.EXPIRE_NOW)."""
 
 
 def _worker_can_search(filters: Mapping[str, str]) -> bool:
@@ -231,7 +234,8 @@ def mass_edit_job_start(
     change, as the confirmation showed); `changes` as for `cards_selection_edit`."""
     stored = {}
     if "expires_at" in changes:
-        stored["expires_at"] = changes["expires_at"].isoformat()
+        expiry = changes["expires_at"]
+        stored["expires_at"] = EXPIRED_NOW if expiry is EXPIRE_NOW else expiry.isoformat()
     if "reseller" in changes:
         stored["reseller"] = changes["reseller"].pk if changes["reseller"] else None
     if "blocked" in changes:
@@ -292,7 +296,9 @@ class _Heartbeat:
 
 def _changes_from_params(stored: dict) -> dict:
     changes = {}
-    if "expires_at" in stored:
+    if stored.get("expires_at") == EXPIRED_NOW:
+        changes["expires_at"] = EXPIRE_NOW  # at the time the worker runs it
+    elif "expires_at" in stored:
         changes["expires_at"] = dt.datetime.fromisoformat(stored["expires_at"])
     if "reseller" in stored:
         reseller = None

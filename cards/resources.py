@@ -7,12 +7,16 @@ the streamed export (cards.exports), which is much faster and constant in memory
 """
 
 import datetime as dt
+import io
 import re
 from decimal import Decimal, InvalidOperation
 
+import openpyxl
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from import_export import fields, resources
+from import_export.formats.base_formats import XLSX
+from openpyxl.styles.numbers import FORMAT_TEXT
 
 from subscribers.models import Reseller
 from subscribers.selectors import staff_reseller
@@ -44,6 +48,33 @@ _DIGEST, _ENCRYPTED, _LENGTH, _LAST4, _PIN_ERROR = (
 )
 _LOOKUP_CHUNK = 5_000
 SERIAL, AMOUNT, CURRENCY, PIN, RESELLER, STATUS, EXPIRY, ACTIVATED, CREATED = COLUMNS
+
+
+TEXT_COLUMNS = (SERIAL, PIN)
+"""Columns a spreadsheet must keep as typed: `046556613456` read as a number loses its zero."""
+
+
+class TextColumnsXLSX(XLSX):
+    """The Export action's XLSX with the serial and PIN cells formatted as text ("@").
+
+    The values are strings already, but a cell in the General format becomes a number as soon
+    as someone edits or re-enters it (and the spreadsheet drops a PIN's leading zero); "@" keeps
+    the cell text for good."""
+
+    def export_data(self, dataset, **kwargs):
+        book = openpyxl.load_workbook(io.BytesIO(super().export_data(dataset, **kwargs)))
+        sheet = book.active
+        headers = [cell.value for cell in sheet[1]]
+        for name in TEXT_COLUMNS:
+            if name not in headers:  # the operator may leave a column out
+                continue
+            for (cell,) in sheet.iter_rows(
+                min_col=headers.index(name) + 1, max_col=headers.index(name) + 1
+            ):
+                cell.number_format = FORMAT_TEXT
+        stream = io.BytesIO()
+        book.save(stream)
+        return stream.getvalue()
 
 
 class TopUpCardExportResource(resources.ModelResource):

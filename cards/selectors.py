@@ -8,7 +8,9 @@ The public API for "the current search":
 dict; names in `cards.filters.SEARCH_FIELDS`); `user` scopes the cards (a staff user linked to a
 reseller sees only that reseller's cards; None means the system, e.g. a management command);
 `session` resolves `pin_ref`, the PIN search kept out of URLs. Invalid filters raise
-`InvalidCardSearch` (never a silently broader selection). The queryset is newest first.
+`InvalidCardSearch`: a search that cannot be understood selects no card, for every caller (never
+a silently broader selection; a PIN that could not be searched for stays in the search as
+invalid, see `cards.filters.remember_refusal`). The queryset is newest first.
 """
 
 import json
@@ -16,17 +18,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connections
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import BigIntegerField, Count, Max, Q, QuerySet, Sum
+from django.db.models.functions import Cast
 
 from subscribers.selectors import staff_reseller
 
 from .filters import CardFilter
 from .models import (
+    SERIES_MAX_DIGITS,
     CardBatch,
     CardEvent,
     CardEventKind,
     CardJob,
     CardJobKind,
+    CardSeries,
     CardStatus,
     TopUpCard,
     status_conditions,
@@ -37,11 +42,16 @@ COUNT_CAP = 10_000
 
 
 class InvalidCardSearch(ValueError):
-    """The Advanced Search parameters do not validate; `errors` maps field → messages."""
+    """The Advanced Search parameters do not validate; `errors` maps field → messages.
 
-    def __init__(self, errors):
+    The text names each field by its label (`labels`: field → label), as the form shows it."""
+
+    def __init__(self, errors, labels=None):
         self.errors = errors
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        labels = labels or {}
+        super().__init__(
+            "; ".join(f"{labels.get(k) or k}: {' '.join(v)}" for k, v in errors.items())
+        )
 
 
 def cards_visible_to(user) -> QuerySet:
@@ -68,7 +78,10 @@ def card_list(*, filters=None, user, session=None) -> QuerySet:
     """The cards the current Advanced Search selects, newest first. See the module docstring."""
     search = card_search(filters=filters, user=user, session=session)
     if not search.is_valid():
-        raise InvalidCardSearch(search.form.errors)
+        form = search.form
+        labels = {name: field.label for name, field in form.fields.items()}
+        labels["pin_ref"] = labels.get("pin")
+        raise InvalidCardSearch(form.errors, labels)
     return search.qs.order_by("-created_at", "-id")
 
 
@@ -152,3 +165,44 @@ def batch_figures(batch: CardBatch) -> dict:
     figures["outstanding"] = totals["outstanding"] or Decimal("0.00")
     figures["deleted"] = batch.quantity - totals["total"]
     return figures
+
+
+NO_RESELLER_KEY = "none"
+"""`series_proposals`' key for cards without a reseller (the Generate form's choice value)."""
+
+
+def series_proposals(*, user) -> dict[str, str]:
+    """The series Generate proposes, by the Reseller select's value: the reseller's latest
+    series (the highest it owns; `NO_RESELLER_KEY` for cards without one); under "" the next
+    free series, for no reseller chosen yet and every reseller without a series. Free means no
+    card, batch or import ever used it, so it suits any reseller (docs/cards.md, "Serial
+    number").
+
+    Two queries, whatever the number of series: the highest series per owner, and the highest
+    overall. Series are compared as numbers (`Cast`); an owner's highest whose text differs
+    (leading zeros, "04") is not proposed, to never propose another owner's series."""
+    scoped = staff_reseller(user)
+    series = CardSeries.objects.order_by().annotate(n=Cast("series", BigIntegerField()))
+    owners = series.filter(reseller=scoped) if scoped is not None else series
+    highest = {
+        row["reseller_id"]: row["top"]
+        for row in owners.values("reseller_id").annotate(top=Max("n"))
+    }
+    taken = {
+        (name, owner)
+        for name, owner in CardSeries.objects.filter(
+            series__in=[str(top) for top in highest.values()]
+        ).values_list("series", "reseller_id")
+    }
+    top = series.aggregate(top=Max("n"))["top"] or 0
+    free = str(top + 1) if top + 1 < 10**SERIES_MAX_DIGITS else ""
+    proposals = {"": free}
+    for reseller_id, own in highest.items():
+        if (str(own), reseller_id) in taken:
+            proposals[NO_RESELLER_KEY if reseller_id is None else str(reseller_id)] = str(own)
+    return proposals
+
+
+def series_proposal(proposals: dict[str, str], choice: str) -> str:
+    """The series proposed for a Reseller select value (a reseller without series: a free one)."""
+    return proposals.get(choice, proposals.get("", ""))

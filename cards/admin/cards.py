@@ -9,8 +9,13 @@ from import_export.admin import ExportActionMixin, ImportMixin
 from import_export.formats.base_formats import CSV, JSON, XLSX
 
 from cards.events import export_action_event
+from cards.forms import CardChangeForm
 from cards.models import TopUpCard
-from cards.resources import TopUpCardExportResource, TopUpCardImportResource
+from cards.resources import (
+    TextColumnsXLSX,
+    TopUpCardExportResource,
+    TopUpCardImportResource,
+)
 from cards.selectors import card_history, cards_visible_to
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from cards.services.scope import pin_import_refusal, pin_search_refusal
@@ -20,6 +25,12 @@ from subscribers.selectors import staff_reseller
 from .changelist import CappedCountPaginator, CardChangeList
 from .display import activated_text, created_text, status_badge
 from .views import CardScreens
+
+CSV_HELP = (
+    "Export CSV writes PINs and serial numbers exactly as stored, for other systems. A "
+    "spreadsheet drops a PIN's leading zero unless you open it with the PIN Code column as Text "
+    "(Data → From Text/CSV); the Export action's XLSX keeps them as text."
+)
 
 # The Export action renders every row in memory (django-import-export): fine for what a person
 # selects on screen, never for a whole series, which goes through the streamed CSV export.
@@ -45,9 +56,10 @@ def _import_failure_message(result, shown: int = 5) -> str:
 
 @admin.register(TopUpCard)
 class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdmin):
+    form = CardChangeForm
     resource_classes = [TopUpCardExportResource]
     import_formats = [CSV, XLSX]
-    export_formats = [CSV, XLSX, JSON]
+    export_formats = [CSV, TextColumnsXLSX, JSON]
     show_change_form_export = False
     import_export_change_list_template = None  # our change_list.html carries the buttons
     list_display_links = ["serial_number"]
@@ -69,7 +81,7 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
         "blocked",
         "activated",
         "batch",
-        "created_at",
+        "created_on",
     ]
     change_list_template = "admin/cards/topupcard/change_list.html"
     change_form_template = "admin/cards/topupcard/change_form.html"
@@ -149,6 +161,7 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
             "can_import": self.has_import_permission(request)
             and pin_import_refusal(request.user) is None,
             "can_search_pins": pin_search_refusal(request.user) is None,
+            "csv_help": CSV_HELP,
         }
         return super().changelist_view(request, extra_context)
 
@@ -215,9 +228,13 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
         return {"user": request.user}
 
     def get_export_queryset(self, request):
-        """The current Advanced Search, within what this user may see."""
-        selection = self._selection(request)
-        return TopUpCard.objects.none() if selection is None else selection
+        """The cards a person ticked (the action's `export_items`, each checked against what
+        this user may see), and nothing else: the export page is reached only from the action,
+        whose ticks come from a valid search (an invalid one lists no card). Without ticks the
+        library would export every card the user sees."""
+        if not request.POST.getlist("export_items"):
+            return TopUpCard.objects.none()
+        return self.get_queryset(request)
 
     def get_valid_export_item_pks(self, request):
         # The library's default lists every card in the table (a million choices); only the
@@ -249,7 +266,7 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
             "pin_code",
             "activated",
             "batch",
-            "created_at",
+            "created_on",
         ]
         if obj is not None and obj.activated_at is not None:
             readonly += ["reseller", "expires_at", "blocked"]

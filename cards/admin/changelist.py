@@ -27,6 +27,15 @@ def search_params(query) -> dict[str, str]:
     return {name: query.get(name) for name in SEARCH_FIELDS if query.get(name) not in (None, "")}
 
 
+def selection_params(query) -> dict[str, str]:
+    """What selects the cards: the search, and a PIN typed into a URL by hand, which the search
+    refuses (a person searches by PIN through the form only) rather than ignores."""
+    params = search_params(query)
+    if query.get("pin") not in (None, ""):
+        params["pin"] = query.get("pin")
+    return params
+
+
 def search_query_string(query) -> str:
     params = search_params(query)
     return "?" + urlencode(params) if params else ""
@@ -100,7 +109,7 @@ class CardChangeList(EstimatingChangeList):
     def get_queryset(self, request, exclude_parameters=None):
         queryset = super().get_queryset(request, exclude_parameters)
         self.search = card_search(
-            filters=search_params(request.GET),
+            filters=selection_params(request.GET),
             user=request.user,
             session=request.session,
             queryset=queryset,

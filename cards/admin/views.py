@@ -20,8 +20,8 @@ from django.utils.html import format_html
 from django.utils.http import MAX_URL_LENGTH
 
 from cards.exceptions import CardEditError, GenerationError
-from cards.filters import remember_digests
-from cards.forms import GenerateCardsForm, MassEditForm
+from cards.filters import remember_digests, remember_refusal
+from cards.forms import GenerateCardsForm, MassEditForm, reseller_choice
 from cards.jobs import (
     delete_all_job_start,
     generation_job_start,
@@ -30,8 +30,14 @@ from cards.jobs import (
 )
 from cards.models import CardJob, CardJobKind
 from cards.pins import format_pin
-from cards.selectors import InvalidCardSearch, batches_visible_to, card_list
+from cards.selectors import (
+    InvalidCardSearch,
+    batches_visible_to,
+    card_list,
+    series_proposals,
+)
 from cards.services.generation import card_batch_generate
+from cards.services.mass_edit import EXPIRE_NOW
 from cards.services.pin_search import card_pin_search
 from cards.services.reveal import card_pin_reveal
 from cards.services.selection import cards_selection_delete, cards_selection_edit
@@ -40,7 +46,13 @@ from common.once import AlreadySubmitted, form_token, posted_token
 from subscribers.selectors import staff_reseller
 from wallets.services.submissions import submitted_once
 
-from .changelist import CappedCountPaginator, page_size, search_params, search_query_string
+from .changelist import (
+    CappedCountPaginator,
+    page_size,
+    search_params,
+    search_query_string,
+    selection_params,
+)
 from .display import activated_text, cards_text, created_text, mass_edit_summary, status_badge
 from .downloads import csv_response, offer_download
 
@@ -94,8 +106,9 @@ class CardScreens:
         scoped = staff_reseller(request.user)
         if request.method == "POST" and "_cancel" in request.POST:
             return HttpResponseRedirect(self._changelist_url())
+        proposals = series_proposals(user=request.user)
         if request.method == "POST":
-            form = GenerateCardsForm(request.POST, scoped=scoped)
+            form = GenerateCardsForm(request.POST, scoped=scoped, proposals=proposals)
             if form.is_valid():
                 data = form.cleaned_data
                 background = runs_in_background(kind=CardJobKind.GENERATE, count=data["quantity"])
@@ -136,7 +149,10 @@ class CardScreens:
             initial = {}
             like = request.GET.get("like", "")
             batch = (
-                batches_visible_to(request.user).filter(pk=int(like)).first()
+                batches_visible_to(request.user)
+                .select_related("reseller")
+                .filter(pk=int(like))
+                .first()
                 if like.isdigit()
                 else None
             )
@@ -147,16 +163,17 @@ class CardScreens:
                     "quantity": batch.quantity,
                     "series": batch.series,
                     "pin_length": batch.pin_length,
-                    "reseller": batch.reseller_id,
+                    "reseller": reseller_choice(batch.reseller),
                     "expires_at": batch.expires_at,
                 }
-            form = GenerateCardsForm(initial=initial, scoped=scoped)
+            form = GenerateCardsForm(initial=initial, scoped=scoped, proposals=proposals)
         return self._render(
             request,
             "generate.html",
             {
                 "title": "Generate Top-Up Cards",
                 "form": form,
+                "proposals": proposals,
                 "submission_token": form_token(request),
             },
         )
@@ -191,17 +208,20 @@ class CardScreens:
         params.pop("pin_ref", None)
         typed = request.POST.get("pin", "").strip()
         if typed:
+            # A PIN that cannot be searched for keeps the search invalid (its reason beside the
+            # field, no card selected), never dropped: see cards.filters.remember_refusal.
             try:
                 found = card_pin_search(
                     typed=typed, actor=request.user, ip_address=client_ip(request)
                 )
             except CardEditError as error:
-                found = None
-                messages.error(request, f"PIN Code: {error.message}")
-            if found is not None and found.error:
-                messages.error(request, f"PIN Code: {found.error}")
-            elif found is not None:
-                params["pin_ref"] = remember_digests(request.session, found.digests)
+                params["pin_ref"] = remember_refusal(request.session, error.message)
+            else:
+                params["pin_ref"] = (
+                    remember_refusal(request.session, found.error)
+                    if found.error
+                    else remember_digests(request.session, found.digests)
+                )
         elif request.POST.get("keep_pin_ref"):
             params["pin_ref"] = request.POST["keep_pin_ref"]
         size = request.POST.get("per_page")
@@ -213,7 +233,7 @@ class CardScreens:
         """The cards of the current search (carried in the query string), or None if invalid."""
         try:
             return card_list(
-                filters=search_params(request.GET), user=request.user, session=request.session
+                filters=selection_params(request.GET), user=request.user, session=request.session
             )
         except InvalidCardSearch as error:
             messages.error(request, f"The search is not valid: {error}")
@@ -241,7 +261,7 @@ class CardScreens:
                 form.add_error("delete", "You are not allowed to delete cards.")
             if form.is_valid():
                 marked = form.cleaned_data["delete"]
-                if "_confirm" in request.POST:
+                if "_confirm" in request.POST and form.confirm():
                     return self._apply_mass_edit(request, selection, form, marked, query)
                 preview = self._mass_edit_preview(selection, form.changes(), marked)
         else:
@@ -284,7 +304,14 @@ class CardScreens:
     def _mass_edit_preview(self, selection, changes, marked) -> dict:
         editable = selection.filter(activated_at__isnull=True).order_by()
         lines = []
-        if "expires_at" in changes:
+        if changes.get("expires_at") is EXPIRE_NOW:
+            lines.append(
+                (
+                    "Expire now: nobody can redeem them afterwards",
+                    editable.filter(expires_at__gt=timezone.now()).count(),
+                )
+            )
+        elif "expires_at" in changes:
             new = changes["expires_at"]
             lines.append(
                 (

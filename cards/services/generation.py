@@ -12,6 +12,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from cards import pins, sql
+from cards.currencies import currency_refusal
 from cards.events import batch_generated_event
 from cards.exceptions import CardPermissionDenied, GenerationError
 from cards.models import (
@@ -65,9 +66,12 @@ def _validate_generation(
         raise GenerationError(
             "Amount may have at most 2 decimal places and 12 digits.", field="amount"
         )
-    currency = (currency or "").strip().upper()
+    currency = (currency or "").strip().upper() if isinstance(currency, str) else ""
     if not CURRENCY_FORMAT.fullmatch(currency):
         raise GenerationError(CURRENCY_MESSAGE, field="currency")
+    refusal = currency_refusal(currency)
+    if refusal:
+        raise GenerationError(refusal, field="currency")
     if not isinstance(pin_length, int) or not PIN_MIN_LENGTH <= pin_length <= PIN_MAX_LENGTH:
         raise GenerationError(
             f"PIN length must be between {PIN_MIN_LENGTH} and {PIN_MAX_LENGTH} digits.",

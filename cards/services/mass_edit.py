@@ -18,6 +18,32 @@ PRESERVE: Any = object()
 """Mass Edit's "preserve": leave the field as each card has it."""
 
 
+class _ExpireNow:
+    def __repr__(self) -> str:
+        return "EXPIRE_NOW"
+
+
+EXPIRE_NOW: Any = _ExpireNow()
+"""Mass Edit's "expire now": the cards expire at the edit's own time (docs/cards.md, "Mass
+Edit"). The only way to give cards an expiry that is not in the future: a date in the past is
+refused, since one typo there ends a printed box of cards without a word."""
+
+PAST_EXPIRY = (
+    "Expiry Date must be in the future: a date in the past would end the cards at once. "
+    "To end them on purpose, choose “expire now”."
+)
+
+
+def _check_expiry(expires_at) -> None:
+    """Refuse an expiry that is neither PRESERVE, EXPIRE_NOW nor a time in the future."""
+    if expires_at is PRESERVE or expires_at is EXPIRE_NOW:
+        return
+    if not isinstance(expires_at, dt.datetime) or timezone.is_naive(expires_at):
+        raise CardEditError("Expiry Date must be a date and time.", field="expires_at")
+    if expires_at <= timezone.now():
+        raise CardEditError(PAST_EXPIRY, field="expires_at")
+
+
 @dataclass(frozen=True)
 class MassUpdateResult:
     selected: int
@@ -45,7 +71,7 @@ def _lock_cards(cards: QuerySet) -> tuple[QuerySet, int]:
 def cards_mass_update(
     *,
     cards: QuerySet,
-    expires_at: dt.datetime | Any = PRESERVE,
+    expires_at: dt.datetime | Any = PRESERVE,  # or EXPIRE_NOW
     reseller: Reseller | None | Any = PRESERVE,
     blocked: bool | Any = PRESERVE,
     actor,
@@ -54,11 +80,9 @@ def cards_mass_update(
 
     Activated cards are never changed. Each changed field of each card is audited as a
     CardEvent (edited with old and new value; blocked / unblocked), in the same transaction.
+    `expires_at` must be in the future, or EXPIRE_NOW.
     """
-    if expires_at is not PRESERVE and (
-        not isinstance(expires_at, dt.datetime) or timezone.is_naive(expires_at)
-    ):
-        raise CardEditError("Expiration Date must be a date and time.", field="expires_at")
+    _check_expiry(expires_at)
     if reseller is not PRESERVE:
         if reseller is not None and not isinstance(reseller, Reseller):
             raise CardEditError("Company must be a reseller.", field="reseller")
@@ -72,7 +96,14 @@ def cards_mass_update(
         asked = {"expires_at": expires_at, "reseller": reseller, "blocked": blocked}
         changed = {field: 0 for field, value in asked.items() if value is not PRESERVE}
         return MassUpdateResult(selected=0, changed=changed)
-    if expires_at is not PRESERVE:
+    if expires_at is EXPIRE_NOW:
+        # Only cards still running: an expired card keeps the expiry it had (moving it to now
+        # would move its breakage to another period).
+        expires_at = timezone.now()
+        touched = target.filter(expires_at__gt=expires_at)
+        sql.insert_card_events(touched, event=events.expiry_edited_events(expires_at), actor=actor)
+        changed["expires_at"] = touched.update(expires_at=expires_at)
+    elif expires_at is not PRESERVE:
         touched = target.exclude(expires_at=expires_at)
         sql.insert_card_events(touched, event=events.expiry_edited_events(expires_at), actor=actor)
         changed["expires_at"] = touched.update(expires_at=expires_at)

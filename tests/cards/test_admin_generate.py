@@ -27,7 +27,7 @@ def form(**overrides):
         "quantity": "5",
         "series": "4",
         "pin_length": "12",
-        "reseller": "",
+        "reseller": "none",
         "expires_at": (timezone.now() + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S"),
         "_ok": "OK",
     }
@@ -107,8 +107,11 @@ def test_cancel_generates_nothing(admin_client):
         ({"amount": "0"}, "amount", "Amount must be greater than zero."),
         ({"amount": "1.234"}, "amount", "at most 2 decimal places"),
         ({"amount": "abc"}, "amount", "Enter a number."),
-        ({"currency": "US"}, "currency", "at least 3 characters"),
+        ({"currency": "US"}, "currency", "three-letter code"),
         ({"currency": "U5D"}, "currency", "three-letter code"),
+        ({"currency": "XYZ"}, "currency", "XYZ is not an ISO 4217 currency code"),
+        ({"currency": "GBP"}, "currency", "No balance template is in GBP"),
+        ({"currency": ""}, "currency", "This field is required."),
         ({"pin_length": "4"}, "pin_length", "PIN length must be between 5 and 20 digits."),
         ({"pin_length": "21"}, "pin_length", "PIN length must be between 5 and 20 digits."),
         (
@@ -118,7 +121,8 @@ def test_cancel_generates_nothing(admin_client):
         ),
         ({"expires_at": "2001-01-01 00:00:00"}, "expires_at", "Expiry date must be in the future."),
         ({"expires_at": "soon"}, "expires_at", "Enter a valid date/time."),
-        ({"reseller": "99999"}, "reseller", "Select a valid choice."),
+        ({"reseller": "99999"}, "reseller", "Choose the reseller that owns the cards"),
+        ({"reseller": ""}, "reseller", "Choose the reseller that owns the cards"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
@@ -295,4 +299,6 @@ def test_progress_bar_is_drawn_only_on_a_terminal():
 def test_a_bad_like_parameter_just_opens_an_empty_form(admin_client, like):
     response = admin_client.get(URL, {"like": like})
 
-    assert response.status_code == 200 and response.context["form"].initial.get("series") is None
+    initial = response.context["form"].initial
+    assert response.status_code == 200 and "amount" not in initial
+    assert initial["series"] == "1"  # the next free series: none is used yet

@@ -27,7 +27,7 @@ def form(token: str, **overrides) -> dict:
         "quantity": "5",
         "series": "4",
         "pin_length": "12",
-        "reseller": "",
+        "reseller": "none",
         "expires_at": (timezone.now() + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S"),
         "_ok": "OK",
         "submission_token": token,

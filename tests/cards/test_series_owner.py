@@ -30,7 +30,7 @@ def form(**overrides):
         "quantity": "5",
         "series": "4",
         "pin_length": "12",
-        "reseller": "",
+        "reseller": "none",
         "expires_at": (timezone.now() + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S"),
         "_ok": "OK",
     }

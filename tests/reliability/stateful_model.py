@@ -165,12 +165,16 @@ class Model:
         """(selected, changed per field) or the failure. `None` in a field means preserve."""
         if expires_at == "naive":
             return Fail(card_errors.CardEditError, field="expires_at")
+        if isinstance(expires_at, dt.datetime) and expires_at <= now:
+            return Fail(card_errors.CardEditError, field="expires_at")  # only "expire now"
         if reseller is not None and scoped_to is not None and reseller[0] != scoped_to:
             return Fail(card_errors.CardPermissionDenied, field="reseller")
         target = [self.cards[pk] for pk in sorted(selection) if pk in self.cards]
         target = [c for c in target if c.activated_by is None]
         changed = {}
-        if expires_at is not None:
+        if expires_at == "now":  # expire now: the cards still running
+            changed["expires_at"] = [c for c in target if c.expires_at > now]
+        elif expires_at is not None:
             changed["expires_at"] = [c for c in target if c.expires_at != expires_at]
         if reseller is not None:
             changed["reseller"] = [c for c in target if c.reseller != reseller[0]]

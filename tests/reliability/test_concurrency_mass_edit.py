@@ -16,7 +16,7 @@ import cards.sql
 from cards.models import CardEvent, CardEventKind, TopUpCard
 from cards.services.generation import card_batch_generate
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
-from tests.factories import TopUpCardFactory
+from tests.factories import BalanceTemplateFactory, TopUpCardFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -43,6 +43,7 @@ def generate_in_another_transaction():
 
 @pytest.fixture
 def commit_a_batch_after_the_first_audit_insert(monkeypatch):
+    BalanceTemplateFactory(currency="USD")  # the batch's currency must be a balance's
     original = cards.sql.insert_card_events
     calls = []
 

@@ -47,7 +47,7 @@ from hypothesis.stateful import (
 from cards import lockout, pins
 from cards.models import CardEvent, CardEventKind, TopUpCard
 from cards.services.generation import card_batch_generate
-from cards.services.mass_edit import PRESERVE, cards_mass_delete, cards_mass_update
+from cards.services.mass_edit import EXPIRE_NOW, PRESERVE, cards_mass_delete, cards_mass_update
 from cards.services.redemption import card_redeem
 from cards.services.reversal import card_reverse, entry_reverse
 from cards.services.topup import card_topup
@@ -680,14 +680,14 @@ class CardsAndBalances(RuleBasedStateMachine):
     @precondition(lambda self: self.model.cards)
     @rule(
         data=st.data(),
-        expires=st.sampled_from([None, None, "past", "future", "naive"]),
+        expires=st.sampled_from([None, None, "past", "future", "naive", "now"]),
         owner=st.sampled_from([None, None, "nobody", 0, 1]),
         blocked=st.sampled_from([None, None, True, False]),
         scoped=st.sampled_from([False, False, False, True]),
     )
     def mass_edit(self, data, expires, owner, blocked, scoped):
-        """Mass Edit of a random selection: expiry (into the past expires the cards), company,
-        block / unblock; activated cards are never changed."""
+        """Mass Edit of a random selection: expiry (a past one is refused; "expire now" expires
+        the running cards), company, block / unblock; activated cards are never changed."""
         w, m = self.world, self.model
         cards, selected = self.selection(data)
         expires_at = {
@@ -695,6 +695,7 @@ class CardsAndBalances(RuleBasedStateMachine):
             "past": self.t0 - DAY,
             "future": self.t0 + 60 * DAY,
             "naive": "naive",
+            "now": "now",
         }[expires]
         reseller = None
         if owner is not None:
@@ -721,6 +722,8 @@ class CardsAndBalances(RuleBasedStateMachine):
                     if expires_at is None
                     else dt.datetime(2031, 1, 1)  # naive: refused
                     if expires_at == "naive"
+                    else EXPIRE_NOW
+                    if expires_at == "now"
                     else expires_at
                 ),
                 reseller=reseller_value,
@@ -734,6 +737,9 @@ class CardsAndBalances(RuleBasedStateMachine):
         count, changed = expected
         assert result.selected == count
         assert result.changed == {field: len(rows) for field, rows in changed.items()}
+        if expires_at == "now" and changed["expires_at"]:
+            # The service's own clock: every card it expired holds the same instant.
+            expires_at = TopUpCard.objects.get(pk=changed["expires_at"][0].pk).expires_at
         m.apply_mass_update(changed, expires_at=expires_at, reseller=reseller, blocked=blocked)
 
     @precondition(lambda self: self.model.cards)
