@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from cards.filters import CardFilter
+from cards.jobs import EXPIRED_NOW
 from cards.models import CardJob, CardJobKind, CardJobStatus, CardStatus
 from cards.selectors import jobs_visible_to
 from common.admin import ReadOnlyAdminMixin
@@ -125,7 +126,9 @@ def search_text(filters: dict) -> str:
 
 def _changes_rows(changes: dict) -> list[tuple[str, str]]:
     rows = []
-    if "expires_at" in changes:
+    if changes.get("expires_at") == EXPIRED_NOW:
+        rows.append(("Expiry Date", "expire now (the cards still running expire when it runs)"))
+    elif "expires_at" in changes:
         rows.append(("Expiry Date", f"set to {_moment(changes['expires_at'])}"))
     if "reseller" in changes:
         rows.append(("Company", f"set to {_reseller_name(changes['reseller'])}"))

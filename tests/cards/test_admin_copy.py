@@ -13,6 +13,7 @@ from cards.exceptions import GenerationError
 from cards.jobs import delete_all_job_start, generation_job_start, mass_edit_job_start
 from cards.models import CardEventKind, CardJob, CardJobStatus
 from cards.services.generation import card_batch_generate, pin_space_check
+from cards.services.mass_edit import EXPIRE_NOW
 from cards.services.selection import SelectionChanged
 from subscribers.models import StaffReseller
 from tests.cards.admin_helpers import operator
@@ -182,6 +183,22 @@ def test_a_mass_edit_job_page_reads_the_search_the_changes_and_the_outcome(
         "expiration date changed on 75,045 cards; company changed on 75,044 cards; 1 card deleted"
     ) in page
     assert '{"' not in page and "75045" not in page
+
+
+def test_an_expire_now_job_page_says_so_in_words(admin_client, admin_user):
+    job = mass_edit_job_start(
+        filters={"series": "7"},
+        expected=75_045,
+        changes={"expires_at": EXPIRE_NOW},
+        actor=admin_user,
+    )
+
+    page = job_page(admin_client, job)
+
+    assert (
+        "<dt>Expiry Date</dt><dd>expire now (the cards still running expire when it runs)</dd>"
+    ) in page
+    assert "set to now" not in page
 
 
 def test_a_delete_all_job_page_reads_in_words(admin_client, admin_user):
