@@ -10,7 +10,12 @@ from django.contrib.auth.models import Permission
 
 from cards.jobs import generation_job_start, mass_edit_job_start
 from cards.models import CardJob, CardJobStatus
-from tests.factories import CardBatchFactory, ResellerFactory, UserFactory
+from tests.factories import (
+    BalanceTemplateFactory,
+    CardBatchFactory,
+    ResellerFactory,
+    UserFactory,
+)
 from tests.wallets.conftest import make_balance
 from wallets.models import BalanceKind
 from wallets.services.topup import balance_topup
@@ -62,6 +67,7 @@ def test_a_balance_reads_like_a_product(desktop, screenshot):
 
 def test_background_jobs_read_in_words(desktop, screenshot):
     operator = UserFactory(username="operator", is_staff=True, is_superuser=True)
+    BalanceTemplateFactory(currency="USD")  # cards only in a currency some balance takes
     generation = generation_job_start(
         series="7",
         quantity=25_000,

@@ -19,7 +19,13 @@ import cards.services.generation
 import cards.services.mass_edit
 import cards.services.redemption
 from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
-from tests.factories import BalanceFactory, SubscriberFactory, TopUpCardFactory, UserFactory
+from tests.factories import (
+    BalanceFactory,
+    BalanceTemplateFactory,
+    SubscriberFactory,
+    TopUpCardFactory,
+    UserFactory,
+)
 from tests.panel.conftest import grant_redeem
 from tests.reliability.pgkill import Killer, conninfo, kill_lock_waiter
 from tests.reliability.support import (
@@ -207,6 +213,7 @@ def test_generation_killed_inside_the_copy_leaves_no_batch_and_no_card(
     live_server, killer, monkeypatch
 ):
     admin = UserFactory(username="boss", is_staff=True, is_superuser=True)
+    BalanceTemplateFactory(currency="USD")  # Generate takes a currency some balance takes
     client = HttpClient(live_server.url, follow=False)
     client.login_as(session_key_for(admin))
     assert client.get("/admin/cards/topupcard/generate/").status == 200
@@ -216,7 +223,7 @@ def test_generation_killed_inside_the_copy_leaves_no_batch_and_no_card(
         "quantity": "3000",
         "series": "41",
         "pin_length": "12",
-        "reseller": "",
+        "reseller": "none",
         "expires_at": (timezone.now() + dt.timedelta(days=90)).strftime("%Y-%m-%d %H:%M:%S"),
     }
     before = state()
