@@ -1,0 +1,129 @@
+"""Generation beside existing cards: a PIN another card has costs that card, not the batch
+(docs/cards.md). Runs on SQLite and, with DATABASE_URL set, on PostgreSQL (the staged path)."""
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from cards import pins
+from cards.models import CardBatch, CardEvent, CardEventKind, CardSeries, TopUpCard
+from cards.services import generation
+from cards.services.generation import card_batch_generate
+
+pytestmark = pytest.mark.django_db
+
+
+def generate(**overrides):
+    params = {
+        "series": "4",
+        "quantity": 6,
+        "amount": "25.00",
+        "currency": "USD",
+        "pin_length": 12,
+        "reseller": None,
+        "expires_at": timezone.now() + dt.timedelta(days=30),
+    }
+    params.update(overrides)
+    return card_batch_generate(**params)
+
+
+@pytest.fixture
+def small_steps(monkeypatch):
+    """Slices and chunks of two cards, so a six-card batch goes through several of them."""
+    monkeypatch.setattr(generation, "_CHUNK", 2)
+    monkeypatch.setattr(generation, "_INSERT_SLICE", 2)
+
+
+@pytest.fixture
+def existing():
+    """Cards already in the table, with the PINs they were generated with."""
+    result = generate(series="1", quantity=4)
+    return result.pins
+
+
+def hand_out(monkeypatch, sequence):
+    """The PIN generator returns `sequence` first, then random PINs."""
+    real = pins.generate_pin
+    queue = iter(sequence)
+    monkeypatch.setattr(pins, "generate_pin", lambda length: next(queue, None) or real(length))
+
+
+def snapshot():
+    return (
+        list(TopUpCard.objects.order_by("pk").values_list("pk", "series", "number", "pin_digest")),
+        CardBatch.objects.count(),
+        CardEvent.objects.count(),
+        list(CardSeries.objects.values_list("series", flat=True).order_by("series")),
+    )
+
+
+def redeemable(pin: str) -> TopUpCard:
+    return TopUpCard.objects.get(pin_digest=pins.pin_digest(pin))
+
+
+def test_only_the_cards_whose_pin_is_taken_get_new_pins(monkeypatch, small_steps, existing):
+    fresh = [pins.generate_pin(12) for _ in range(4)]
+    # positions 1 and 4 repeat existing PINs; 1's first replacement is taken too
+    hand_out(monkeypatch, [fresh[0], existing[0], fresh[1], fresh[2], existing[1], fresh[3]])
+    before = snapshot()[0]
+    steps = []
+
+    result = generate(progress=lambda done, total: steps.append((done, total)))
+
+    assert [result.pins[i] for i in (0, 2, 3, 5)] == fresh
+    assert result.pins[1] not in existing and result.pins[4] not in existing
+    assert len(set(result.pins)) == 6
+    for number, pin in enumerate(result.pins, start=1):
+        card = redeemable(pin)
+        assert (card.series, card.number, card.pin_last4) == ("4", number, pin[-4:])
+    assert snapshot()[0][: len(before)] == before  # the existing cards are untouched
+    for pin in existing:
+        assert redeemable(pin).series == "1"
+    event = CardEvent.objects.get(kind=CardEventKind.GENERATED, batch=result.batch)
+    assert event.changes["quantity"] == 6
+    # the progress bar never runs back (the batch is not written twice) and ends full
+    assert steps == sorted(steps) and steps[-1] == (6, 6)
+
+
+def test_a_replacement_that_is_taken_too_is_replaced_again(monkeypatch, small_steps, existing):
+    hand_out(monkeypatch, [existing[0], *[pins.generate_pin(12) for _ in range(5)], existing[1]])
+
+    result = generate()
+
+    assert not set(result.pins) & set(existing)
+    assert TopUpCard.objects.filter(series="4").count() == 6
+    for pin in result.pins:
+        assert redeemable(pin).series == "4"
+
+
+def test_a_failure_while_replacing_leaves_nothing(monkeypatch, small_steps, existing):
+    # the sixth card repeats an existing PIN; drawing its replacement fails
+    sequence = iter([*[pins.generate_pin(12) for _ in range(5)], existing[2]])
+
+    def draw(length):
+        pin = next(sequence, None)
+        if pin is None:
+            raise RuntimeError("crash half-way")
+        return pin
+
+    monkeypatch.setattr(pins, "generate_pin", draw)
+    before = snapshot()
+
+    with pytest.raises(RuntimeError):
+        generate()
+
+    assert snapshot() == before
+
+
+def test_a_failure_after_some_slices_are_written_leaves_nothing(small_steps, existing):
+    before = snapshot()
+
+    def crash(done, total):
+        if done >= 4:
+            raise RuntimeError("crash half-way")
+
+    with pytest.raises(RuntimeError):
+        generate(progress=crash)
+
+    assert snapshot() == before
