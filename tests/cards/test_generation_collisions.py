@@ -2,6 +2,7 @@
 (docs/cards.md). Runs on SQLite and, with DATABASE_URL set, on PostgreSQL (the staged path)."""
 
 import datetime as dt
+import threading
 
 import pytest
 from django.utils import timezone
@@ -127,3 +128,66 @@ def test_a_failure_after_some_slices_are_written_leaves_nothing(small_steps, exi
         generate(progress=crash)
 
     assert snapshot() == before
+
+
+def waiting_insert(connection) -> bool:
+    for _ in range(100):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE 'WITH inserted AS (%%'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+        threading.Event().wait(0.1)
+    return False
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_batches_at_once_with_the_same_pin_both_succeed(monkeypatch):
+    """A PIN that a batch still being written holds: the other batch waits for it, then gives
+    its own card a new PIN instead of failing (or of writing itself twice)."""
+    from django.db import connection
+
+    generate(series="1", quantity=2)  # cards exist: the staged path
+    shared = pins.generate_pin(12)
+    real = pins.generate_pin
+    first_inserted, release = threading.Event(), threading.Event()
+    queues = {"A": iter([shared]), "B": iter([shared])}
+
+    def draw(length):
+        queue = queues.get(threading.current_thread().name)
+        return (next(queue, None) if queue else None) or real(length)
+
+    monkeypatch.setattr(pins, "generate_pin", draw)
+    outcome = {}
+
+    def run(name, series, progress):
+        try:
+            outcome[name] = generate(series=series, quantity=3, progress=progress)
+        except Exception as error:  # noqa: BLE001 (reported by the assertion below)
+            outcome[name] = error
+        finally:
+            connection.close()
+
+    def hold(done, total):
+        if done == total:  # written, not committed yet
+            first_inserted.set()
+            release.wait(timeout=30)
+
+    a = threading.Thread(target=run, args=("A", "5", hold), name="A")
+    a.start()
+    assert first_inserted.wait(timeout=30)
+    b = threading.Thread(target=run, args=("B", "6", None), name="B")
+    b.start()
+    assert waiting_insert(connection)  # B waits on A's uncommitted card with the same PIN
+    release.set()
+    a.join(timeout=30)
+    b.join(timeout=30)
+
+    first, second = outcome["A"], outcome["B"]
+    assert first.pins[0] == shared and shared not in second.pins
+    assert redeemable(shared).series == "5"
+    for pin in second.pins:
+        assert redeemable(pin).series == "6"
