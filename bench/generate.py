@@ -5,8 +5,9 @@ Baseline, measured in the same run and into the same table: for each card a rand
 product's generator (11 random digits and a Luhn check digit, kept unique with a set), its
 HMAC-SHA256 digest and AES-256-GCM encrypted copy under the configured keys; one binary `COPY`
 into a temporary table, then one `INSERT … SELECT … ON CONFLICT (pin_digest) DO NOTHING` into
-`cards_topupcard`, and new PINs for the few cards whose PIN an existing card had, until none is
-left (the collision handling any writer needs beside existing cards); one transaction. The
+`cards_topupcard` that also returns the numbers it skipped (the product's statement, unsliced),
+and new PINs for those few cards until none is left (the collision handling any writer needs
+beside existing cards); one transaction. The
 product: `card_batch_generate` (validation, series lock, PIN space check, unique PINs, the
 staged write in slices with progress, batch and audit records).
 
@@ -107,10 +108,13 @@ def baseline_write(
         encrypted = prefix + nonce + aead.encrypt(nonce, clear, key_id)
         return number, hmac.digest(digest_key, clear, "sha256"), encrypted, pin[-4:]
 
+    # The product's statement shape: the INSERT reports, in the same statement, the numbers it
+    # skipped (no second pass over the batch to find them).
     insert = (
-        f"INSERT INTO cards_topupcard ({COLUMNS}) SELECT %s, number, %s, 'USD', pin_digest,"
-        " pin_encrypted, 12, pin_last4, %s, %s, false, %s, %s FROM bench_new {where}"
-        " ON CONFLICT (pin_digest) DO NOTHING"
+        f"WITH inserted AS (INSERT INTO cards_topupcard ({COLUMNS}) SELECT %s, number, %s, 'USD',"
+        " pin_digest, pin_encrypted, 12, pin_last4, %s, %s, false, %s, %s FROM bench_new {where}"
+        " ON CONFLICT (pin_digest) DO NOTHING RETURNING number)"
+        " SELECT number FROM bench_new {where} AND number NOT IN (SELECT number FROM inserted)"
     )
     constants = (series, amount, reseller.pk, expires, batch.pk, created)
     replaced = 0
@@ -130,15 +134,9 @@ def baseline_write(
                 copy.write_row(row(number, pin))
             del seen
         cursor.execute("ANALYZE bench_new")
-        cursor.execute(insert.format(where=""), constants)
-        written = cursor.rowcount
-        while written < n:
-            cursor.execute(
-                "SELECT number FROM bench_new s WHERE NOT EXISTS (SELECT 1 FROM cards_topupcard c"
-                " WHERE c.series = %s AND c.number = s.number)",
-                (series,),
-            )
-            missing = [number for (number,) in cursor.fetchall()]
+        cursor.execute(insert.format(where="WHERE true"), (*constants,))
+        missing = [number for (number,) in cursor.fetchall()]
+        while missing:
             replaced += len(missing)
             fresh = [row(number, pins.generate_pin(12)) for number in missing]
             cursor.execute(
@@ -147,8 +145,9 @@ def baseline_write(
                 " WHERE s.number = v.n",
                 [list(column) for column in zip(*fresh, strict=True)],
             )
-            cursor.execute(insert.format(where="WHERE number = ANY(%s)"), (*constants, missing))
-            written += cursor.rowcount
+            where = "WHERE number = ANY(%s)"
+            cursor.execute(insert.format(where=where), (*constants, missing, missing))
+            missing = [number for (number,) in cursor.fetchall()]
         conn.commit()
     return batch.pk, replaced
 
