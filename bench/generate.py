@@ -114,7 +114,8 @@ def baseline_write(
         f"WITH inserted AS (INSERT INTO cards_topupcard ({COLUMNS}) SELECT %s, number, %s, 'USD',"
         " pin_digest, pin_encrypted, 12, pin_last4, %s, %s, false, %s, %s FROM bench_new {where}"
         " ON CONFLICT (pin_digest) DO NOTHING RETURNING number)"
-        " SELECT number FROM bench_new {where} AND number NOT IN (SELECT number FROM inserted)"
+        " SELECT number FROM bench_new AS s {where} AND NOT EXISTS"
+        " (SELECT FROM inserted AS i WHERE i.number = s.number)"
     )
     constants = (series, amount, reseller.pk, expires, batch.pk, created)
     replaced = 0

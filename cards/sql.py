@@ -110,7 +110,7 @@ _INSERT_STAGED = sql.SQL(
     " FROM {staged} AS s WHERE {where} ORDER BY s.number"
     " ON CONFLICT (pin_digest) DO NOTHING RETURNING number)"
     " SELECT s.number FROM {staged} AS s WHERE {where}"
-    " AND s.number NOT IN (SELECT number FROM inserted) ORDER BY s.number"
+    " AND NOT EXISTS (SELECT FROM inserted AS i WHERE i.number = s.number) ORDER BY s.number"
 )
 _STAGED_RANGE = sql.SQL("s.number BETWEEN %(first)s AND %(last)s")
 _STAGED_LIST = sql.SQL("s.number = ANY(%(numbers)s)")
