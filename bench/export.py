@@ -1,9 +1,13 @@
 """Streaming export of a big series, beside a raw COPY of the same columns in the same run.
 
     DATABASE_URL=postgres://… .venv/bin/python bench/export.py [--cards 1000000] [--series 77]
+        [--rounds 3]          (smoke run: --cards 2000 --series 78 --rounds 1)
 
-Prints: COPY time (baseline), the export command's time, peak RSS and ratio, and the HTTP export's
-first byte, total time, the serving gunicorn worker's peak RSS and ratio. Targets (issue 6):
+Each round measures the three (COPY, command, HTTP), the order reversed every other round so
+neither side always meets a warmer cache; each figure is printed with the load average, then
+the median and range of each ratio. Prints: COPY time (baseline), the export command's time,
+peak RSS and ratio, and the HTTP export's first byte, total time, the serving gunicorn worker's
+peak RSS and ratio. Targets (issue 6):
 ratio ≤ 3.0 with PINs decrypted, first byte ≤ 200 ms, serving process peak RSS ≤ 150 MB.
 The series is generated through the project's own service the first time (it then stays).
 """
@@ -13,6 +17,7 @@ import datetime as dt
 import http.client
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -177,10 +182,19 @@ def time_http(series: str, path: str, port: int) -> tuple[float, float, int, int
         server.wait(timeout=30)
 
 
+def load_average() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.2f} ({min(values):.2f} to {max(values):.2f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cards", type=int, default=1_000_000)
     parser.add_argument("--series", default="77")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
         "--path", default="/admin/cards/topupcard/export-csv/?series={series}&with_pins=1"
@@ -191,20 +205,42 @@ def main() -> None:
     ensure_series(args.series, args.cards)
     rows = TopUpCard.objects.filter(series=args.series).count()
     time_copy(args.series)  # warm the cache so both sides read from memory
-    copy_s, copy_bytes = time_copy(args.series)
     print(f"rows: {rows:,}")
-    print(f"COPY (SELECT …) TO STDOUT WITH CSV : {copy_s:6.2f} s  {copy_bytes / 1e6:7.1f} MB")
-    cmd_s, cmd_bytes, cmd_rss = time_command(args.series)
-    print(
-        f"manage.py export_cards --with-pins  : {cmd_s:6.2f} s  {cmd_bytes / 1e6:7.1f} MB  "
-        f"peak RSS {cmd_rss / 2**20:5.0f} MB  ratio {cmd_s / copy_s:4.2f}× COPY"
-    )
-    first, total, size, peak = time_http(args.series, args.path, args.port)
-    print(
-        f"HTTP export with PINs (gunicorn)     : {total:6.2f} s  {size / 1e6:7.1f} MB  "
-        f"first byte {first * 1000:4.0f} ms  worker peak RSS {peak / 2**20:5.0f} MB  "
-        f"ratio {total / copy_s:4.2f}× COPY"
-    )
+    ratios: dict[str, list[float]] = {"command": [], "http": []}
+    for round_number in range(1, args.rounds + 1):
+        order = ["copy", "command", "http"]
+        if not round_number % 2:
+            order.reverse()
+        figures = {}
+        for side in order:
+            if side == "copy":
+                copy_s, copy_bytes = time_copy(args.series)
+                figures[side] = (
+                    f"COPY (SELECT …) TO STDOUT WITH CSV : {copy_s:6.2f} s"
+                    f"  {copy_bytes / 1e6:7.1f} MB"
+                )
+            elif side == "command":
+                cmd_s, cmd_bytes, cmd_rss = time_command(args.series)
+                figures[side] = (
+                    f"manage.py export_cards --with-pins  : {cmd_s:6.2f} s"
+                    f"  {cmd_bytes / 1e6:7.1f} MB  peak RSS {cmd_rss / 2**20:5.0f} MB"
+                )
+            else:
+                first, total, size, peak = time_http(args.series, args.path, args.port)
+                figures[side] = (
+                    f"HTTP export with PINs (gunicorn)     : {total:6.2f} s  {size / 1e6:7.1f} MB"
+                    f"  first byte {first * 1000:4.0f} ms  worker peak RSS {peak / 2**20:5.0f} MB"
+                )
+            figures[side] += f"  {load_average()}"
+        ratios["command"].append(cmd_s / copy_s)
+        ratios["http"].append(total / copy_s)
+        print(f"round {round_number} ({', '.join(order)}):")
+        for side in ("copy", "command", "http"):
+            extra = {"command": cmd_s / copy_s, "http": total / copy_s}.get(side)
+            ratio = f"  ratio {extra:4.2f}× COPY" if extra else ""
+            print(f"  {figures[side]}{ratio}", flush=True)
+    print(f"export_cards / COPY: {spread(ratios['command'])}")
+    print(f"HTTP export / COPY : {spread(ratios['http'])}")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,14 @@ the rows it locked in a temporary table, so a batch committed meanwhile is not t
 (tests/reliability/test_concurrency_mass_edit.py). This prints, for the same selection in the
 same run: the service, the service without the table (the search re-run in each statement, the
 cost the table is weighed against), and the baseline, one
-`UPDATE … SET expires_at, blocked WHERE series = …` with no audit. Every run is rolled back, so
-each starts from the same table.
+`UPDATE … SET expires_at, blocked WHERE series = …` with no audit. Every run is rolled back and
+followed by a VACUUM of the cards and events (the rolled-back row versions are dead rows), so
+each run, whichever side, starts from the same table. Rounds interleave the sides, the order
+rotating each round; each figure is printed with the load average.
 
     export DATABASE_URL=postgres://topup:topup@127.0.0.1:5432/topup_bench
-    .venv/bin/python bench/mass_edit.py --cards 200000
+    .venv/bin/python bench/mass_edit.py --cards 200000 [--runs 3]
+    .venv/bin/python bench/mass_edit.py --cards 2000 --runs 1     # smoke run
 
 The database's cards and events are replaced: use a bench database.
 """
@@ -54,15 +57,25 @@ def rerun_search_lock_cards(cards_qs):
         return cards_qs, cursor.fetchone()[0]
 
 
-def timed(work, runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        with transaction.atomic():
-            started = time.perf_counter()
-            work()
-            times.append(time.perf_counter() - started)
-            transaction.set_rollback(True)
-    return times
+def vacuum() -> None:
+    """Remove the dead row versions a rolled-back run leaves (outside any transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE cards_topupcard")
+        cursor.execute("VACUUM ANALYZE cards_cardevent")
+
+
+def timed(work) -> float:
+    vacuum()
+    with transaction.atomic():
+        started = time.perf_counter()
+        work()
+        elapsed = time.perf_counter() - started
+        transaction.set_rollback(True)
+    return elapsed
+
+
+def load_average() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def main() -> None:
@@ -97,18 +110,36 @@ def main() -> None:
             )
 
     current = cards.services.mass_edit._lock_cards
-    results = {}
-    for name, work in (("baseline UPDATE", baseline), ("service", service), ("re-run", service)):
-        cards.services.mass_edit._lock_cards = (
-            rerun_search_lock_cards if name == "re-run" else current
+    sides = [("baseline UPDATE", baseline), ("service", service), ("re-run", service)]
+    results: dict[str, list[float]] = {name: [] for name, _ in sides}
+    print(f"Mass Edit of {selected:,} cards (expiry + block), {args.runs} interleaved rounds:")
+    for round_number in range(args.runs):
+        shift = round_number % len(sides)
+        order = sides[shift:] + sides[:shift]
+        for name, work in order:
+            cards.services.mass_edit._lock_cards = (
+                rerun_search_lock_cards if name == "re-run" else current
+            )
+            seconds = timed(work)
+            results[name].append(seconds)
+            print(f"  round {round_number + 1} {name:<16} {seconds:7.2f} s   {load_average()}")
+        cards.services.mass_edit._lock_cards = current
+    base = statistics.median(results["baseline UPDATE"])
+    print("medians:")
+    for name, times in results.items():
+        median = statistics.median(times)
+        print(
+            f"  {name:<16} {median:7.2f} s ({min(times):.2f} to {max(times):.2f})"
+            f"   {median / base:5.1f}x baseline"
         )
-        results[name] = statistics.median(timed(work, args.runs))
-    cards.services.mass_edit._lock_cards = current
-    base = results["baseline UPDATE"]
-    print(f"Mass Edit of {selected:,} cards (expiry + block), median of {args.runs} runs:")
-    for name, seconds in results.items():
-        print(f"  {name:<16} {seconds:7.2f} s   {seconds / base:5.1f}x baseline")
-    print(f"  service / re-run: {results['service'] / results['re-run']:.2f}")
+    ratios = [
+        service / rerun
+        for service, rerun in zip(results["service"], results["re-run"], strict=True)
+    ]
+    print(
+        f"  service / re-run: median {statistics.median(ratios):.2f}"
+        f" ({min(ratios):.2f} to {max(ratios):.2f})"
+    )
 
 
 if __name__ == "__main__":

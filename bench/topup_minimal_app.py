@@ -2,7 +2,8 @@
 one SQL statement (conditional card UPDATE … RETURNING, balance credit, ledger insert).
 
 Not the product: no authentication, no throttling, no audit, no retry record, no rule checks.
-Served by gunicorn with the same settings as the product (see bench/topup.py).
+Served by gunicorn with the same settings as the product (see bench/topup.py), and its statement
+prepared the way the product's are (`wallets.sql.hot_cursor`).
 """
 
 import os
@@ -13,7 +14,6 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.topup_minimal_settings")
 application = get_wsgi_application()
 
-from django.db import connection  # noqa: E402
 from django.http import HttpResponse  # noqa: E402
 from django.urls import re_path  # noqa: E402
 from rest_framework.parsers import BaseParser  # noqa: E402
@@ -21,6 +21,7 @@ from rest_framework.renderers import BaseRenderer  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
 
 from cards import pins  # noqa: E402
+from wallets.sql import hot_cursor  # noqa: E402
 
 REDEEM_SQL = """
 WITH target AS (
@@ -76,7 +77,9 @@ class MinimalTopup(APIView):
     renderer_classes = [XMLRenderer]
 
     def put(self, request, number, resource_id):
-        with connection.cursor() as cursor:
+        # Prepared, as the product's statements are (wallets/sql.py): Django's psycopg connection
+        # prepares nothing by itself.
+        with hot_cursor() as cursor:
             cursor.execute(
                 REDEEM_SQL,
                 {

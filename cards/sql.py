@@ -64,6 +64,103 @@ def copy_cards(rows: Iterable[tuple]) -> None:
                 copy.write_row(row)
 
 
+# Into a table that holds cards already, a new PIN can equal an existing card's (about 30 times
+# in a million-card batch beside 3 million cards of 12 digits), and one clash fails the COPY
+# above as a whole. So there the batch is copied into a temporary table first, holding only what
+# the cards table will hold (digest, encrypted copy, last four digits: never a clear PIN), and
+# moved in slices with INSERT … ON CONFLICT (pin_digest) DO NOTHING: each slice reports the few
+# numbers it skipped, the caller gives those new PINs (`restage_cards`) and inserts them again.
+# ON CONFLICT also waits for a concurrent batch that holds the same PIN uncommitted, so two
+# generations at once never fail on each other.
+
+_STAGED_TABLE = sql.Identifier("topup_new_cards")
+_STAGED_COLUMNS = ("number", "pin_digest", "pin_encrypted", "pin_last4")
+
+
+def stage_cards(rows: Iterable[tuple]) -> None:
+    """Copy `rows` (number, pin_digest, pin_encrypted, pin_last4) into the staging table, new for
+    this transaction."""
+    staged = _STAGED_TABLE
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staged).as_string())
+        cursor.execute(
+            sql.SQL(
+                "CREATE TEMPORARY TABLE {} (number int8 PRIMARY KEY, pin_digest bytea NOT NULL,"
+                " pin_encrypted bytea NOT NULL, pin_last4 varchar NOT NULL) ON COMMIT DROP"
+            )
+            .format(staged)
+            .as_string()
+        )
+        copy_statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            staged, sql.SQL(", ").join(map(sql.Identifier, _STAGED_COLUMNS))
+        )
+        with cursor.cursor.copy(copy_statement) as copy:
+            copy.set_types(["int8", "bytea", "bytea", "varchar"])
+            for row in rows:
+                copy.write_row(row)
+        # Temporary tables get no autovacuum statistics: the slices below need the number index.
+        cursor.execute(sql.SQL("ANALYZE {}").format(staged).as_string())
+
+
+_INSERT_STAGED = sql.SQL(
+    "WITH inserted AS ("
+    " INSERT INTO {table} ({columns})"
+    " SELECT %(series)s, s.number, %(amount)s, %(currency)s, s.pin_digest, s.pin_encrypted,"
+    " %(pin_length)s, s.pin_last4, %(reseller)s, %(expires)s, false, %(batch)s, %(created)s"
+    " FROM {staged} AS s WHERE {where} ORDER BY s.number"
+    " ON CONFLICT (pin_digest) DO NOTHING RETURNING number)"
+    " SELECT s.number FROM {staged} AS s WHERE {where}"
+    " AND NOT EXISTS (SELECT FROM inserted AS i WHERE i.number = s.number) ORDER BY s.number"
+)
+_STAGED_RANGE = sql.SQL("s.number BETWEEN %(first)s AND %(last)s")
+_STAGED_LIST = sql.SQL("s.number = ANY(%(numbers)s)")
+
+
+def _insert_staged_statement(where: sql.Composable) -> str:
+    return _INSERT_STAGED.format(
+        table=sql.Identifier(TopUpCard._meta.db_table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, CARD_COLUMNS)),
+        staged=_STAGED_TABLE,
+        where=where,
+    ).as_string()
+
+
+def insert_staged_cards(batch, *, first=None, last=None, numbers=None) -> list[int]:
+    """Move the staged cards numbered `first`…`last` (or `numbers`) into the cards table as cards
+    of `batch`; returns the numbers skipped because another card has their PIN."""
+    params = {
+        "series": batch.series,
+        "amount": batch.amount,
+        "currency": batch.currency,
+        "pin_length": batch.pin_length,
+        "reseller": batch.reseller_id,
+        "expires": batch.expires_at,
+        "batch": batch.pk,
+        "created": batch.created_at,
+    }
+    if numbers is None:
+        statement = _insert_staged_statement(_STAGED_RANGE)
+        params.update(first=first, last=last)
+    else:
+        statement = _insert_staged_statement(_STAGED_LIST)
+        params["numbers"] = list(numbers)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return [number for (number,) in cursor.fetchall()]
+
+
+def restage_cards(rows: list[tuple]) -> None:
+    """Give the staged cards of `rows` (number, pin_digest, pin_encrypted, pin_last4) new PINs."""
+    statement = sql.SQL(
+        "UPDATE {staged} AS s SET pin_digest = v.pin_digest, pin_encrypted = v.pin_encrypted,"
+        " pin_last4 = v.pin_last4 FROM unnest(%s::int8[], %s::bytea[], %s::bytea[], %s::text[])"
+        " AS v(number, pin_digest, pin_encrypted, pin_last4) WHERE s.number = v.number"
+    ).format(staged=_STAGED_TABLE)
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(statement.as_string(), columns)
+
+
 # --- Mass Edit / Delete all: the locked selection (PostgreSQL) ----------------------------------
 # Stands in for running every statement of the edit on the search's queryset, which is enough
 # on SQLite (the first write holds the database's write lock until the commit, so no card can be

@@ -36,6 +36,12 @@ MAX_BATCH_QUANTITY = 1_000_000
 # Live cards of one PIN length may fill at most this share of the PIN space (docs/cards.md).
 PIN_SPACE_SHARE = 10_000
 _CHUNK = 5_000
+# Cards moved from the staging table per statement (PostgreSQL): the progress steps.
+_INSERT_SLICE = 50_000
+# A PIN space too full to find free PINs is refused before anything is written (pin_space_check);
+# this bound only stops a loop that could not end.
+_MAX_REPLACEMENT_ROUNDS = 100
+NO_FREE_PINS = "No free PINs could be found for this batch: choose a longer PIN."
 
 Progress = Callable[[int, int], None]
 
@@ -120,49 +126,31 @@ def _lock_series(series: str, *, reseller, actor) -> int:
     return (highest or 0) + 1
 
 
-def _unique_pins(length: int, count: int, exclude: set[str] | None = None) -> list[str]:
-    seen = set(exclude or ())
+def _fresh_pins(length: int, count: int, taken: set[str]) -> list[str]:
+    """`count` new PINs, none in `taken`; each is added to `taken` (in place: a collision late in
+    a million-card batch must not copy the set)."""
     result: list[str] = []
     while len(result) < count:
         pin = pins.generate_pin(length)
-        if pin not in seen:
-            seen.add(pin)
+        if pin not in taken:
+            taken.add(pin)
             result.append(pin)
     return result
 
 
-def _existing_digests(digests: list[bytes]) -> set[bytes]:
-    found: set[bytes] = set()
-    for start in range(0, len(digests), _CHUNK):
-        chunk = digests[start : start + _CHUNK]
-        found.update(
-            bytes(d)
-            for d in TopUpCard.objects.filter(pin_digest__in=chunk).values_list(
-                "pin_digest", flat=True
-            )
-        )
-    return found
+def _unique_pins(length: int, count: int) -> list[str]:
+    return _fresh_pins(length, count, set())
 
 
-def _replace_colliding(pin_list: list[str], length: int) -> int:
-    """Give a fresh PIN to every card whose PIN another card already has. Returns how many."""
-    replaced = 0
-    while True:
-        digests = [pins.pin_digest(p) for p in pin_list]
-        taken = _existing_digests(digests)
-        if not taken:
-            return replaced
-        in_use = set(pin_list)
-        for index, digest in enumerate(digests):
-            if digest in taken:
-                fresh = _unique_pins(length, 1, exclude=in_use)[0]
-                in_use.add(fresh)
-                pin_list[index] = fresh
-                replaced += 1
-
-
-def _card_rows(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> Iterable[tuple]:
-    """The batch's cards as rows of `sql.CARD_COLUMNS`' values.
+def _card_rows(
+    batch: CardBatch,
+    pin_list: list[str],
+    progress: Progress | None,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+) -> Iterable[tuple]:
+    """The batch's cards (those of `pin_list[start:stop]`) as rows of `sql.CARD_COLUMNS`' values.
 
     The per-row work is the cost of a million-card batch: keys are looked up once and the
     constant columns bound to locals.
@@ -174,7 +162,8 @@ def _card_rows(batch: CardBatch, pin_list: list[str], progress: Progress | None)
     length, reseller, expires = batch.pin_length, batch.reseller_id, batch.expires_at
     batch_id, created = batch.pk, batch.created_at
     total = len(pin_list)
-    for offset, pin in enumerate(pin_list):
+    for offset in range(start, total if stop is None else stop):
+        pin = pin_list[offset]
         yield (
             series,
             first + offset,
@@ -194,24 +183,103 @@ def _card_rows(batch: CardBatch, pin_list: list[str], progress: Progress | None)
             progress(offset + 1, total)
 
 
-def _write_cards(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> None:
-    if connection.vendor == "postgresql":
-        sql.copy_cards(_card_rows(batch, pin_list, progress))
-    else:
-        cards = (
-            TopUpCard(**dict(zip(sql.CARD_COLUMNS, row, strict=True)))
-            for row in _card_rows(batch, pin_list, progress)
+def _staged_rows(first: int, pin_list: list[str]) -> Iterable[tuple]:
+    """(number, digest, encrypted PIN, last four digits): what the staging table holds."""
+    digest_key = pins.digest_keys()[0]
+    encrypt = pins.pin_encrypter()
+    digest = hmac.digest
+    for offset, pin in enumerate(pin_list):
+        yield first + offset, digest(digest_key, pin.encode(), "sha256"), encrypt(pin), pin[-4:]
+
+
+def _replace(batch: CardBatch, pin_list: list[str], numbers: list[int]) -> None:
+    """New PINs for the cards `numbers`, in `pin_list` and in the staging table. A new PIN may
+    be taken too, or equal another of the batch: the next insert skips it again."""
+    fresh = _fresh_pins(batch.pin_length, len(numbers), set())
+    for number, pin in zip(numbers, fresh, strict=True):
+        pin_list[number - batch.first_number] = pin
+    sql.restage_cards(
+        [(number, *row[1:]) for number, row in zip(numbers, _staged_rows(0, fresh), strict=True)]
+    )
+
+
+def _write_staged(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> int:
+    """PostgreSQL, beside existing cards: stage the batch, move it over in slices and give the
+    few cards whose PIN was taken new ones. Returns how many PINs were replaced."""
+    first, total = batch.first_number, len(pin_list)
+    sql.stage_cards(_staged_rows(first, pin_list))
+    skipped: list[int] = []
+    for start in range(0, total, _INSERT_SLICE):
+        stop = min(start + _INSERT_SLICE, total)
+        skipped += sql.insert_staged_cards(batch, first=first + start, last=first + stop - 1)
+        if progress:
+            progress(stop - len(skipped), total)
+    replaced = 0
+    for _ in range(_MAX_REPLACEMENT_ROUNDS):
+        if not skipped:
+            if progress:
+                progress(total, total)
+            return replaced
+        replaced += len(skipped)
+        _replace(batch, pin_list, skipped)
+        skipped = sql.insert_staged_cards(batch, numbers=skipped)
+    raise GenerationError(NO_FREE_PINS, field="pin_length")
+
+
+def _write_chunked(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> int:
+    """Other databases: per chunk, look the PINs up and replace those taken, then insert. The
+    first write of the transaction already holds the database's write lock (SQLite), so no card
+    can take a PIN between the look-up and the insert. Returns how many PINs were replaced."""
+    total, length = len(pin_list), batch.pin_length
+    digest_key = pins.digest_keys()[0]
+    in_batch = set(pin_list)
+    replaced = 0
+    for start in range(0, total, _CHUNK):
+        stop = min(start + _CHUNK, total)
+        for _ in range(_MAX_REPLACEMENT_ROUNDS):
+            by_digest = {
+                hmac.digest(digest_key, pin_list[i].encode(), "sha256"): i
+                for i in range(start, stop)
+            }
+            taken = TopUpCard.objects.filter(pin_digest__in=list(by_digest)).values_list(
+                "pin_digest", flat=True
+            )
+            clashing = [by_digest[bytes(d)] for d in taken]
+            if not clashing:
+                break
+            fresh = _fresh_pins(length, len(clashing), in_batch)
+            for index, pin in zip(clashing, fresh, strict=True):
+                pin_list[index] = pin
+            replaced += len(clashing)
+        else:
+            raise GenerationError(NO_FREE_PINS, field="pin_length")
+        rows = _card_rows(batch, pin_list, None, start=start, stop=stop)
+        TopUpCard.objects.bulk_create(
+            [TopUpCard(**dict(zip(sql.CARD_COLUMNS, row, strict=True))) for row in rows]
         )
-        chunk: list[TopUpCard] = []
-        for card in cards:
-            chunk.append(card)
-            if len(chunk) == _CHUNK:
-                TopUpCard.objects.bulk_create(chunk)
-                chunk = []
-        if chunk:
-            TopUpCard.objects.bulk_create(chunk)
-    if progress:
-        progress(len(pin_list), len(pin_list))
+        if progress:
+            progress(stop, total)
+    return replaced
+
+
+def _write_cards(batch: CardBatch, pin_list: list[str], progress: Progress | None) -> int:
+    """Write the batch's cards, giving new PINs to those whose PIN another card has (a collision
+    costs about the colliding cards, not the batch). Returns how many PINs were replaced."""
+    if connection.vendor != "postgresql":
+        return _write_chunked(batch, pin_list, progress)
+    if not TopUpCard.objects.filter(pin_length=batch.pin_length).exists():
+        # Into an empty table only a batch generated meanwhile can hold one of these PINs: one
+        # COPY straight into the table, and the staged path only if that happens.
+        try:
+            with transaction.atomic():
+                sql.copy_cards(_card_rows(batch, pin_list, progress))
+        except IntegrityError:
+            pass
+        else:
+            if progress:
+                progress(len(pin_list), len(pin_list))
+            return 0
+    return _write_staged(batch, pin_list, progress)
 
 
 def generation_request_check(
@@ -279,20 +347,8 @@ def card_batch_generate(
         created_by=actor,
     )
     pin_list = _unique_pins(pin_length, quantity)
-    existing = TopUpCard.objects.filter(pin_length=pin_length).exists()
-    # An existing card of the same length can share a PIN (about once per million at 12 digits
-    # with a million cards): write optimistically, and only on a clash look the PINs up and
-    # replace the clashing ones, so the common case is a single COPY.
-    try:
-        with transaction.atomic():
-            _write_cards(batch, pin_list, progress)
-    except IntegrityError:
-        if not existing:
-            raise
-        replaced = _replace_colliding(pin_list, pin_length)
-        logger.info(
-            "Batch %s: replaced %d PINs that existing cards already had", batch.pk, replaced
-        )
-        _write_cards(batch, pin_list, progress)
+    replaced = _write_cards(batch, pin_list, progress)
+    if replaced:
+        logger.info("Batch %s: replaced %d PINs that other cards already had", batch.pk, replaced)
     batch_generated_event(batch=batch, actor=actor)
     return GenerationResult(batch=batch, pins=pin_list)

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from cards.exports import export_with_audit
 from cards.management.progress import ProgressBar
 from cards.models import SERIES_FORMAT, CardStatus, TopUpCard
+from common.querylog import bounded_query_log
 from wallets.models import Channel
 
 
@@ -41,15 +42,16 @@ class Command(BaseCommand):
         bar = ProgressBar(sys.stderr)
         stream = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
         try:
-            for block in export_with_audit(
-                cards,
-                actor=user,
-                with_pins=with_pins,
-                description={"series": series, "status": status or []},
-                channel=Channel.SYSTEM,
-                progress=lambda rows: bar(rows, total),
-            ):
-                stream.write(block)
+            with bounded_query_log():
+                for block in export_with_audit(
+                    cards,
+                    actor=user,
+                    with_pins=with_pins,
+                    description={"series": series, "status": status or []},
+                    channel=Channel.SYSTEM,
+                    progress=lambda rows: bar(rows, total),
+                ):
+                    stream.write(block)
         finally:
             if output:
                 stream.close()

@@ -12,6 +12,7 @@ from cards.exceptions import GenerationError
 from cards.management.progress import ProgressBar
 from cards.models import PIN_DEFAULT_LENGTH
 from cards.services.generation import card_batch_generate
+from common.querylog import bounded_query_log
 from subscribers.models import Reseller
 
 
@@ -46,16 +47,17 @@ class Command(BaseCommand):
         started = time.monotonic()
         stream = self.stdout._out if hasattr(self.stdout, "_out") else sys.stdout
         try:
-            result = card_batch_generate(
-                series=options["series"],
-                quantity=options["quantity"],
-                amount=options["amount"],
-                currency=options["currency"],
-                pin_length=options["pin_length"],
-                reseller=reseller,
-                expires_at=parse_expiry(options["expires"]),
-                progress=ProgressBar(stream),
-            )
+            with bounded_query_log():
+                result = card_batch_generate(
+                    series=options["series"],
+                    quantity=options["quantity"],
+                    amount=options["amount"],
+                    currency=options["currency"],
+                    pin_length=options["pin_length"],
+                    reseller=reseller,
+                    expires_at=parse_expiry(options["expires"]),
+                    progress=ProgressBar(stream),
+                )
         except GenerationError as error:
             name = {"expires_at": "expires"}.get(error.field, error.field)
             option = f"--{name.replace('_', '-')}: " if name else ""
