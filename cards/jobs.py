@@ -110,6 +110,20 @@ def generation_job_start(
     return job
 
 
+# The job page adds what was not done ("No card was created." / "…changed."): cards/admin/jobs.py.
+INTERRUPTED = "Interrupted by a database outage; start it again."
+
+
+def job_interrupted(*, task_id: str) -> int:
+    """Record as interrupted the job of the worker's failed task `task_id` if the job is still
+    queued or running: `_run_job` records every failure it sees, so such a job lost its own
+    record with the database (cards/management/commands/run_worker.py). Its work is one
+    transaction, which the database rolled back: nothing was applied. How many were marked."""
+    return CardJob.objects.filter(
+        task_id=task_id, status__in=[CardJobStatus.QUEUED, CardJobStatus.RUNNING]
+    ).update(status=CardJobStatus.FAILED, error=INTERRUPTED, finished_at=timezone.now())
+
+
 def _enqueue(job_task, job_id: int) -> None:
     result = job_task.enqueue(job_id)
     CardJob.objects.filter(pk=job_id).update(task_id=str(result.id))
