@@ -4,7 +4,7 @@
 
 `generation_job_start` validates the request the way the synchronous path does, records a
 `CardJob` and enqueues `run_generation_job` once the job row is committed. The worker
-(`manage.py db_worker`) runs `card_batch_generate`, whose single transaction makes the batch
+(`manage.py run_worker`) runs `card_batch_generate`, whose single transaction makes the batch
 all-or-nothing, and reports progress through a second database connection so the admin can show
 it while the batch's own transaction is still open.
 
