@@ -6,7 +6,7 @@ once with a retryable answer (REST: Result 1, HTTP 503, Retry-After; panel: try 
 moment), changes nothing, and is not counted as a guess; once the job is done the same request
 gets its ordinary answer. The job is held at a chosen point (after its first audit insert, every
 card locked and changed) by a patched step, so the test does not depend on timing; the bound
-asserted on each answer (5 s, the lock waits 0.5 s) is generous.
+asserted on each answer (5 s, the lock waits 0.3 s) is generous.
 """
 
 import datetime as dt
@@ -34,7 +34,7 @@ from wallets.models import Balance, VoucherMode
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-BOUND = 5.0  # seconds: far above the 0.5 s lock wait, far below gunicorn's 30 s
+BOUND = 5.0  # seconds: far above the 0.3 s lock wait, far below gunicorn's 30 s
 SERIES = "7"
 
 
