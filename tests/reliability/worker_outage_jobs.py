@@ -18,7 +18,7 @@ django.setup()
 from django.utils import timezone  # noqa: E402
 
 from cards.jobs import generation_job_start, mass_edit_job_start  # noqa: E402
-from tests.factories import TopUpCardFactory, UserFactory  # noqa: E402
+from tests.factories import BalanceTemplateFactory, TopUpCardFactory, UserFactory  # noqa: E402
 
 OPERATOR = "ops"
 SERIES = "7"
@@ -28,6 +28,7 @@ def main() -> None:
     action = sys.argv[1]
     if action == "seed":
         UserFactory(username=OPERATOR, is_staff=True, is_superuser=True)
+        BalanceTemplateFactory(currency="USD")  # cards are generated only in a redeemable currency
         for number in range(1, 6):
             TopUpCardFactory(series=SERIES, number=number, reseller=None)
         return
