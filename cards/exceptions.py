@@ -115,5 +115,17 @@ class RedemptionAddressUnknown(RedemptionLocked):
     )
 
 
+class RedemptionBusy(WalletError):
+    """The card (or balance) is held by other work, e.g. a background Mass Edit, for longer than
+    a redemption waits (cards.sql.REDEMPTION_LOCK_TIMEOUT). Nothing was written and nothing is
+    audited or counted: the same request a moment later may succeed. REST: Result 1, HTTP 503
+    with Retry-After (docs/rest-api.md)."""
+
+    result = Result.INTERNAL_ERROR
+    http_status = 503
+    retry_after = 5
+    default_message = "This voucher is being updated right now. Please try again in a moment."
+
+
 GUESS_ERRORS = (CardNotFound, CardCodeInvalid)
 """The outcomes that mean "no card matches this code": the only ones a lockout counts."""

@@ -4,7 +4,7 @@
 
 `generation_job_start` validates the request the way the synchronous path does, records a
 `CardJob` and enqueues `run_generation_job` once the job row is committed. The worker
-(`manage.py db_worker`) runs `card_batch_generate`, whose single transaction makes the batch
+(`manage.py run_worker`) runs `card_batch_generate`, whose single transaction makes the batch
 all-or-nothing, and reports progress through a second database connection so the admin can show
 it while the batch's own transaction is still open.
 
@@ -108,6 +108,20 @@ def generation_job_start(
     )
     transaction.on_commit(lambda: _enqueue(run_generation_job, job.pk))
     return job
+
+
+# The job page adds what was not done ("No card was created." / "…changed."): cards/admin/jobs.py.
+INTERRUPTED = "Interrupted by a database outage; start it again."
+
+
+def job_interrupted(*, task_id: str) -> int:
+    """Record as interrupted the job of the worker's failed task `task_id` if the job is still
+    queued or running: `_run_job` records every failure it sees, so such a job lost its own
+    record with the database (cards/management/commands/run_worker.py). Its work is one
+    transaction, which the database rolled back: nothing was applied. How many were marked."""
+    return CardJob.objects.filter(
+        task_id=task_id, status__in=[CardJobStatus.QUEUED, CardJobStatus.RUNNING]
+    ).update(status=CardJobStatus.FAILED, error=INTERRUPTED, finished_at=timezone.now())
 
 
 def _enqueue(job_task, job_id: int) -> None:

@@ -9,6 +9,7 @@ must stay the same between calls (the prepared REST statement).
 import functools
 from collections.abc import Iterable, Iterator
 
+import psycopg.errors
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import BigIntegerField, CharField, DateTimeField, F, QuerySet, Value
@@ -289,7 +290,9 @@ WITH target AS (
     JOIN {wallet} w ON w.id = b.wallet_id
     JOIN {subscription} s ON s.id = w.subscription_id
     JOIN {subscriber} sub ON sub.id = s.subscriber_id
-    WHERE b.resource_id = %(resource_id)s AND {ref_condition}
+    -- set_config first: every lock below waits at most this long (docs/rest-api.md, Result 1).
+    WHERE set_config('lock_timeout', %(lock_timeout)s, true) IS NOT NULL
+      AND b.resource_id = %(resource_id)s AND {ref_condition}
       AND t.kind NOT IN ('periodic', 'meter') AND t.precision >= %(places)s
     -- SKIP LOCKED: while card_redeem holds the subscriber (an attempt being checked and
     -- recorded), this statement's snapshot may predate that attempt's failure; the request is
@@ -423,3 +426,33 @@ def advisory_xact_lock(keys: Iterable[int]) -> None:
     with connection.cursor() as cursor:
         for key in sorted(set(keys)):
             cursor.execute(_ADVISORY_XACT_LOCK, [key])
+
+
+# --- how long a redemption waits (PostgreSQL) ---------------------------------------------------
+# A person or a partner waits for a redemption; a background job (Mass Edit, Delete all) may hold
+# the card's row for minutes. A lock not granted within REDEMPTION_LOCK_TIMEOUT ends the attempt
+# with a retryable answer (RedemptionBusy: REST Result 1 / HTTP 503 with Retry-After, panel "try
+# again in a moment", docs/rest-api.md) instead of holding the request past gunicorn's 30 s. Set
+# with set_config(…, true): for the rest of the transaction only, and one statement, so the REST
+# statement above carries it inside itself and stays one prepared round trip.
+# Another redemption holds a card or balance for milliseconds; 0.3 s leaves most of the second
+# the answer must come within for the request's own work on a loaded server.
+REDEMPTION_LOCK_TIMEOUT = "300ms"
+REDEMPTION_STATEMENT_TIMEOUT = "5s"
+_LIMIT_WAITS = (
+    "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)"
+)
+
+
+def limit_redemption_waits() -> None:
+    """From here to the end of the transaction: lock and statement timeouts of a redemption."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LIMIT_WAITS, [REDEMPTION_LOCK_TIMEOUT, REDEMPTION_STATEMENT_TIMEOUT])
+
+
+def gave_up_waiting(error: Exception) -> bool:
+    """Whether a database error is a lock or statement timeout (or a cancel): nothing was
+    written, and the same request may succeed a moment later."""
+    return isinstance(
+        error.__cause__, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled
+    )

@@ -20,7 +20,7 @@ from django.utils.formats import date_format
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from cards.exceptions import CardError, NoMainBalance, RedemptionAddressUnknown
+from cards.exceptions import CardError, NoMainBalance, RedemptionAddressUnknown, RedemptionBusy
 from cards.lockout import locked_message, redemption_locked_until
 from cards.services.redemption import card_redeem
 from common.http import client_ip
@@ -96,6 +96,10 @@ def _redeem(request, code: str) -> None:
         )
     except CardError as error:
         messages.error(request, error.message, extra_tags=error.code)
+        return
+    except RedemptionBusy as error:
+        # Held by a background job for more than a moment: nothing done, the code was not used.
+        messages.error(request, error.message, extra_tags="busy")
         return
     except WalletError as error:
         # A balance rule (e.g. the balance has expired): not the code's fault, not counted.

@@ -75,6 +75,9 @@ def mtx_exception_handler(exc, context) -> Response:
         locked_until = getattr(exc, "locked_until", None)
         if locked_until is not None:
             headers = _retry_after((locked_until - timezone.now()).total_seconds())
+        elif getattr(exc, "retry_after", None):
+            # Busy for a moment (cards.exceptions.RedemptionBusy: HTTP 503), nothing written.
+            headers = _retry_after(exc.retry_after)
         text = f"{exc.message} (rule {exc.rule})" if exc.rule else exc.message
         return mtx_response(exc.result, text, status=status, headers=headers)
     if isinstance(exc, Http404 | exceptions.NotFound):

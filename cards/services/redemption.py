@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from cards import lockout, pins, sql
@@ -19,6 +19,7 @@ from cards.exceptions import (
     CardNotFound,
     CardWrongReseller,
     RedemptionAddressUnknown,
+    RedemptionBusy,
     RedemptionLocked,
 )
 from cards.models import (
@@ -62,6 +63,11 @@ def _redeem_locked(
     end_time,
     allow_replay,
 ) -> Redemption:
+    if connection.vendor == "postgresql":
+        # The card's row may be held by a background job for minutes: wait a moment at most
+        # (cards.sql.REDEMPTION_LOCK_TIMEOUT). Set here, after the subscriber's and the
+        # lockout's locks, which only other attempts hold, and only briefly.
+        sql.limit_redemption_waits()
     card = card_find_by_pin(pin, for_update=True)
     if card is None:
         # Our PINs end in a Luhn check digit, so a failing one is most likely a typo; it is
@@ -132,51 +138,59 @@ def card_redeem(
     recorded as an audit event (for the lockout and the operators), after the failed attempt's
     savepoint has rolled back. Call it outside any transaction of your own: an outer rollback
     would erase that event and with it the lockout count.
+
+    RedemptionBusy, with nothing written or audited, when the card or balance stays locked by
+    other work (a background Mass Edit) for longer than a redemption waits.
     """
     pin = pins.normalize_pin(pin)
-    with transaction.atomic():
-        # One attempt at a time per subscriber, and per shared key (client address, API client),
-        # so parallel requests cannot all pass the lockout check before their failures are
-        # recorded.
-        Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
-        if connection.vendor == "postgresql":
-            sql.advisory_xact_lock(
-                lockout.attempt_lock_keys(actor=actor, channel=channel, ip_address=ip_address)
-            )
-        try:
-            if address_required and ip_address is None:
-                # Unknown address: the address's count cannot be checked, so fail closed.
-                raise RedemptionAddressUnknown()
-            locked_until = lockout.redemption_locked_until(
-                subscriber=subscriber, actor=actor, channel=channel, ip_address=ip_address
-            )
-            if locked_until is not None:
-                raise RedemptionLocked(
-                    lockout.locked_message(locked_until), locked_until=locked_until
+    try:
+        with transaction.atomic():
+            # One attempt at a time per subscriber, and per shared key (client address, API
+            # client), so parallel requests cannot all pass the lockout check before their
+            # failures are recorded.
+            Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
+            if connection.vendor == "postgresql":
+                sql.advisory_xact_lock(
+                    lockout.attempt_lock_keys(actor=actor, channel=channel, ip_address=ip_address)
                 )
-            if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin_well_formed(pin)):
-                raise CardCodeInvalid()
-            with transaction.atomic():
-                return _redeem_locked(
-                    pin=pin,
-                    check_digit_ok=pins.luhn_valid(pin),
-                    balance=balance,
+            try:
+                if address_required and ip_address is None:
+                    # Unknown address: the address's count cannot be checked, so fail closed.
+                    raise RedemptionAddressUnknown()
+                locked_until = lockout.redemption_locked_until(
+                    subscriber=subscriber, actor=actor, channel=channel, ip_address=ip_address
+                )
+                if locked_until is not None:
+                    raise RedemptionLocked(
+                        lockout.locked_message(locked_until), locked_until=locked_until
+                    )
+                if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin_well_formed(pin)):
+                    raise CardCodeInvalid()
+                with transaction.atomic():
+                    return _redeem_locked(
+                        pin=pin,
+                        check_digit_ok=pins.luhn_valid(pin),
+                        balance=balance,
+                        subscriber=subscriber,
+                        actor=actor,
+                        channel=channel,
+                        request_id=request_id,
+                        expected_amount=expected_amount,
+                        end_time=end_time,
+                        allow_replay=allow_replay,
+                    )
+            except CardError as error:
+                failure = error
+                card_redeem_failed_event(
+                    card=error.card,
+                    reason=error.code,
                     subscriber=subscriber,
                     actor=actor,
                     channel=channel,
-                    request_id=request_id,
-                    expected_amount=expected_amount,
-                    end_time=end_time,
-                    allow_replay=allow_replay,
+                    ip_address=ip_address,
                 )
-        except CardError as error:
-            failure = error
-            card_redeem_failed_event(
-                card=error.card,
-                reason=error.code,
-                subscriber=subscriber,
-                actor=actor,
-                channel=channel,
-                ip_address=ip_address,
-            )
+    except OperationalError as error:
+        if sql.gave_up_waiting(error):
+            raise RedemptionBusy() from error
+        raise
     raise failure

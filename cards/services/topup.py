@@ -3,11 +3,12 @@ names (docs/rest-api.md)."""
 
 from decimal import Decimal
 
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from cards import lockout, pins, sql
 from cards.events import RedeemFailed
+from cards.exceptions import RedemptionBusy
 from cards.models import PIN_MAX_LENGTH, PIN_MIN_LENGTH
 from cards.services.redemption import Redemption, card_redeem, pin_well_formed
 from wallets.exceptions import BadData
@@ -100,10 +101,17 @@ def _topup_in_one_statement(
         "amount": amount,
         "limit": AMOUNT_LIMIT,
         "request_id": request_id,
+        "lock_timeout": sql.REDEMPTION_LOCK_TIMEOUT,
     }
-    with hot_cursor() as cursor:
-        cursor.execute(sql.topup_statement(lookup), params)
-        return cursor.fetchone() is not None
+    try:
+        with hot_cursor() as cursor:
+            cursor.execute(sql.topup_statement(lookup), params)
+            return cursor.fetchone() is not None
+    except OperationalError as error:
+        # The balance stayed locked past the statement's lock_timeout: nothing was written.
+        if sql.gave_up_waiting(error):
+            raise RedemptionBusy() from error
+        raise
 
 
 def card_topup_by_ref(
