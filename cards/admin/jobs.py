@@ -48,7 +48,7 @@ def mass_job_state(job: CardJob) -> dict:
             "The cards change all at once when it ends."
         )
     else:
-        label = "Queued: waiting for a worker (manage.py db_worker)."
+        label = "Queued: waiting for a worker (manage.py run_worker)."
     filters = job.params.get("filters", {})
     finished = job.status in (CardJobStatus.SUCCEEDED, CardJobStatus.FAILED)
     return {
@@ -78,7 +78,7 @@ def job_state(job: CardJob) -> dict:
     elif job.status == CardJobStatus.RUNNING:
         label = f"Generating… {job.done:,} of {cards_text(job.total)} written."
     else:
-        label = "Queued: waiting for a worker (manage.py db_worker)."
+        label = "Queued: waiting for a worker (manage.py run_worker)."
     batch_url = reverse("admin:cards_cardbatch_change", args=[job.batch_id]) if job.batch_id else ""
     return {
         "status": "interrupted" if job.is_interrupted else job.status,

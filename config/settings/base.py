@@ -116,7 +116,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # `make run` writes from two processes (runserver and db_worker): a background batch holds
+    # `make run` writes from two processes (runserver and run_worker): a background batch holds
     # the write lock for seconds or minutes. In WAL mode readers never wait on it; IMMEDIATE
     # transactions take the write lock at BEGIN, so a writer waits up to the timeout for its
     # turn instead of failing at once when a read turns into a write (docs/domain.md, "SQLite").
@@ -225,7 +225,8 @@ CACHES = {
 
 # Background work (large card batches) runs on Django's tasks framework through the
 # django-tasks backport and its database backend: no extra broker to run, and the queue lives
-# in PostgreSQL with everything else. Start a worker with `manage.py db_worker`.
+# in PostgreSQL with everything else. Start a worker with `manage.py run_worker` (db_worker that
+# waits out a database restart).
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # Batches up to this many cards are generated during the request; larger ones in the background.
 GENERATION_SYNC_LIMIT = int(env("GENERATION_SYNC_LIMIT", "20000"))
