@@ -28,12 +28,8 @@ from .models import (
     LedgerEntry,
     Wallet,
 )
+from .selectors import ensure_current_intervals
 from .services.adjust import balance_adjust
-from .services.intervals import (
-    balance_intervals_ensure,
-    balances_short_of_intervals,
-    intervals_horizon,
-)
 from .services.reversal import REVERSIBLE_KINDS, ledger_entry_reverse
 from .services.submissions import submitted_once
 from .services.validity import balance_change_validity
@@ -166,10 +162,7 @@ class BalanceAdmin(AmountAdmin, ResellerScopedAdmin):
         # which on SQLite never waits for a background batch (docs/domain.md, "SQLite").
         balance = self.get_object(request, unquote(object_id))
         if balance is not None:
-            now = timezone.now()
-            short = balances_short_of_intervals(now=now, until=intervals_horizon(now))
-            if short.filter(pk=balance.pk).exists():
-                balance_intervals_ensure(balance_id=balance.pk)
+            ensure_current_intervals(Balance.objects.filter(pk=balance.pk))
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
