@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, Q, Subquery
+from django.db.models import Max, Q, Subquery
 from django.utils import timezone
 
+from common.queries import top_values
 from wallets.models import Channel
 
 from .events import RedeemFailed
@@ -247,22 +248,15 @@ def failure_budget_status(*, now: dt.datetime | None = None, top: int = 5) -> Fa
         pk__in=Subquery(recent.order_by("-created_at").values("pk")[:_BUDGET_SAMPLE])
     ).order_by()
 
-    def ranked(field_name: str, extra: Q) -> list[tuple[str, int]]:
-        return [
-            (str(row[field_name]), row["n"])
-            for row in latest.filter(extra, **{f"{field_name}__isnull": False})
-            .values(field_name)
-            .annotate(n=Count("id"))
-            .order_by("-n", field_name)[:top]
-        ]
-
     return FailureBudget(
         failures=failures,
         limit=limit,
         window=window,
         capped=failures >= _BUDGET_COUNT_CAP,
         sampled=failures > _BUDGET_SAMPLE,
-        top_ips=ranked("ip_address", Q()),
-        top_subscribers=ranked("subscriber__name", ~Q(channel=Channel.REST)),
-        top_api_clients=ranked("actor__username", Q(channel=Channel.REST)),
+        top_ips=top_values(latest, "ip_address", top=top),
+        top_subscribers=top_values(
+            latest.exclude(channel=Channel.REST), "subscriber__name", top=top
+        ),
+        top_api_clients=top_values(latest.filter(channel=Channel.REST), "actor__username", top=top),
     )

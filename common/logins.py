@@ -5,8 +5,10 @@ from dataclasses import dataclass, field
 
 from axes.models import AccessFailureLog
 from django.conf import settings
-from django.db.models import Count, Subquery
+from django.db.models import Subquery
 from django.utils import timezone
+
+from common.queries import top_values
 
 # Bounded work on every admin page, even under a flood: only the latest failures are read (by
 # primary key: the log has no index on its time); more than this in the window reads "at least".
@@ -52,20 +54,11 @@ def login_failure_status(*, now: dt.datetime | None = None, top: int = 5) -> Log
     recent = among_latest(_SAMPLE)
     failures = recent.count()
 
-    def ranked(field_name: str) -> list[tuple[str, int]]:
-        return [
-            (str(row[field_name]), row["n"])
-            for row in recent.filter(**{f"{field_name}__isnull": False})
-            .values(field_name)
-            .annotate(n=Count("id"))
-            .order_by("-n", field_name)[:top]
-        ]
-
     return LoginFailures(
         failures=failures,
         limit=limit,
         window=window,
         capped=failures >= _SAMPLE,
-        top_addresses=ranked("ip_address"),
-        top_usernames=ranked("username"),
+        top_addresses=top_values(recent, "ip_address", top=top),
+        top_usernames=top_values(recent, "username", top=top),
     )
