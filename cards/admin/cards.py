@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.db import OperationalError, transaction
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
@@ -19,6 +20,7 @@ from cards.resources import (
 from cards.selectors import card_history, cards_visible_to
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from cards.services.scope import pin_import_refusal, pin_search_refusal
+from common.database import limit_statement_time, statement_timed_out
 from common.http import client_ip
 from subscribers.selectors import staff_reseller
 
@@ -163,6 +165,26 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
             "can_search_pins": pin_search_refusal(request.user) is None,
             "csv_help": CSV_HELP,
         }
+        if request.method != "GET":
+            return super().changelist_view(request, extra_context)
+        try:
+            with transaction.atomic():
+                limit_statement_time(settings.CARD_SEARCH_TIMEOUT_MS)
+                response = super().changelist_view(request, extra_context)
+                # The page's queries run when it renders: inside the time limit, not after it.
+                if hasattr(response, "render"):
+                    response.render()
+                return response
+        except OperationalError as error:
+            if not statement_timed_out(error):
+                raise
+        seconds = settings.CARD_SEARCH_TIMEOUT_MS / 1000
+        messages.error(
+            request,
+            f"The search took longer than {seconds:g} seconds and was stopped. Narrow it (a "
+            "series, a serial range, dates) and search again.",
+        )
+        request.card_search_stopped = True  # CardChangeList shows the search without rows
         return super().changelist_view(request, extra_context)
 
     # --- django-import-export: the Export action and the card import -----------------------

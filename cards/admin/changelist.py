@@ -115,6 +115,6 @@ class CardChangeList(EstimatingChangeList):
             queryset=queryset,
         )
         self.search_query = search_query_string(request.GET)
-        if not self.search.is_valid():
+        if not self.search.is_valid() or getattr(request, "card_search_stopped", False):
             return queryset.none()
         return self.search.qs

@@ -235,6 +235,10 @@ GENERATION_JOB_STALE_SECONDS = int(env("GENERATION_JOB_STALE_SECONDS", "120"))
 # Mass Edit and Delete all of up to this many cards run during the request; larger selections
 # in the background (a request must end within gunicorn's 30 s; 100,000 cards take about 7 s).
 MASS_EDIT_SYNC_LIMIT = int(env("MASS_EDIT_SYNC_LIMIT", "50000"))
+# PostgreSQL cancels a statement of the cards' table page (Advanced Search, counts, the page of
+# rows) that runs or waits longer than this; the operator is told to narrow the search instead of
+# waiting for gunicorn to kill the request at 30 s (a search held up by a lock waits here too).
+CARD_SEARCH_TIMEOUT_MS = int(env("CARD_SEARCH_TIMEOUT_MS", "10000"))
 
 # django-import-export: importing cards needs cards.add_topupcard (and cards.view_pin, unscoped:
 # docs/reliability.md), the Export action cards.view_topupcard. An uploaded file holds clear
