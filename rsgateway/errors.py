@@ -6,6 +6,7 @@ request's binding; nothing else (no HTML page, no DRF default JSON) leaves the A
 
 import logging
 import math
+import uuid
 
 from django.http import Http404, HttpResponse
 from django.utils import timezone
@@ -35,6 +36,15 @@ HTTP_STATUS = {
 }
 ROUTE_ID = 1
 BUSY_RETRY_SECONDS = 30
+MAX_REQUEST_ID = 64
+
+
+def request_id_of(request) -> str:
+    """The caller's X-Request-Id when it is 1 to 64 printable characters, else a fresh one."""
+    supplied = request.META.get("HTTP_X_REQUEST_ID", "")
+    if supplied.isprintable() and 0 < len(supplied) <= MAX_REQUEST_ID:
+        return supplied
+    return uuid.uuid4().hex
 
 
 class LengthRequired(Malformed):
@@ -133,7 +143,7 @@ def _gateway_reply(request, result: int, text: str):
         renderer.render(mtx_data(result, text)),
         status=HTTP_STATUS[result],
         content_type=content_type_of(renderer),
-        headers={"Cache-Control": "no-store"},
+        headers={"Cache-Control": "no-store", "X-Request-Id": request_id_of(request)},
     )
 
 

@@ -22,7 +22,7 @@ from common.http import readable_charset
 from wallets.exceptions import Malformed
 
 from .errors import LengthRequired
-from .serializers import REQUEST_FIELDS
+from .serializers import JSON_NUMBER_FIELDS, REQUEST_FIELDS
 
 BODY_LIMIT = 64 * 1024
 _TOO_LARGE = f"The request body is larger than {BODY_LIMIT // 1024} KiB."
@@ -155,6 +155,10 @@ def _no_duplicates(pairs):
     return result
 
 
+class _Number(str):
+    """A JSON number, kept as the exact text sent."""
+
+
 def _no_constants(text):
     raise Malformed("NaN and Infinity are not numbers.")
 
@@ -171,8 +175,8 @@ class MtxJSONParser(BaseParser):
         try:
             document = json.loads(
                 data.decode("utf-8"),
-                parse_float=str,
-                parse_int=str,
+                parse_float=_Number,
+                parse_int=_Number,
                 parse_constant=_no_constants,
                 object_pairs_hook=_no_duplicates,
             )
@@ -186,9 +190,12 @@ class MtxJSONParser(BaseParser):
         for key, value in document.items():
             _check_field(key, allowed, fields)
             if not isinstance(value, str):
-                raise Malformed(f"Field {key!r} must be a string or a number.")
+                kind = "a string or a number" if key in JSON_NUMBER_FIELDS else "a string"
+                raise Malformed(f"Field {key!r} must be {kind}.")
+            if isinstance(value, _Number) and key not in JSON_NUMBER_FIELDS:
+                raise Malformed(f"Field {key!r} must be a string: a number loses leading zeros.")
             if _SURROGATE.search(value):
                 # "\ud800" escapes a lone surrogate: not a character, and no database takes it.
                 raise Malformed(f"Field {key!r} is not valid Unicode text.")
-            fields[key] = value.strip()
+            fields[key] = str(value).strip()
         return MtxMessage(name=name, fields=fields)

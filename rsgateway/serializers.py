@@ -22,7 +22,11 @@ REQUEST_FIELDS = {
     TOPUP: frozenset({"Amount", "Voucher", "EndTime", "StartTime"}),
     ADJUST: frozenset({"AdjustType", "Amount", "Reason", "StartTime", "EndTime"}),
 }
-_AMOUNT = re.compile(r"^[+-]?[0-9]{1,18}(\.[0-9]{1,18})?$")
+# A JSON number is read as its exact text: 25.10 stays 25.10, never a float. Elsewhere a number
+# is refused: a PIN or reference sent as one has already lost its leading zeros (docs/rest-api.md).
+JSON_NUMBER_FIELDS = frozenset({"Amount", "AdjustType"})
+AMOUNT_PATTERN = r"^[+-]?[0-9]{1,18}(\.[0-9]{1,18})?$"
+_AMOUNT = re.compile(AMOUNT_PATTERN)
 _MAX_TIME_TEXT = 64
 
 

@@ -1,7 +1,5 @@
 """The MATRIXX-style REST API: parse, select, call one service, render (docs/rest-api.md)."""
 
-import uuid
-
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.authentication import BasicAuthentication, TokenAuthentication
@@ -27,7 +25,7 @@ from .credentials import (
     credentials_in,
     principal_lookup,
 )
-from .errors import mtx_exception_handler, mtx_response
+from .errors import mtx_exception_handler, mtx_response, request_id_of
 from .parsers import (
     MtxJSONParser,
     MtxMessage,
@@ -39,7 +37,6 @@ from .parsers import (
 from .renderers import renderer_for
 from .serializers import ADJUST, TOPUP, AdjustRequest, TopupRequest, balance_record
 
-MAX_HEADER_VALUE = 64
 # Wrong credentials per client IP before the API stops checking them for a while (brute force).
 AUTH_FAILURE_LIMIT = 20
 AUTH_FAILURE_WINDOW = 15 * 60
@@ -138,6 +135,8 @@ class MtxView(APIView):
     permission_classes = [IsAuthenticated, HasRequiredPermission]
     throttle_classes = [ClientRateThrottle]
     metadata_class = None  # OPTIONS answers 405 like any other method we do not serve
+    # One renderer, chosen by the URL: DRF would otherwise add `Vary: Accept` to every reply.
+    renderer_classes = ()
 
     @property
     def allowed_methods(self):
@@ -192,12 +191,7 @@ class MtxView(APIView):
                 raise Throttled(
                     AUTH_FAILURE_WINDOW, "Too many wrong credentials from this address."
                 )
-        supplied = request.META.get("HTTP_X_REQUEST_ID", "")
-        request.request_id = (
-            supplied
-            if supplied.isprintable() and 0 < len(supplied) <= MAX_HEADER_VALUE
-            else uuid.uuid4().hex
-        )
+        request.request_id = request_id_of(request)
         super().initial(request, *args, **kwargs)
         if self.mtx_request and is_chunked(request):
             # After authentication: nobody unknown makes us read a body.

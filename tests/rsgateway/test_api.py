@@ -114,7 +114,9 @@ def test_access_number_and_object_id_and_subscriber_refs_find_the_balance(vms):
 
     for n, (owner, ref) in enumerate(refs):
         url = vms.url(ref, f"/{balance.resource_id}/topup", owner=owner)
-        response = vms.send("PUT", url, body(vms.binding, TOPUP, {"Amount": "1", "Voucher": n}))
+        response = vms.send(
+            "PUT", url, body(vms.binding, TOPUP, {"Amount": "1", "Voucher": f"V{n}"})
+        )
         assert response.status_code == 200, (owner, ref, reply(response))
 
     assert amount_of(balance) == Decimal("4.00")
