@@ -7,6 +7,7 @@ from cards.exports import export_with_audit
 from cards.management.progress import ProgressBar
 from cards.models import SERIES_FORMAT, CardStatus, TopUpCard
 from common.querylog import bounded_query_log
+from common.replicas import after_all_commits
 from wallets.models import Channel
 
 
@@ -38,6 +39,7 @@ class Command(BaseCommand):
             for one in status:
                 selected = selected | TopUpCard.objects.with_status(one)
             cards = cards.filter(pk__in=selected.values("pk"))
+        cards = after_all_commits(cards)
         total = cards.count()
         bar = ProgressBar(sys.stderr)
         stream = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
