@@ -27,7 +27,6 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
-from django.core import signing
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.template.response import TemplateResponse
 
@@ -60,8 +59,7 @@ WARNING = (
     "The read replica is unavailable or too far behind ({reasons}): this page was read from the "
     "primary database."
 )
-COOKIE = "topup_wrote"
-_COOKIE_SALT = "common.replicas.wrote"
+SESSION_KEY = "replicas_wrote"  # [WAL position, time.time()] of the user's last write request
 _SAFE_METHODS = ("GET", "HEAD")
 _CONNECTION_ERRORS = (OperationalError, InterfaceError)
 # clock_timestamp(), not now(): now() is the start of the probe's transaction.
@@ -105,7 +103,11 @@ class Health:
     usable: bool
     replay_lsn: int  # what the replica had replayed when checked (0 when unknown)
     problem: str  # why it is not usable ("" when it is)
-    checked: float  # time.monotonic() of the check
+    checked: float  # _clock() of the check
+
+
+def _clock() -> float:
+    return time.monotonic()
 
 
 _health: dict[str, Health] = {}
@@ -122,7 +124,7 @@ def _discard_connection(alias: str) -> None:
 
 def probe(alias: str) -> Health:
     """Ask the replica itself: a standby, how far it has replayed, how far behind it is."""
-    now = time.monotonic()
+    now = _clock()
     head = primary_lsn() or 0  # first: anything the replica has replayed after it is newer
     try:
         with connections[alias].cursor() as cursor:
@@ -162,7 +164,7 @@ def health(alias: str, *, fresh: bool = False) -> Health:
     if (
         not fresh
         and known is not None
-        and time.monotonic() - known.checked < settings.REPLICA_HEALTH_CHECK_SECONDS
+        and _clock() - known.checked < settings.REPLICA_HEALTH_CHECK_SECONDS
     ):
         return known
     return _remember(alias, probe(alias))
@@ -172,7 +174,7 @@ def mark_failed(alias: str, error: BaseException) -> None:
     """A query on the replica failed: skip it until the next health check."""
     _discard_connection(alias)
     problem = f"failed during a read ({type(error).__name__})"
-    _remember(alias, Health(False, 0, problem, time.monotonic()))
+    _remember(alias, Health(False, 0, problem, _clock()))
 
 
 def forget_health() -> None:
@@ -217,11 +219,11 @@ def stale_ok(*, after_lsn: int | None = None, wait_seconds: float = 0.0):
 
 def _caught_up(alias: str, required: int, wait_seconds: float) -> Health:
     state = health(alias)
-    deadline = time.monotonic() + wait_seconds
+    deadline = _clock() + wait_seconds
     while state.usable and state.replay_lsn < required:
         # Behind the write this block must see: it may have replayed it since the last check.
         state = health(alias, fresh=True)
-        if state.replay_lsn >= required or time.monotonic() >= deadline:
+        if state.replay_lsn >= required or _clock() >= deadline:
             break
         time.sleep(0.05)
     return state
@@ -337,13 +339,12 @@ def stale_ok_view(view):
 
 
 def _wrote_at(request) -> int | None:
-    try:
-        value = request.get_signed_cookie(
-            COOKIE, salt=_COOKIE_SALT, max_age=settings.REPLICA_READ_YOUR_WRITES_SECONDS
-        )
-        return int(value, 16)
-    except (KeyError, signing.BadSignature, ValueError):
+    session = getattr(request, "session", None)
+    written = session.get(SESSION_KEY) if session is not None else None
+    if not written:
         return None
+    lsn, at = written
+    return lsn if time.time() - at <= settings.REPLICA_READ_YOUR_WRITES_SECONDS else None
 
 
 def _is_staff(request) -> bool:
@@ -354,10 +355,12 @@ def _is_staff(request) -> bool:
 class ReadYourWritesMiddleware:
     """After a staff user's write request (any method but GET/HEAD/OPTIONS/TRACE), their reads
     come from the primary until a replica has replayed past the primary's WAL position at the
-    end of that request (kept in a signed cookie for REPLICA_READ_YOUR_WRITES_SECONDS).
+    end of that request, kept in their session for REPLICA_READ_YOUR_WRITES_SECONDS.
 
-    Staff only: subscribers and API clients never read a stale-tolerant page, and their write
-    requests (redemptions, top-ups) should not pay for a query they do not need."""
+    In the session, not a cookie: the position tells how much the whole database writes, which
+    is not for a reseller's staff to follow. Staff only: subscribers and API clients never read
+    a stale-tolerant page, and their write requests (redemptions, top-ups) should not pay for a
+    query they do not need. Listed after SessionMiddleware and AuthenticationMiddleware."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -373,13 +376,5 @@ class ReadYourWritesMiddleware:
         if request.method not in (*_SAFE_METHODS, "OPTIONS", "TRACE") and _is_staff(request):
             lsn = primary_lsn()
             if lsn is not None:
-                response.set_signed_cookie(
-                    COOKIE,
-                    format(lsn, "x"),
-                    salt=_COOKIE_SALT,
-                    max_age=settings.REPLICA_READ_YOUR_WRITES_SECONDS,
-                    secure=settings.SESSION_COOKIE_SECURE,
-                    httponly=True,
-                    samesite="Lax",
-                )
+                request.session[SESSION_KEY] = [lsn, int(time.time())]
         return response

@@ -3,6 +3,7 @@ its health is checked, read-your-writes, and pages when the replica is down. The
 standby is in tests/reliability/test_replicas.py."""
 
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.http import HttpResponse
@@ -30,7 +31,7 @@ class FakeReplica:
         replicas.forget_health()
         monkeypatch.setattr(replicas, "replica_aliases", lambda: ["replica1"])
         monkeypatch.setattr(replicas, "probe", self.probe)
-        monkeypatch.setattr(replicas.time, "monotonic", lambda: self.clock)
+        monkeypatch.setattr(replicas, "_clock", lambda: self.clock)
 
     def probe(self, alias):
         self.checks += 1
@@ -120,43 +121,50 @@ def test_after_a_write_the_primary_until_the_replica_has_replayed_it(monkeypatch
 # --- The middleware and the pages -------------------------------------------------------------
 
 
-def _through_middleware(request, lsn=0x2A):
-    def view(request):
+def _through_middleware(request, view=None):
+    def answer(request):
         return HttpResponse("ok")
 
-    return replicas.ReadYourWritesMiddleware(view)(request)
+    return replicas.ReadYourWritesMiddleware(view or answer)(request)
+
+
+def _request(method: str, user, written=None):
+    request = getattr(RequestFactory(), method)("/admin/anything/")
+    request.user = user
+    request.session = SessionStore()
+    if written is not None:
+        request.session[replicas.SESSION_KEY] = written
+    return request
 
 
 @pytest.mark.django_db
-def test_a_staff_users_write_request_sets_the_signed_position_reads_do_not(monkeypatch):
+def test_a_staff_users_write_request_keeps_the_primarys_position_reads_do_not(monkeypatch):
     FakeReplica(monkeypatch)
     monkeypatch.setattr(replicas, "primary_lsn", lambda: 0x2A)
-    factory = RequestFactory()
     staff = UserFactory(is_staff=True)
-    post = factory.post("/admin/anything/")
-    post.user = staff
-    response = _through_middleware(post)
-    assert replicas.COOKIE in response.cookies
-    cookie = response.cookies[replicas.COOKIE]
-    assert cookie["httponly"] and cookie["samesite"] == "Lax"
-    get = factory.get("/admin/anything/")
-    get.user = staff
-    assert replicas.COOKIE not in _through_middleware(get).cookies
-    subscriber = factory.post("/panel/redeem/")
-    subscriber.user = UserFactory(is_staff=False)
-    assert replicas.COOKIE not in _through_middleware(subscriber).cookies
-    # The next request carries it back: the position is read only from a valid signature.
+    post = _request("post", staff)
+    _through_middleware(post)
+    position, _ = post.session[replicas.SESSION_KEY]
+    assert position == 0x2A
+    for request in (_request("get", staff), _request("post", UserFactory(is_staff=False))):
+        _through_middleware(request)
+        assert replicas.SESSION_KEY not in request.session
+
+
+@pytest.mark.django_db
+def test_the_next_requests_read_after_that_position_for_the_window(monkeypatch, settings):
+    FakeReplica(monkeypatch)
+    settings.REPLICA_READ_YOUR_WRITES_SECONDS = 300
+    staff = UserFactory(is_staff=True)
     seen = []
 
     def view(request):
         seen.append(replicas._written_lsn.get())
         return HttpResponse("ok")
 
-    for value, expected in ((cookie.value, 0x2A), ("2a", None), (cookie.value + "x", None)):
-        request = factory.get("/admin/")
-        request.user = staff
-        request.COOKIES[replicas.COOKIE] = value
-        replicas.ReadYourWritesMiddleware(view)(request)
+    now = int(replicas.time.time())
+    for written, expected in (([0x2A, now], 0x2A), ([0x2A, now - 301], None), (None, None)):
+        _through_middleware(_request("get", staff, written), view)
         assert seen.pop() == expected
 
 
@@ -164,11 +172,10 @@ def test_a_staff_users_write_request_sets_the_signed_position_reads_do_not(monke
 def test_without_replicas_the_middleware_costs_nothing(monkeypatch, django_assert_num_queries):
     called = []
     monkeypatch.setattr(replicas, "primary_lsn", lambda: called.append(1))
-    post = RequestFactory().post("/admin/anything/")
-    post.user = UserFactory(is_staff=True)
+    post = _request("post", UserFactory(is_staff=True))
     with django_assert_num_queries(0):
-        response = _through_middleware(post)
-    assert called == [] and replicas.COOKIE not in response.cookies
+        _through_middleware(post)
+    assert called == [] and replicas.SESSION_KEY not in post.session
 
 
 @pytest.fixture

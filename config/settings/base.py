@@ -133,7 +133,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Only reads marked stale-tolerant go there (common/replicas.py); a replica that is down or
 # lags more than REPLICA_MAX_LAG_SECONDS is skipped, checked at most every
 # REPLICA_HEALTH_CHECK_SECONDS per process. After a staff user's write, their reads stay on the
-# primary until a replica has replayed it (a cookie kept REPLICA_READ_YOUR_WRITES_SECONDS).
+# primary until a replica has replayed it (at most REPLICA_READ_YOUR_WRITES_SECONDS).
 DATABASE_REPLICAS = []
 for _number, _url in enumerate(env_list("DATABASE_REPLICA_URLS"), start=1):
     _replica = dj_database_url.parse(_url, conn_max_age=int(env("CONN_MAX_AGE", "0")))

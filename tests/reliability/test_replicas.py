@@ -266,7 +266,6 @@ def test_stale_reads_come_from_the_replica_and_everything_else_from_the_primary(
             },
         )
         assert generated.status == 200 and "Generated 4 cards" in generated.body
-        assert writer.cookie("topup_wrote") is not None
         assert exported(writer, "73") == 4
         assert expiring(writer, "73") == 1
         assert "73-000000001" in page(writer, f"{CHANGELIST}?series=73")
