@@ -122,6 +122,21 @@ def manage(env: dict, *args: str) -> str:
     return done.stdout
 
 
+def export_cards(env: dict, series: str, *, rows: int) -> str:
+    """`manage.py export_cards --series SERIES`: checks the rows, answers what it said."""
+    done = subprocess.run(  # noqa: S603 - a fixed command line
+        [sys.executable, "manage.py", "export_cards", "--series", series],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(done.stdout.splitlines()) == rows + 1
+    return done.stderr
+
+
 class AppServer:
     """gunicorn with one worker (one process: one health cache) on a loopback port."""
 
@@ -283,10 +298,14 @@ def test_stale_reads_come_from_the_replica_and_everything_else_from_the_primary(
         # primary for a fixed time): series 74, written after a new pause, is not seen.
         standby.query("SELECT pg_wal_replay_resume()")
         replayed_all(primary, standby)
+        # export_cards reads a standby only once it has replayed everything committed before.
+        assert "read from replica1" in export_cards(env, "73", rows=4)
         pause_replay(standby)
         manage(env, "-m", "tests.reliability.replica_seed", "batch", "74", "3")
         assert exported(writer, "73") == 4
         assert exported(writer, "74") == 0
+        behind = {**env, "REPLICA_MAX_LAG_SECONDS": "0"}  # no waiting for the paused standby
+        assert "read from the primary" in export_cards(behind, "74", rows=3)
 
         # The standby stops: every page is still served, from the primary, with the warning.
         standby.stop()

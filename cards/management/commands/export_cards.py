@@ -2,6 +2,7 @@ import sys
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
 
 from cards.exports import export_with_audit
 from cards.management.progress import ProgressBar
@@ -61,4 +62,7 @@ class Command(BaseCommand):
                 stream.flush()
         target = output or "standard output"
         pins = "with PINs" if with_pins else "PINs masked"
-        self.stderr.write(f"Exported {total:,} cards of series {series} to {target} ({pins}).")
+        source = "the primary" if cards.db == DEFAULT_DB_ALIAS else cards.db
+        self.stderr.write(
+            f"Exported {total:,} cards of series {series} to {target} ({pins}), read from {source}."
+        )
