@@ -56,8 +56,8 @@ STALE_OK_MODELS = frozenset(
 )
 
 WARNING = (
-    "The read replica is unavailable or too far behind ({reasons}): this page was read from the "
-    "primary database."
+    "The read replica is unavailable or too far behind ({reasons}): reports, exports and the card "
+    "list are read from the primary database for now."
 )
 SESSION_KEY = "replicas_wrote"  # [WAL position, time.time()] of the user's last write request
 _SAFE_METHODS = ("GET", "HEAD")
@@ -298,12 +298,11 @@ def reachable(alias: str) -> str:
 def _page(request, view, args, kwargs, block: Block):
     token = _block.set(block)
     try:
-        choose(block)
+        if choose(block) == DEFAULT_DB_ALIAS and block.degraded:
+            reasons = "; ".join(block.skipped)
+            messages.warning(request, WARNING.format(reasons=reasons), fail_silently=True)
         response = view(request, *args, **kwargs)
         if isinstance(response, TemplateResponse) and not response.is_rendered:
-            if block.degraded:
-                reasons = "; ".join(block.skipped)
-                messages.warning(request, WARNING.format(reasons=reasons), fail_silently=True)
             response.render()  # now: its lazy querysets are read inside the block
         return response
     finally:

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db import OperationalError, transaction
+from django.db import OperationalError, router, transaction
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -172,9 +172,11 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
         }
         if request.method != "GET":
             return super().changelist_view(request, extra_context)
+        # The limit is set where the search runs: a replica, when one serves this page.
+        database = router.db_for_read(TopUpCard)
         try:
-            with transaction.atomic():
-                limit_statement_time(settings.CARD_SEARCH_TIMEOUT_MS)
+            with transaction.atomic(using=database):
+                limit_statement_time(settings.CARD_SEARCH_TIMEOUT_MS, using=database)
                 response = super().changelist_view(request, extra_context)
                 # The page's queries run when it renders: inside the time limit, not after it.
                 if hasattr(response, "render"):
