@@ -11,10 +11,12 @@ import datetime as dt
 import io
 from collections.abc import Callable, Iterator
 
-from django.db import connection
+from django.db import connections
 from django.db.models import Case, CharField, F, Func, QuerySet, TextField, Value, When
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
+
+from common.replicas import reachable
 
 from . import pins, sql
 from .events import cards_exported_event
@@ -203,8 +205,10 @@ def export_csv(
     `progress(rows_written)` is called after each block.
     """
     at = at or timezone.now()
+    # A replica chosen by the view may have gone away since: then the primary, before any row.
+    queryset = queryset.using(reachable(queryset.db))
     yield HEADER
-    rows = _pg_rows if connection.vendor == "postgresql" else _generic_rows
+    rows = _pg_rows if connections[queryset.db].vendor == "postgresql" else _generic_rows
     yield from rows(queryset, with_pins=with_pins, at=at, progress=progress)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 
 import psycopg.errors
 from django.core.exceptions import EmptyResultSet
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import BigIntegerField, CharField, DateTimeField, F, QuerySet, Value
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -256,7 +256,8 @@ def copy_csv(select: QuerySet) -> Iterator[bytes]:
     except EmptyResultSet:  # e.g. .none(): nothing to ask the database
         return
     statement = sql.SQL("COPY ({select}) TO STDOUT WITH (FORMAT csv)").format(select=sql.SQL(query))
-    with connection.cursor() as cursor, connection.wrap_database_errors:
+    database = connections[select.db]  # a replica for a stale-tolerant export
+    with database.cursor() as cursor, database.wrap_database_errors:
         with cursor.cursor.copy(statement.as_string(), params) as copy:
             for block in copy:  # libpq hands over one row at a time
                 yield bytes(block)

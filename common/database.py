@@ -1,7 +1,7 @@
 """What the database told us, in the terms a page needs."""
 
 import psycopg
-from django.db import OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 
 
 def database_busy(error: BaseException) -> bool:
@@ -14,11 +14,12 @@ def database_busy(error: BaseException) -> bool:
 _STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 
 
-def limit_statement_time(milliseconds: int) -> None:
+def limit_statement_time(milliseconds: int, *, using: str = DEFAULT_DB_ALIAS) -> None:
     """From here to the end of the current transaction (which must be open), PostgreSQL cancels
     any statement that runs, or waits for a lock, longer than `milliseconds`. For pages a person
     waits on: an answer that says "too long" beats a request gunicorn kills at 30 s. No-op on
     SQLite, which has no such setting."""
+    connection = connections[using]
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:

@@ -16,6 +16,7 @@ from django.urls import path
 from django.utils.text import slugify
 
 from common.admin import ReadOnlyAdminMixin
+from common.replicas import stale_ok_view
 from subscribers.selectors import staff_reseller_id
 
 from . import forms, tables
@@ -38,7 +39,9 @@ class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_urls(self):
         name = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
-        return [path("", self.admin_site.admin_view(self.report_view), name=name)]
+        # Report figures may be a few seconds old: read from a replica (docs/replicas.md).
+        view = self.admin_site.admin_view(stale_ok_view(self.report_view))
+        return [path("", view, name=name)]
 
     def report_view(self, request):
         # admin_view only checks "active staff": the report's own permission is checked here.

@@ -2,9 +2,10 @@
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db import OperationalError, transaction
+from django.db import OperationalError, router, transaction
 from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from import_export.admin import ExportActionMixin, ImportMixin
 from import_export.formats.base_formats import CSV, JSON, XLSX
@@ -22,6 +23,7 @@ from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from cards.services.scope import pin_import_refusal, pin_search_refusal
 from common.database import limit_statement_time, statement_timed_out
 from common.http import client_ip
+from common.replicas import stale_ok_view
 from subscribers.selectors import staff_reseller
 
 from .changelist import CappedCountPaginator, CardChangeList
@@ -153,6 +155,9 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
         actions.pop("delete_selected", None)  # Delete all goes through the audited service
         return actions
 
+    # The list, its count and its pages may be a few seconds old (docs/replicas.md); its POSTs
+    # (actions) read and write the primary.
+    @method_decorator(stale_ok_view)
     def changelist_view(self, request, extra_context=None):
         extra_context = {
             "title": "Top-up Cards",
@@ -167,9 +172,11 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
         }
         if request.method != "GET":
             return super().changelist_view(request, extra_context)
+        # The limit is set where the search runs: a replica, when one serves this page.
+        database = router.db_for_read(TopUpCard)
         try:
-            with transaction.atomic():
-                limit_statement_time(settings.CARD_SEARCH_TIMEOUT_MS)
+            with transaction.atomic(using=database):
+                limit_statement_time(settings.CARD_SEARCH_TIMEOUT_MS, using=database)
                 response = super().changelist_view(request, extra_context)
                 # The page's queries run when it renders: inside the time limit, not after it.
                 if hasattr(response, "render"):

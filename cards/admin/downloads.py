@@ -49,10 +49,13 @@ def batch_download(request, batch: CardBatch):
 
 
 def csv_response(request, cards, *, description: dict, filename: str, with_pins: bool):
-    """Stream `cards` as the export CSV (cards.exports), audited, never cached."""
+    """Stream `cards` as the export CSV (cards.exports), audited, never cached.
+
+    The stream runs after the view has returned: it reads the database chosen now (a replica
+    inside a stale-tolerant view, common/replicas.py), not the router's default by then."""
     response = StreamingHttpResponse(
         export_with_audit(
-            cards,
+            cards.using(cards.db),
             actor=request.user,
             with_pins=with_pins,
             description=description,

@@ -43,6 +43,7 @@ from cards.services.reveal import card_pin_reveal
 from cards.services.selection import cards_selection_delete, cards_selection_edit
 from common.http import client_ip
 from common.once import AlreadySubmitted, form_token, posted_token
+from common.replicas import stale_ok_view
 from subscribers.selectors import staff_reseller
 from wallets.services.submissions import submitted_once
 
@@ -71,7 +72,11 @@ class CardScreens:
                 view(self.delete_all_view),
                 name="cards_topupcard_delete_all",
             ),
-            path("export-csv/", view(self.export_csv_view), name="cards_topupcard_export_csv"),
+            path(
+                "export-csv/",
+                view(stale_ok_view(self.export_csv_view)),
+                name="cards_topupcard_export_csv",
+            ),
             path(
                 "<int:pk>/reveal-pin/",
                 view(self.reveal_pin_view),

@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After a staff user's write, their stale-tolerant reads stay on the primary (docs/replicas.md).
+    "common.replicas.ReadYourWritesMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.ContentSecurityPolicyMiddleware",
     "config.middleware.DatabaseBusyMiddleware",
@@ -126,6 +128,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         **DATABASES["default"].get("OPTIONS", {}),
     }
+# --- Read replicas (docs/replicas.md): none by default, everything reads the primary. ---
+# Comma-separated URLs of PostgreSQL streaming replicas of DATABASE_URL (aliases replica1, …).
+# Only reads marked stale-tolerant go there (common/replicas.py); a replica that is down or
+# lags more than REPLICA_MAX_LAG_SECONDS is skipped, checked at most every
+# REPLICA_HEALTH_CHECK_SECONDS per process. After a staff user's write, their reads stay on the
+# primary until a replica has replayed it (at most REPLICA_READ_YOUR_WRITES_SECONDS).
+DATABASE_REPLICAS = []
+for _number, _url in enumerate(env_list("DATABASE_REPLICA_URLS"), start=1):
+    _replica = dj_database_url.parse(_url, conn_max_age=int(env("CONN_MAX_AGE", "0")))
+    # A replica that does not answer costs a page at most this long, once per health check.
+    _replica["OPTIONS"] = {"connect_timeout": 2, **_replica.get("OPTIONS", {})}
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES[f"replica{_number}"] = _replica
+    DATABASE_REPLICAS.append(f"replica{_number}")
+DATABASE_ROUTERS = ["common.replicas.ReplicaRouter"]
+REPLICA_MAX_LAG_SECONDS = float(env("REPLICA_MAX_LAG_SECONDS", "10"))
+REPLICA_HEALTH_CHECK_SECONDS = float(env("REPLICA_HEALTH_CHECK_SECONDS", "5"))
+REPLICA_READ_YOUR_WRITES_SECONDS = int(env("REPLICA_READ_YOUR_WRITES_SECONDS", "300"))
+
 # The statements every REST request runs are prepared once per connection (wallets/sql.py).
 # Turn off behind a pooler in transaction mode that does not keep prepared statements.
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)

@@ -2,11 +2,13 @@ import sys
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
 
 from cards.exports import export_with_audit
 from cards.management.progress import ProgressBar
 from cards.models import SERIES_FORMAT, CardStatus, TopUpCard
 from common.querylog import bounded_query_log
+from common.replicas import after_all_commits
 from wallets.models import Channel
 
 
@@ -38,6 +40,7 @@ class Command(BaseCommand):
             for one in status:
                 selected = selected | TopUpCard.objects.with_status(one)
             cards = cards.filter(pk__in=selected.values("pk"))
+        cards = after_all_commits(cards)
         total = cards.count()
         bar = ProgressBar(sys.stderr)
         stream = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
@@ -59,4 +62,7 @@ class Command(BaseCommand):
                 stream.flush()
         target = output or "standard output"
         pins = "with PINs" if with_pins else "PINs masked"
-        self.stderr.write(f"Exported {total:,} cards of series {series} to {target} ({pins}).")
+        source = "the primary" if cards.db == DEFAULT_DB_ALIAS else cards.db
+        self.stderr.write(
+            f"Exported {total:,} cards of series {series} to {target} ({pins}), read from {source}."
+        )
