@@ -179,7 +179,7 @@ def test_delete_all_job_deletes_and_audits_like_the_request_and_keeps_activated_
     run_worker()
 
     job = CardJob.objects.get()
-    assert job.status == CardJobStatus.SUCCEEDED and job.result == {"deleted": 4}
+    assert job.status == CardJobStatus.SUCCEEDED and job.result["deleted"] == 4
     assert list(TopUpCard.objects.all()) == [kept]
     deleted = CardEvent.objects.filter(kind="deleted")
     assert deleted.count() == 4 and {e.actor_id for e in deleted} == {job.requested_by_id}
@@ -233,11 +233,13 @@ def test_a_selection_that_changed_before_the_job_ran_fails_on_its_page_and_chang
 
 
 @pytest.mark.django_db
-def test_a_running_job_shows_elapsed_time_and_an_indeterminate_bar(admin_client):
+def test_a_running_job_shows_the_percentage_done(admin_client):
     job = CardJob.objects.create(
         kind=CardJobKind.DELETE_ALL,
-        params={"filters": {"serial_from": "3"}, "expected": 5, "reseller_id": None},
+        params={"filters": {"serial_from": "3"}, "expected": 120_000, "reseller_id": None},
         total=120_000,
+        done=30_000,
+        result={"selection_at": timezone.now().isoformat(), "deleted": 30_000},
         status=CardJobStatus.RUNNING,
         started_at=timezone.now() - dt.timedelta(seconds=75),
         heartbeat_at=timezone.now(),
@@ -246,9 +248,9 @@ def test_a_running_job_shows_elapsed_time_and_an_indeterminate_bar(admin_client)
     page = admin_client.get(job_page(job)).content.decode()
     state = progress(admin_client, job)
 
-    assert "Deleting 120,000 cards… running for 1 min 15 s" in page
-    assert state["percent"] is None and not state["finished"]
-    assert 'id="job-bar" max="100"  class' in page  # no value: indeterminate
+    assert "Deleting 120,000 cards… 30,000 done (25%)." in page
+    assert state["percent"] == 25 and not state["finished"] and not state["resumable"]
+    assert 'id="job-bar" max="100" value="25"' in page
     assert state["link_url"] == reverse("admin:cards_topupcard_changelist") + "?serial_from=3"
 
 
