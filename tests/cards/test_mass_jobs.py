@@ -13,6 +13,7 @@ from django.utils import timezone
 from cards.models import (
     CardEvent,
     CardJob,
+    CardJobCard,
     CardJobKind,
     CardJobStatus,
     TopUpCard,
@@ -303,25 +304,31 @@ FROM generate_series(0, %s - 1) AS i
 """
 
 
+def _resume(client, job):
+    return client.post(reverse("admin:cards_cardjob_resume", args=[job.pk]), follow=True)
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_worker_killed_mid_mass_edit_leaves_every_card_as_it_was(settings, admin_client):
+def test_worker_killed_mid_mass_edit_has_done_exactly_what_it_reports_and_resumes_the_rest(
+    settings, monkeypatch, admin_client, admin_user
+):
+    total = 60_000
     settings.MASS_EDIT_SYNC_LIMIT = 1
+    monkeypatch.setenv("MASS_EDIT_CHUNK_SIZE", "500")  # the worker process's setting
     with connection.cursor() as cursor:
-        cursor.execute(LOAD_SQL, [60_000])
+        cursor.execute(LOAD_SQL, [total])
         cursor.execute("ANALYZE cards_topupcard")
     admin_client.post(url(MASS_EDIT, serial_from="77"), EXPIRY_AND_BLOCK)
     job = CardJob.objects.get()
     worker = spawn_worker()
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             job.refresh_from_db()
-            if job.status != CardJobStatus.QUEUED:
+            if job.done >= 2_000:
                 break
-            time.sleep(0.05)
-        assert job.status == CardJobStatus.RUNNING
-        _wait_for_row_locks(deadline)  # the job is inside its transaction, mid-way
+            time.sleep(0.02)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
     finally:
@@ -329,25 +336,112 @@ def test_worker_killed_mid_mass_edit_leaves_every_card_as_it_was(settings, admin
             worker.kill()
 
     job.refresh_from_db()
-    assert job.status == CardJobStatus.RUNNING  # never finished; interrupted once stale
-    assert not TopUpCard.objects.filter(blocked=True).exists()
-    assert not TopUpCard.objects.exclude(expires_at__gt=timezone.now()).exists()
-    assert not TopUpCard.objects.filter(expires_at__year=2031).exists()
-    assert not CardEvent.objects.exists()
+    done = job.done
+    assert job.status == CardJobStatus.RUNNING and 2_000 <= done < total
+    # Exactly the committed chunks: each card counted done is changed and audited once.
+    changed = TopUpCard.objects.filter(blocked=True, expires_at__year=2031)
+    assert changed.count() == done
+    assert not TopUpCard.objects.filter(blocked=True).exclude(expires_at__year=2031).exists()
+    assert CardEvent.objects.count() == 2 * done
+    assert CardJobCard.objects.filter(job=job).count() == total - done
+    CardJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - dt.timedelta(hours=1))
+    state = progress(admin_client, job)
+    assert state["status"] == "interrupted" and state["resumable"]
+    assert state["label"] == (
+        f"Interrupted: the worker stopped. {done:,} of 60,000 cards done: expiration date "
+        f"changed on {done:,} cards; block changed on {done:,} cards. Resume to do the other "
+        f"{total - done:,} cards; the ones done stay done."
+    )
+
+    page = _resume(admin_client, job).content.decode()
+    assert f"Resumed: the other {total - done:,} cards are queued." in page
+    run_worker()
+
+    job.refresh_from_db()
+    assert job.status == CardJobStatus.SUCCEEDED and job.done == total
+    assert job.result["changed"] == {"expires_at": total, "blocked": total}
+    assert job.result["resumed_by"] == [admin_user.pk]
+    assert changed.count() == total
+    assert CardEvent.objects.count() == 2 * total  # the first run's cards were not audited twice
+    assert CardEvent.objects.values("card_id", "kind").distinct().count() == 2 * total
+    assert not CardJobCard.objects.exists()
 
 
-def _wait_for_row_locks(deadline):
-    """Until another session holds a transaction open that has written (an xid assigned)."""
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("the job never started writing")
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_fails_mid_way_reports_what_it_did_and_resuming_does_only_the_rest(
+    settings, monkeypatch, admin_client
+):
+    from cards import sql as card_sql
+
+    settings.MASS_EDIT_SYNC_LIMIT = 1
+    settings.MASS_EDIT_CHUNK_SIZE = 2
+    cards("3", 5)
+    admin_client.post(url(MASS_EDIT, series="3"), EXPIRY_AND_BLOCK)
+    job = CardJob.objects.get()
+    original, calls = card_sql.insert_card_events, []
+
+    def fail_in_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the second chunk's first audit insert, after its lock
+            raise RuntimeError("the database went away")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(card_sql, "insert_card_events", fail_in_the_second_chunk)
+    run_worker()
+
+    job.refresh_from_db()
+    assert job.status == CardJobStatus.FAILED and job.done == 2
+    assert sorted(TopUpCard.objects.filter(blocked=True).values_list("number", flat=True)) == [
+        1,
+        2,
+    ]
+    assert CardEvent.objects.count() == 4  # expiry and block of cards 1 and 2, nothing of 3
+    label = progress(admin_client, job)["label"]
+    assert label == (
+        "Failed: It failed unexpectedly. See the server log. 2 of 5 cards done: expiration date "
+        "changed on 2 cards; block changed on 2 cards. Resume to do the other 3 cards; the ones "
+        "done stay done."
+    )
+    before = snapshot(TopUpCard)
+    TopUpCardFactory(series="3", number=9, expires_at=EXPIRES)  # joins the search meanwhile
+
+    monkeypatch.setattr(card_sql, "insert_card_events", original)
+    _resume(admin_client, job)
+    run_worker()
+
+    job.refresh_from_db()
+    assert job.status == CardJobStatus.SUCCEEDED and job.done == 5
+    assert job.result["changed"] == {"expires_at": 5, "blocked": 5}
+    blocked = TopUpCard.objects.filter(blocked=True).values_list("number", flat=True)
+    assert sorted(blocked) == [1, 2, 3, 4, 5]  # the confirmed selection, not the new card
+    assert CardEvent.objects.count() == 10
+    assert snapshot(TopUpCard)[:2] == before[:2]  # the cards done first were not touched again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resume_is_refused_to_who_cannot_see_the_job_and_for_a_job_with_nothing_left(
+    settings, client, admin_client
+):
+    settings.MASS_EDIT_SYNC_LIMIT = 1
+    cards("3", 3)
+    admin_client.post(url(MASS_EDIT, series="3"), edit(block_action="block"))
+    run_worker()
+    job = CardJob.objects.get()
+    assert job.status == CardJobStatus.SUCCEEDED
+    before = snapshot(CardJob), snapshot(TopUpCard), CardEvent.objects.count()
+
+    page = _resume(admin_client, job).content.decode()
+    assert "This job has nothing left to resume." in page
+    viewer = operator("view_topupcard", "view_cardjob", username="viewer")
+    client.force_login(viewer)
+    assert _resume(client, job).status_code == 404
+    # A job stopped half-way, which a user without the Mass Edit permission may not resume.
+    CardJob.objects.filter(pk=job.pk).update(status=CardJobStatus.FAILED, done=1)
+    assert client.post(reverse("admin:cards_cardjob_resume", args=[job.pk])).status_code == 404
+    assert admin_client.get(reverse("admin:cards_cardjob_resume", args=[job.pk])).status_code == 302
+
+    CardJob.objects.filter(pk=job.pk).update(status=CardJobStatus.SUCCEEDED, done=3)
+    assert (snapshot(CardJob), snapshot(TopUpCard), CardEvent.objects.count()) == before
 
 
 @pytest.mark.postgres

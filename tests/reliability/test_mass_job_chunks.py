@@ -24,8 +24,8 @@ import cards.sql
 from cards.jobs import mass_edit_job_start, run_mass_job
 from cards.models import CardEvent, CardEventKind, CardJob, CardJobCard, CardJobStatus, TopUpCard
 from tests.factories import TopUpCardFactory
+from tests.reliability import test_redemption_beside_a_job as beside
 from tests.reliability.support import state
-from tests.reliability.test_redemption_beside_a_job import BOUND, locked_cards, rose  # noqa: F401
 from tests.rsgateway.api import Api, reply
 from tests.wallets.conftest import make_client_user
 from wallets.exceptions import Result
@@ -34,6 +34,9 @@ from wallets.models import Balance, VoucherMode
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 SERIES = "7"
+BOUND = beside.BOUND
+locked_cards = beside.locked_cards
+rose = beside.rose  # the subscriber fixture, with a main balance and the redeem right
 OLD_EXPIRY = timezone.now().replace(microsecond=0) + dt.timedelta(days=30)
 NEW_EXPIRY = dt.datetime(2031, 6, 30, 12, tzinfo=dt.UTC)
 
@@ -44,7 +47,7 @@ def chunks_of_two(settings):
 
 
 @pytest.fixture
-def series(rose):  # noqa: F811
+def series(rose):
     """Six 10.00 cards on sale: chunks (1, 2), (3, 4), (5, 6) in card id order."""
     return [
         TopUpCardFactory(
@@ -142,7 +145,7 @@ def test_redemptions_while_the_job_is_between_chunks_are_done_and_the_job_skips_
     admin_user,
     admin_client,
     rose,
-    series,  # noqa: F811
+    series,
 ):
     api = Api(Client(), "json", make_client_user(VoucherMode.CARD, username="partner"))
     panel = Client()
@@ -202,7 +205,7 @@ def test_inside_a_chunk_only_its_own_cards_are_busy(
     admin_user,
     rose,
     series,
-    binding,  # noqa: F811
+    binding,
 ):
     api = Api(Client(), binding, make_client_user(VoucherMode.CARD, username="partner"))
 
@@ -241,7 +244,7 @@ def test_panel_redemption_inside_the_chunk_says_try_again_and_outside_it_is_done
     monkeypatch,
     admin_user,
     rose,
-    series,  # noqa: F811
+    series,
 ):
     panel = Client()
     panel.force_login(rose.user)
