@@ -285,7 +285,8 @@ def delete_all_job_start(*, filters: dict, expected: int, actor) -> CardJob:
 
 class _Heartbeat:
     """Touches the job's heartbeat from a thread with its own connection while the work runs:
-    the work's statements give no progress to report, but the page shows the job alive."""
+    each chunk records its progress as it commits, but writing the selection at the start is
+    one long statement, and the page must not show the job as interrupted meanwhile."""
 
     def __init__(self, job_id: int):
         self.job_id = job_id

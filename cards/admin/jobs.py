@@ -8,7 +8,6 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from cards.exceptions import CardEditError
@@ -23,11 +22,6 @@ from subscribers.models import Reseller
 from .display import cards_text, mass_edit_summary, moment_text
 
 NO_RESELLER = "No reseller: redeemable by every subscriber"
-
-
-def _elapsed(job: CardJob) -> str:
-    seconds = int((timezone.now() - (job.started_at or job.created_at)).total_seconds())
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def mass_job_done_text(job: CardJob) -> str:

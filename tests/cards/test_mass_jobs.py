@@ -171,6 +171,7 @@ def test_delete_all_job_deletes_and_audits_like_the_request_and_keeps_activated_
     settings, admin_client, subscriber
 ):
     settings.MASS_EDIT_SYNC_LIMIT = 1
+    settings.MASS_EDIT_CHUNK_SIZE = 3  # two chunks
     cards("3", 4)
     kept = TopUpCardFactory(
         series="3", number=5, activated_at=timezone.now(), activated_by=subscriber
