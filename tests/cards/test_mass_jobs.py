@@ -471,3 +471,27 @@ def test_heartbeat_keeps_a_long_job_from_looking_interrupted(monkeypatch):
         heartbeat.close()
 
     assert job.heartbeat_at > old and not job.is_interrupted
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_keeps_a_bounded_query_log_with_debug_on(settings, monkeypatch, admin_user):
+    from cards import jobs
+    from cards.jobs import mass_edit_job_start, run_mass_job
+
+    settings.DEBUG = True
+    settings.MASS_EDIT_CHUNK_SIZE = 1
+    cards("3", 60)  # 60 chunks of a dozen statements each
+    job = mass_edit_job_start(
+        filters={"series": "3"}, expected=60, changes={"blocked": True}, actor=admin_user
+    )
+    original, logged = jobs.job_chunk_edit, []
+
+    def chunk(**kwargs):
+        logged.append(len(connection.queries_log))
+        return original(**kwargs)
+
+    monkeypatch.setattr(jobs, "job_chunk_edit", chunk)
+    run_mass_job.call(job.pk)
+
+    assert TopUpCard.objects.filter(blocked=True).count() == 60
+    assert len(logged) == 61 and max(logged) <= 50
