@@ -10,10 +10,12 @@ it while the batch's own transaction is still open.
 
 `mass_edit_job_start` / `delete_all_job_start` do the same for a Mass Edit or Delete all of a
 selection: the job keeps the Advanced Search parameters the operator confirmed and the count they
-saw; `run_mass_job` rebuilds the selection with `card_list` scoped to that operator and runs the
-services the request runs (cards.services.selection), in one transaction. Those work in a few
-set-based statements, so there is no count to report while they run: a heartbeat on a side
-connection shows the job alive (elapsed time), and a killed worker shows as interrupted.
+saw. `run_mass_job` rebuilds the selection with `card_list` scoped to that operator, writes its
+card ids once (the count must be the confirmed one), then changes them in chunks of
+MASS_EDIT_CHUNK_SIZE cards, each its own short transaction that also records its counts on the
+job (cards.services.selection): a sale waits for one chunk at most, the job page shows the
+percentage done, and a job cut short has done exactly what it reports; `mass_job_resume` queues
+it again to do the rest.
 
 A queued job is stored by the tasks' import paths (`cards.jobs.run_generation_job`,
 `cards.jobs.run_mass_job`): they stay where they are, or jobs queued before an upgrade would not
@@ -34,7 +36,8 @@ from django_tasks import task
 
 from cards.services.generation import card_batch_generate, generation_request_check, pin_space_check
 from cards.services.mass_edit import EXPIRE_NOW
-from cards.services.selection import cards_selection_delete, cards_selection_edit
+from cards.services.selection import job_chunk_delete, job_chunk_edit, job_selection_snapshot
+from common.querylog import bounded_query_log
 from subscribers.models import Reseller
 from subscribers.selectors import staff_reseller
 
@@ -117,8 +120,9 @@ INTERRUPTED = "Interrupted by a database outage; start it again."
 def job_interrupted(*, task_id: str) -> int:
     """Record as interrupted the job of the worker's failed task `task_id` if the job is still
     queued or running: `_run_job` records every failure it sees, so such a job lost its own
-    record with the database (cards/management/commands/run_worker.py). Its work is one
-    transaction, which the database rolled back: nothing was applied. How many were marked."""
+    record with the database (cards/management/commands/run_worker.py). The transaction the
+    outage cut short was rolled back: a generation applied nothing, a Mass Edit or Delete all
+    exactly the chunks its `done` counts (resumable). How many were marked."""
     return CardJob.objects.filter(
         task_id=task_id, status__in=[CardJobStatus.QUEUED, CardJobStatus.RUNNING]
     ).update(status=CardJobStatus.FAILED, error=INTERRUPTED, finished_at=timezone.now())
@@ -133,17 +137,19 @@ def _run_job(job_id: int, work, *, refused: type[Exception], unexpected: str, wa
     """The worker's side of every job: claim it once, run `work(job, watcher)`, record how it
     ended. `work` returns (what the task returns, the job fields to set on success); an error of
     type `refused` is the operator's to read, anything else is logged and re-raised."""
-    job = CardJob.objects.select_related("requested_by").get(pk=job_id)
-    if job.status != CardJobStatus.QUEUED:
-        logger.warning("Job %s is %s already: not run again", job_id, job.status)
-        return None
     now = timezone.now()
-    CardJob.objects.filter(pk=job_id).update(
+    claimed = CardJob.objects.filter(pk=job_id, status=CardJobStatus.QUEUED).update(
         status=CardJobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
+    job = CardJob.objects.select_related("requested_by").get(pk=job_id)
+    if not claimed:
+        logger.warning("Job %s is %s already: not run again", job_id, job.status)
+        return None
     watcher = watch(job_id)
     try:
-        value, fields = work(job, watcher)
+        # Thousands of statements and no request: with DEBUG on, Django's query log would grow.
+        with bounded_query_log():
+            value, fields = work(job, watcher)
     except refused as error:
         CardJob.objects.filter(pk=job_id).update(
             status=CardJobStatus.FAILED, error=error.message, finished_at=timezone.now()
@@ -279,7 +285,8 @@ def delete_all_job_start(*, filters: dict, expected: int, actor) -> CardJob:
 
 class _Heartbeat:
     """Touches the job's heartbeat from a thread with its own connection while the work runs:
-    the work's statements give no progress to report, but the page shows the job alive."""
+    each chunk records its progress as it commits, but writing the selection at the start is
+    one long statement, and the page must not show the job as interrupted meanwhile."""
 
     def __init__(self, job_id: int):
         self.job_id = job_id
@@ -327,7 +334,7 @@ def _changes_from_params(stored: dict) -> dict:
 
 
 def _run_mass(job: CardJob) -> dict:
-    """The work itself, all-or-nothing; what changed, for the job page."""
+    """The work itself, chunk by chunk; what it did in all, for the job page."""
     actor, params = job.requested_by, job.params
     if job.kind == CardJobKind.MASS_EDIT:
         permission = "cards.change_topupcard"
@@ -335,24 +342,61 @@ def _run_mass(job: CardJob) -> dict:
         permission = "cards.delete_topupcard"
     if actor is None or not actor.is_active or not actor.has_perm(permission):
         raise CardPermissionDenied("The operator who started it is no longer allowed to.")
-    try:
-        selection = card_list(filters=params["filters"], user=actor)
-    except InvalidCardSearch as error:
-        raise CardEditError(f"The search is not valid: {error}") from error
+    if not job.snapshot_taken:
+        try:
+            selection = card_list(filters=params["filters"], user=actor)
+        except InvalidCardSearch as error:
+            raise CardEditError(f"The search is not valid: {error}") from error
+        job_selection_snapshot(job=job, cards=selection, expected=params["expected"])
+    size = settings.MASS_EDIT_CHUNK_SIZE
     if job.kind == CardJobKind.DELETE_ALL:
-        deleted = cards_selection_delete(cards=selection, expected=params["expected"], actor=actor)
-        return {"deleted": deleted}
-    result = cards_selection_edit(
-        cards=selection,
-        changes=_changes_from_params(params["changes"]),
-        delete_ids=params.get("delete_ids", ()),
-        expected=params["expected"],
-        actor=actor,
+
+        def chunk(after):
+            return job_chunk_delete(job_id=job.pk, after=after, size=size, actor=actor)
+    else:
+        changes = _changes_from_params(params["changes"])
+        delete_ids = params.get("delete_ids", ())
+
+        def chunk(after):
+            return job_chunk_edit(
+                job_id=job.pk,
+                after=after,
+                size=size,
+                changes=changes,
+                delete_ids=delete_ids,
+                actor=actor,
+            )
+
+    after = 0
+    while (done := chunk(after)) is not None:
+        after = done.last_id
+    job.refresh_from_db(fields=["result"])
+    return job.result
+
+
+def mass_job_resumable(job: CardJob) -> bool:
+    """Whether a Mass Edit / Delete all job stopped with cards left to do: failed (an outage, an
+    error) or interrupted (the worker killed) after its selection was written."""
+    stopped = job.status == CardJobStatus.FAILED or job.is_interrupted
+    return job.kind != CardJobKind.GENERATE and stopped and job.snapshot_taken and job.left > 0
+
+
+@transaction.atomic
+def mass_job_resume(*, job: CardJob, actor) -> CardJob:
+    """Queue a stopped Mass Edit / Delete all job again: it does the cards it has not done (its
+    selection as written at its start, never the ones done), as the operator who started it."""
+    job = CardJob.objects.select_for_update().get(pk=job.pk)
+    if not mass_job_resumable(job):
+        raise CardEditError("This job has nothing left to resume.")
+    result = dict(job.result)
+    result["resumed_by"] = [*result.get("resumed_by", []), getattr(actor, "pk", None)]
+    CardJob.objects.filter(pk=job.pk).update(
+        status=CardJobStatus.QUEUED, error="", finished_at=None, result=result
     )
-    outcome = {"changed": result.changed}
-    if params.get("delete_ids"):
-        outcome["deleted"] = result.deleted
-    return outcome
+    logger.info("Job %s resumed by %s with %s cards left", job.pk, actor, job.left)
+    transaction.on_commit(lambda: _enqueue(run_mass_job, job.pk))
+    job.refresh_from_db()
+    return job
 
 
 @task()
@@ -361,7 +405,7 @@ def run_mass_job(job_id: int) -> dict | None:
 
     def work(job, _heartbeat):
         outcome = _run_mass(job)
-        return outcome, {"result": outcome, "done": job.total}
+        return outcome, {"result": outcome}
 
     return _run_job(
         job_id,

@@ -213,12 +213,18 @@ class CardJobKind(models.TextChoices):
     DELETE_ALL = "delete_all", "Delete all"
 
 
+SELECTION_AT = "selection_at"
+"""Key of a Mass Edit / Delete all job's `result`: when its selection was written (CardJobCard)."""
+
+
 class CardJob(models.Model):
     """Card work done in the background by the task worker, with its progress: a generated batch,
     or a Mass Edit / Delete all of a selection too large for one request.
 
-    The work runs in one transaction: a worker killed mid-way leaves every card as it was, and the
-    job shows as interrupted once its heartbeat is older than GENERATION_JOB_STALE_SECONDS.
+    A generation runs in one transaction: a worker killed mid-way leaves no card. A Mass Edit or
+    Delete all works in chunks (`CardJobCard`), each committed with its count in `done`: a worker
+    killed mid-way leaves exactly `done` cards done, and resuming does the rest. Either shows as
+    interrupted once its heartbeat is older than GENERATION_JOB_STALE_SECONDS.
     """
 
     kind = models.CharField(
@@ -267,10 +273,39 @@ class CardJob(models.Model):
         return timezone.now() - beat > stale
 
     @property
+    def snapshot_taken(self) -> bool:
+        """A Mass Edit / Delete all whose selection is written: its chunks may have run."""
+        return SELECTION_AT in (self.result or {})
+
+    @property
+    def left(self) -> int:
+        """Cards not done yet (each chunk adds what it settled to `done` as it commits)."""
+        return max(self.total - self.done, 0)
+
+    @property
     def percent(self) -> int:
         if self.status == CardJobStatus.SUCCEEDED:
             return 100
         return int(100 * self.done / self.total) if self.total else 0
+
+
+class CardJobCard(models.Model):
+    """A card of a Mass Edit / Delete all job's selection not done yet (docs/cards.md, Background
+    jobs). The job's first run writes the ids of the selection the operator confirmed, once;
+    each chunk then removes its ids in the transaction that changes its cards, so what is left
+    is exactly what is still to do. Not a foreign key to the card: a card deleted meanwhile by
+    someone else must not take its row (nor block its deletion)."""
+
+    pk = models.CompositePrimaryKey("job_id", "card_id")
+    # The primary key's index (job, card) serves every query: no second index on the job.
+    job = models.ForeignKey(CardJob, on_delete=models.CASCADE, related_name="+", db_index=False)
+    card_id = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = "card of a background job"
+
+    def __str__(self) -> str:
+        return f"card {self.card_id} of job {self.job_id}"
 
 
 class TopUpCard(models.Model):

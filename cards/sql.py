@@ -21,7 +21,14 @@ from subscribers.models import AccessNumber, Subscriber, Subscription
 from wallets.models import Balance, BalanceEvent, BalanceTemplate, Channel, LedgerEntry, Wallet
 
 from . import events
-from .models import SERIAL_NUMBER_DIGITS, CardEvent, CardEventKind, TopUpCard, serial_expression
+from .models import (
+    SERIAL_NUMBER_DIGITS,
+    CardEvent,
+    CardEventKind,
+    CardJobCard,
+    TopUpCard,
+    serial_expression,
+)
 
 # --- generation: COPY of a batch's cards (PostgreSQL) -------------------------------------------
 # Stands in for `TopUpCard.objects.bulk_create` in chunks (cards.services.generation, the path
@@ -193,6 +200,33 @@ def lock_selection(cards: QuerySet) -> tuple[QuerySet, int]:
         cursor.execute(sql.SQL("ANALYZE {}").format(_LOCKED_TABLE).as_string())
     locked = TopUpCard.objects.filter(pk__in=RawSQL(_LOCKED_IDS, ()))  # noqa: S611
     return locked.order_by(), count
+
+
+# --- Mass Edit / Delete all jobs: the confirmed selection, written once (every database) --------
+# Stands in for one `CardJobCard` per card (bulk_create): INSERT … SELECT of the search, so a
+# million ids never pass through Python. One statement, one snapshot of the table: the count it
+# returns is exactly the rows written, which the job compares with the count the operator saw.
+
+
+def snapshot_selection(cards: QuerySet, *, job_id: int) -> int:
+    """Write the id of each card `cards` selects as still to do for job `job_id`; how many."""
+    rows = (
+        cards.order_by()
+        .annotate(snapshot_job=Value(job_id, output_field=BigIntegerField()))
+        .values_list("snapshot_job", "pk")
+    )
+    try:
+        select, params = rows.query.sql_with_params()
+    except EmptyResultSet:
+        return 0
+    statement = sql.SQL("INSERT INTO {table} ({columns}) {select}").format(
+        table=sql.Identifier(CardJobCard._meta.db_table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, ("job_id", "card_id"))),
+        select=sql.SQL(select),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement.as_string(), params)
+        return cursor.rowcount
 
 
 # --- Mass Edit / Delete all: one audit event per card (every database) ------------------------

@@ -13,6 +13,7 @@ from cards.models import (
     CardEvent,
     CardEventKind,
     CardJob,
+    CardJobCard,
     CardSeries,
     TopUpCard,
 )
@@ -220,6 +221,14 @@ class CardJobFactory(factory.django.DjangoModelFactory):
 
     params = factory.LazyFunction(lambda: {"series": "9", "quantity": 10})
     total = 10
+
+
+class CardJobCardFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CardJobCard
+
+    job = factory.SubFactory(CardJobFactory)
+    card_id = factory.Sequence(lambda n: n + 1)
 
 
 class CardBatchFactory(factory.django.DjangoModelFactory):

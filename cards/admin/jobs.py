@@ -4,15 +4,15 @@ progress bar updates live."""
 import datetime as dt
 from urllib.parse import urlencode
 
-from django.contrib import admin
-from django.http import JsonResponse
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from cards.exceptions import CardEditError
 from cards.filters import CardFilter
-from cards.jobs import EXPIRED_NOW
+from cards.jobs import EXPIRED_NOW, mass_job_resumable, mass_job_resume
 from cards.models import CardJob, CardJobKind, CardJobStatus, CardStatus
 from cards.selectors import jobs_visible_to
 from common.admin import ReadOnlyAdminMixin
@@ -24,28 +24,57 @@ from .display import cards_text, mass_edit_summary, moment_text
 NO_RESELLER = "No reseller: redeemable by every subscriber"
 
 
-def _elapsed(job: CardJob) -> str:
-    seconds = int((timezone.now() - (job.started_at or job.created_at)).total_seconds())
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+def mass_job_done_text(job: CardJob) -> str:
+    """What a Mass Edit / Delete all job has done so far, exactly (its chunks' committed counts):
+    "412,000 of 1,000,000 cards done: expiration date changed on …; 3 cards were redeemed
+    meanwhile and left as they were"."""
+    result = job.result or {}
+    text = f"{job.done:,} of {cards_text(job.total)} done"
+    summary = mass_edit_summary(result.get("changed", {}), result.get("deleted"))
+    if summary:
+        text += f": {summary}"
+    return text + _left_as_they_were(result)
+
+
+def _left_as_they_were(result: dict) -> str:
+    redeemed = result.get("redeemed", 0)
+    other = result.get("skipped", 0) - redeemed
+    parts = []
+    if redeemed:
+        verb = "was" if redeemed == 1 else "were"
+        parts.append(f"{cards_text(redeemed)} {verb} redeemed meanwhile and left as they were")
+    if other:
+        verb = "was" if other == 1 else "were"
+        parts.append(f"{cards_text(other)} {verb} deleted or moved to another company meanwhile")
+    return "".join(f"; {part}" for part in parts)
 
 
 def mass_job_state(job: CardJob) -> dict:
-    """A Mass Edit / Delete all job: its statements report no count, so a running job shows its
-    elapsed time (the heartbeat keeps it from looking interrupted) and an indeterminate bar."""
+    """A Mass Edit / Delete all job: the percentage of its selection done, chunk by chunk; once
+    stopped, exactly what it did and whether resuming does the rest."""
     deleting = job.kind == CardJobKind.DELETE_ALL
     nothing = "No card was deleted." if deleting else "No card was changed."
+    resumable = mass_job_resumable(job)
+    if resumable:
+        left = f"Resume to do the other {cards_text(job.left)}; the ones done stay done."
+        if job.done:
+            done = f"{mass_job_done_text(job)}. {left}"
+        else:
+            done = f"{nothing} Resume to do all {cards_text(job.left)}."
+    else:
+        done = nothing
     if job.is_interrupted:
-        label = f"Interrupted: the worker stopped. {nothing}"
+        label = f"Interrupted: the worker stopped. {done}"
     elif job.status == CardJobStatus.FAILED:
-        label = f"Failed: {job.error} {nothing}"
+        label = f"Failed: {job.error} {done}"
     elif job.status == CardJobStatus.SUCCEEDED:
         summary = mass_edit_summary(job.result.get("changed", {}), job.result.get("deleted"))
-        label = f"Done: {summary}."
+        label = f"Done: {summary}{_left_as_they_were(job.result)}."
     elif job.status == CardJobStatus.RUNNING:
         verb = "Deleting" if deleting else "Changing"
         label = (
-            f"{verb} {cards_text(job.total)}… running for {_elapsed(job)}. "
-            "The cards change all at once when it ends."
+            f"{verb} {cards_text(job.total)}… {job.done:,} done ({job.percent}%). "
+            "Each chunk of cards is changed as it is done; the others still sell meanwhile."
         )
     else:
         label = "Queued: waiting for a worker (manage.py run_worker)."
@@ -53,11 +82,12 @@ def mass_job_state(job: CardJob) -> dict:
     finished = job.status in (CardJobStatus.SUCCEEDED, CardJobStatus.FAILED)
     return {
         "status": "interrupted" if job.is_interrupted else job.status,
-        "done": job.total if job.status == CardJobStatus.SUCCEEDED else 0,
+        "done": job.done,
         "total": job.total,
-        "percent": job.percent if finished or job.is_interrupted else None,
+        "percent": job.percent,
         "label": label,
         "finished": finished or job.is_interrupted,
+        "resumable": resumable,
         "batch_url": "",
         "link_url": reverse("admin:cards_topupcard_changelist")
         + ("?" + urlencode(filters) if filters else ""),
@@ -88,6 +118,7 @@ def job_state(job: CardJob) -> dict:
         "label": label,
         "finished": job.status in (CardJobStatus.SUCCEEDED, CardJobStatus.FAILED)
         or job.is_interrupted,
+        "resumable": False,
         "batch_url": batch_url,
         "link_url": batch_url,
         "link_text": "Open the batch",
@@ -176,7 +207,8 @@ def job_outcome(job: CardJob) -> str:
             created += f": {job.batch.first_serial} … {job.batch.last_serial}"
         return created
     result = job.result or {}
-    return mass_edit_summary(result.get("changed", {}), result.get("deleted"))
+    summary = mass_edit_summary(result.get("changed", {}), result.get("deleted"))
+    return summary + _left_as_they_were(result)
 
 
 @admin.register(CardJob)
@@ -219,8 +251,30 @@ class CardJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.progress_view),
                 name="cards_cardjob_progress",
             ),
+            path(
+                "<int:job_id>/resume/",
+                self.admin_site.admin_view(self.resume_view),
+                name="cards_cardjob_resume",
+            ),
             *super().get_urls(),
         ]
+
+    def resume_view(self, request, job_id: int):
+        """Resume a stopped Mass Edit / Delete all (POST): whoever sees the job may, since they
+        hold its permission; it carries on as the operator who started it."""
+        job = get_object_or_404(self.get_queryset(request), pk=job_id)
+        page = reverse("admin:cards_cardjob_change", args=[job.pk])
+        if request.method != "POST":
+            return HttpResponseRedirect(page)
+        try:
+            job = mass_job_resume(job=job, actor=request.user)
+        except CardEditError as error:
+            self.message_user(request, error.message, messages.ERROR)
+        else:
+            self.message_user(
+                request, f"Resumed: the other {cards_text(job.left)} are queued.", messages.SUCCESS
+            )
+        return HttpResponseRedirect(page)
 
     def progress_view(self, request, job_id: int):
         if not self.has_view_permission(request):
@@ -233,6 +287,7 @@ class CardJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if job is not None:  # else the admin's "doesn't exist" redirect
             extra["job_state"] = job_state(job)
             extra["progress_url"] = reverse("admin:cards_cardjob_progress", args=[job.pk])
+            extra["resume_url"] = reverse("admin:cards_cardjob_resume", args=[job.pk])
         return super().change_view(request, object_id, form_url, extra)
 
     @admin.display(description="Status")

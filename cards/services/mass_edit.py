@@ -52,7 +52,7 @@ class MassUpdateResult:
     """Per field (expires_at, reseller, blocked): how many cards it actually changed."""
 
 
-def _editable(cards: QuerySet) -> QuerySet:
+def editable_cards(cards: QuerySet) -> QuerySet:
     """The selected cards that may change: never an activated one (they are history)."""
     return cards.filter(activated_at__isnull=True).select_related(None).order_by()
 
@@ -74,13 +74,15 @@ def cards_mass_update(
     expires_at: dt.datetime | Any = PRESERVE,  # or EXPIRE_NOW
     reseller: Reseller | None | Any = PRESERVE,
     blocked: bool | Any = PRESERVE,
+    expire_now_at: dt.datetime | None = None,
     actor,
 ) -> MassUpdateResult:
     """Apply Mass Edit to every card `cards` selects (not only a page), in set-based queries.
 
     Activated cards are never changed. Each changed field of each card is audited as a
     CardEvent (edited with old and new value; blocked / unblocked), in the same transaction.
-    `expires_at` must be in the future, or EXPIRE_NOW.
+    `expires_at` must be in the future, or EXPIRE_NOW: the moment `expire_now_at` (by default
+    now; a background job passes the one it started at, so each of its chunks sets the same).
     """
     _check_expiry(expires_at)
     if reseller is not PRESERVE:
@@ -89,7 +91,7 @@ def cards_mass_update(
         check_reseller_scope(actor=actor, reseller=reseller)
     if blocked is not PRESERVE and not isinstance(blocked, bool):
         raise CardEditError("Block must be block, unblock or preserve.", field="blocked")
-    target, selected = _lock_cards(_editable(cards))
+    target, selected = _lock_cards(editable_cards(cards))
     changed: dict[str, int] = {}
     if not selected:
         # Nothing to change, and no statement to run: an empty selection compiles to no SQL.
@@ -99,7 +101,7 @@ def cards_mass_update(
     if expires_at is EXPIRE_NOW:
         # Only cards still running: an expired card keeps the expiry it had (moving it to now
         # would move its breakage to another period).
-        expires_at = timezone.now()
+        expires_at = expire_now_at or timezone.now()
         touched = target.filter(expires_at__gt=expires_at)
         sql.insert_card_events(touched, event=events.expiry_edited_events(expires_at), actor=actor)
         changed["expires_at"] = touched.update(expires_at=expires_at)
@@ -126,7 +128,7 @@ def cards_mass_delete(*, cards: QuerySet, actor) -> int:
     days before its deletion (`cards.events.Deleted`), so the history outlives the card; the
     card's earlier events keep their serial and lose only the link.
     """
-    target, selected = _lock_cards(_editable(cards))
+    target, selected = _lock_cards(editable_cards(cards))
     if not selected:
         return 0
     sql.insert_card_events(target, event=events.deleted_events(), actor=actor)

@@ -260,6 +260,9 @@ MASS_EDIT_SYNC_LIMIT = int(env("MASS_EDIT_SYNC_LIMIT", "50000"))
 # rows) that runs or waits longer than this; the operator is told to narrow the search instead of
 # waiting for gunicorn to kill the request at 30 s (a search held up by a lock waits here too).
 CARD_SEARCH_TIMEOUT_MS = int(env("CARD_SEARCH_TIMEOUT_MS", "10000"))
+# A background Mass Edit / Delete all changes this many cards per transaction: a redemption of a
+# card in its selection waits for one chunk at most (docs/cards.md, Background jobs).
+MASS_EDIT_CHUNK_SIZE = int(env("MASS_EDIT_CHUNK_SIZE", "1000"))
 
 # django-import-export: importing cards needs cards.add_topupcard (and cards.view_pin, unscoped:
 # docs/reliability.md), the Export action cards.view_topupcard. An uploaded file holds clear

@@ -19,6 +19,8 @@
           batch.querySelector("a").textContent = state.link_text;
           batch.hidden = false;
         }
+        const resume = document.getElementById("job-resume");
+        if (resume) resume.hidden = !state.resumable;
         if (state.finished) return;
       }
     } catch (error) {

@@ -13,6 +13,7 @@ from django.utils import timezone
 from cards.models import (
     CardEvent,
     CardJob,
+    CardJobCard,
     CardJobKind,
     CardJobStatus,
     TopUpCard,
@@ -170,6 +171,7 @@ def test_delete_all_job_deletes_and_audits_like_the_request_and_keeps_activated_
     settings, admin_client, subscriber
 ):
     settings.MASS_EDIT_SYNC_LIMIT = 1
+    settings.MASS_EDIT_CHUNK_SIZE = 3  # two chunks
     cards("3", 4)
     kept = TopUpCardFactory(
         series="3", number=5, activated_at=timezone.now(), activated_by=subscriber
@@ -179,7 +181,7 @@ def test_delete_all_job_deletes_and_audits_like_the_request_and_keeps_activated_
     run_worker()
 
     job = CardJob.objects.get()
-    assert job.status == CardJobStatus.SUCCEEDED and job.result == {"deleted": 4}
+    assert job.status == CardJobStatus.SUCCEEDED and job.result["deleted"] == 4
     assert list(TopUpCard.objects.all()) == [kept]
     deleted = CardEvent.objects.filter(kind="deleted")
     assert deleted.count() == 4 and {e.actor_id for e in deleted} == {job.requested_by_id}
@@ -233,11 +235,13 @@ def test_a_selection_that_changed_before_the_job_ran_fails_on_its_page_and_chang
 
 
 @pytest.mark.django_db
-def test_a_running_job_shows_elapsed_time_and_an_indeterminate_bar(admin_client):
+def test_a_running_job_shows_the_percentage_done(admin_client):
     job = CardJob.objects.create(
         kind=CardJobKind.DELETE_ALL,
-        params={"filters": {"serial_from": "3"}, "expected": 5, "reseller_id": None},
+        params={"filters": {"serial_from": "3"}, "expected": 120_000, "reseller_id": None},
         total=120_000,
+        done=30_000,
+        result={"selection_at": timezone.now().isoformat(), "deleted": 30_000},
         status=CardJobStatus.RUNNING,
         started_at=timezone.now() - dt.timedelta(seconds=75),
         heartbeat_at=timezone.now(),
@@ -246,9 +250,9 @@ def test_a_running_job_shows_elapsed_time_and_an_indeterminate_bar(admin_client)
     page = admin_client.get(job_page(job)).content.decode()
     state = progress(admin_client, job)
 
-    assert "Deleting 120,000 cards… running for 1 min 15 s" in page
-    assert state["percent"] is None and not state["finished"]
-    assert 'id="job-bar" max="100"  class' in page  # no value: indeterminate
+    assert "Deleting 120,000 cards… 30,000 done (25%)." in page
+    assert state["percent"] == 25 and not state["finished"] and not state["resumable"]
+    assert 'id="job-bar" max="100" value="25"' in page
     assert state["link_url"] == reverse("admin:cards_topupcard_changelist") + "?serial_from=3"
 
 
@@ -301,25 +305,31 @@ FROM generate_series(0, %s - 1) AS i
 """
 
 
+def _resume(client, job):
+    return client.post(reverse("admin:cards_cardjob_resume", args=[job.pk]), follow=True)
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_worker_killed_mid_mass_edit_leaves_every_card_as_it_was(settings, admin_client):
+def test_worker_killed_mid_mass_edit_has_done_exactly_what_it_reports_and_resumes_the_rest(
+    settings, monkeypatch, admin_client, admin_user
+):
+    total = 60_000
     settings.MASS_EDIT_SYNC_LIMIT = 1
+    monkeypatch.setenv("MASS_EDIT_CHUNK_SIZE", "500")  # the worker process's setting
     with connection.cursor() as cursor:
-        cursor.execute(LOAD_SQL, [60_000])
+        cursor.execute(LOAD_SQL, [total])
         cursor.execute("ANALYZE cards_topupcard")
     admin_client.post(url(MASS_EDIT, serial_from="77"), EXPIRY_AND_BLOCK)
     job = CardJob.objects.get()
     worker = spawn_worker()
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             job.refresh_from_db()
-            if job.status != CardJobStatus.QUEUED:
+            if job.done >= 2_000:
                 break
-            time.sleep(0.05)
-        assert job.status == CardJobStatus.RUNNING
-        _wait_for_row_locks(deadline)  # the job is inside its transaction, mid-way
+            time.sleep(0.02)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
     finally:
@@ -327,25 +337,112 @@ def test_worker_killed_mid_mass_edit_leaves_every_card_as_it_was(settings, admin
             worker.kill()
 
     job.refresh_from_db()
-    assert job.status == CardJobStatus.RUNNING  # never finished; interrupted once stale
-    assert not TopUpCard.objects.filter(blocked=True).exists()
-    assert not TopUpCard.objects.exclude(expires_at__gt=timezone.now()).exists()
-    assert not TopUpCard.objects.filter(expires_at__year=2031).exists()
-    assert not CardEvent.objects.exists()
+    done = job.done
+    assert job.status == CardJobStatus.RUNNING and 2_000 <= done < total
+    # Exactly the committed chunks: each card counted done is changed and audited once.
+    changed = TopUpCard.objects.filter(blocked=True, expires_at__year=2031)
+    assert changed.count() == done
+    assert not TopUpCard.objects.filter(blocked=True).exclude(expires_at__year=2031).exists()
+    assert CardEvent.objects.count() == 2 * done
+    assert CardJobCard.objects.filter(job=job).count() == total - done
+    CardJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - dt.timedelta(hours=1))
+    state = progress(admin_client, job)
+    assert state["status"] == "interrupted" and state["resumable"]
+    assert state["label"] == (
+        f"Interrupted: the worker stopped. {done:,} of 60,000 cards done: expiration date "
+        f"changed on {done:,} cards; block changed on {done:,} cards. Resume to do the other "
+        f"{total - done:,} cards; the ones done stay done."
+    )
+
+    page = _resume(admin_client, job).content.decode()
+    assert f"Resumed: the other {total - done:,} cards are queued." in page
+    run_worker()
+
+    job.refresh_from_db()
+    assert job.status == CardJobStatus.SUCCEEDED and job.done == total
+    assert job.result["changed"] == {"expires_at": total, "blocked": total}
+    assert job.result["resumed_by"] == [admin_user.pk]
+    assert changed.count() == total
+    assert CardEvent.objects.count() == 2 * total  # the first run's cards were not audited twice
+    assert CardEvent.objects.values("card_id", "kind").distinct().count() == 2 * total
+    assert not CardJobCard.objects.exists()
 
 
-def _wait_for_row_locks(deadline):
-    """Until another session holds a transaction open that has written (an xid assigned)."""
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("the job never started writing")
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_fails_mid_way_reports_what_it_did_and_resuming_does_only_the_rest(
+    settings, monkeypatch, admin_client
+):
+    from cards import sql as card_sql
+
+    settings.MASS_EDIT_SYNC_LIMIT = 1
+    settings.MASS_EDIT_CHUNK_SIZE = 2
+    cards("3", 5)
+    admin_client.post(url(MASS_EDIT, series="3"), EXPIRY_AND_BLOCK)
+    job = CardJob.objects.get()
+    original, calls = card_sql.insert_card_events, []
+
+    def fail_in_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the second chunk's first audit insert, after its lock
+            raise RuntimeError("the database went away")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(card_sql, "insert_card_events", fail_in_the_second_chunk)
+    run_worker()
+
+    job.refresh_from_db()
+    assert job.status == CardJobStatus.FAILED and job.done == 2
+    assert sorted(TopUpCard.objects.filter(blocked=True).values_list("number", flat=True)) == [
+        1,
+        2,
+    ]
+    assert CardEvent.objects.count() == 4  # expiry and block of cards 1 and 2, nothing of 3
+    label = progress(admin_client, job)["label"]
+    assert label == (
+        "Failed: It failed unexpectedly. See the server log. 2 of 5 cards done: expiration date "
+        "changed on 2 cards; block changed on 2 cards. Resume to do the other 3 cards; the ones "
+        "done stay done."
+    )
+    before = snapshot(TopUpCard)
+    TopUpCardFactory(series="3", number=9, expires_at=EXPIRES)  # joins the search meanwhile
+
+    monkeypatch.setattr(card_sql, "insert_card_events", original)
+    _resume(admin_client, job)
+    run_worker()
+
+    job.refresh_from_db()
+    assert job.status == CardJobStatus.SUCCEEDED and job.done == 5
+    assert job.result["changed"] == {"expires_at": 5, "blocked": 5}
+    blocked = TopUpCard.objects.filter(blocked=True).values_list("number", flat=True)
+    assert sorted(blocked) == [1, 2, 3, 4, 5]  # the confirmed selection, not the new card
+    assert CardEvent.objects.count() == 10
+    assert snapshot(TopUpCard)[:2] == before[:2]  # the cards done first were not touched again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resume_is_refused_to_who_cannot_see_the_job_and_for_a_job_with_nothing_left(
+    settings, client, admin_client
+):
+    settings.MASS_EDIT_SYNC_LIMIT = 1
+    cards("3", 3)
+    admin_client.post(url(MASS_EDIT, series="3"), edit(block_action="block"))
+    run_worker()
+    job = CardJob.objects.get()
+    assert job.status == CardJobStatus.SUCCEEDED
+    before = snapshot(CardJob), snapshot(TopUpCard), CardEvent.objects.count()
+
+    page = _resume(admin_client, job).content.decode()
+    assert "This job has nothing left to resume." in page
+    viewer = operator("view_topupcard", "view_cardjob", username="viewer")
+    client.force_login(viewer)
+    assert _resume(client, job).status_code == 404
+    # A job stopped half-way, which a user without the Mass Edit permission may not resume.
+    CardJob.objects.filter(pk=job.pk).update(status=CardJobStatus.FAILED, done=1)
+    assert client.post(reverse("admin:cards_cardjob_resume", args=[job.pk])).status_code == 404
+    assert admin_client.get(reverse("admin:cards_cardjob_resume", args=[job.pk])).status_code == 302
+
+    CardJob.objects.filter(pk=job.pk).update(status=CardJobStatus.SUCCEEDED, done=3)
+    assert (snapshot(CardJob), snapshot(TopUpCard), CardEvent.objects.count()) == before
 
 
 @pytest.mark.postgres
@@ -374,3 +471,27 @@ def test_heartbeat_keeps_a_long_job_from_looking_interrupted(monkeypatch):
         heartbeat.close()
 
     assert job.heartbeat_at > old and not job.is_interrupted
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_keeps_a_bounded_query_log_with_debug_on(settings, monkeypatch, admin_user):
+    from cards import jobs
+    from cards.jobs import mass_edit_job_start, run_mass_job
+
+    settings.DEBUG = True
+    settings.MASS_EDIT_CHUNK_SIZE = 1
+    cards("3", 60)  # 60 chunks of a dozen statements each
+    job = mass_edit_job_start(
+        filters={"series": "3"}, expected=60, changes={"blocked": True}, actor=admin_user
+    )
+    original, logged = jobs.job_chunk_edit, []
+
+    def chunk(**kwargs):
+        logged.append(len(connection.queries_log))
+        return original(**kwargs)
+
+    monkeypatch.setattr(jobs, "job_chunk_edit", chunk)
+    run_mass_job.call(job.pk)
+
+    assert TopUpCard.objects.filter(blocked=True).count() == 60
+    assert len(logged) == 61 and max(logged) <= 50

@@ -5,8 +5,9 @@ The library's worker exits on the first database error it meets outside a task: 
 PostgreSQL restart it is gone, and queued jobs wait for a worker until someone starts one. This
 one waits for the database to come back (retrying every few seconds) and carries on with the
 queue. A task the outage cut short is recorded as failed and its card job, if the job could not
-record its own failure, as interrupted: the job's work is one transaction, which the database
-rolled back, so nothing of it was applied (cards.jobs.job_interrupted). Options are db_worker's.
+record its own failure, as interrupted: the database rolled back the transaction in progress, so
+a generation applied nothing and a Mass Edit / Delete all exactly the chunks its page counts,
+which Resume completes (cards.jobs.job_interrupted). Options are db_worker's.
 """
 
 import logging
