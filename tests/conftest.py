@@ -1,16 +1,24 @@
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from tests.factories import BalanceFactory, ResellerFactory, SubscriberFactory, WalletFactory
 
 
 def pytest_collection_modifyitems(config, items):
-    """`postgres` tests need real parallel connections and row locks: skip them on SQLite."""
-    if connection.vendor == "postgresql":
+    """`postgres` tests need real parallel connections and row locks: skip them on SQLite.
+    `direct_connection` tests kill a connection's backend or run a cluster of their own: skip
+    them when the run goes through a pooler in transaction mode (.ci/run's second run)."""
+    if connection.vendor != "postgresql":
+        skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://…")
+        marker = "postgres"
+    elif settings.DATABASE_POOLER == "transaction":
+        skip = pytest.mark.skip(reason="needs a direct connection: run without DATABASE_POOLER")
+        marker = "direct_connection"
+    else:
         return
-    skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://…")
     for item in items:
-        if "postgres" in item.keywords:
+        if marker in item.keywords:
             item.add_marker(skip)
 
 

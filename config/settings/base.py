@@ -128,6 +128,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         **DATABASES["default"].get("OPTIONS", {}),
     }
+# "transaction" when DATABASE_URL reaches PostgreSQL through a pooler in transaction mode
+# (PgBouncer: deploy/pgbouncer/): each transaction may run on another server connection, so
+# nothing may outlive one. Django's server-side cursors (QuerySet.iterator() outside a
+# transaction declares a cursor WITH HOLD and fetches it later) are turned off.
+DATABASE_POOLER = env("DATABASE_POOLER", "").strip().lower()
+if DATABASE_POOLER not in {"", "session", "transaction"}:
+    raise ImproperlyConfigured("DATABASE_POOLER is empty, 'session' or 'transaction'.")
+if DATABASE_POOLER == "transaction":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 # --- Read replicas (docs/replicas.md): none by default, everything reads the primary. ---
 # Comma-separated URLs of PostgreSQL streaming replicas of DATABASE_URL (aliases replica1, …).
 # Only reads marked stale-tolerant go there (common/replicas.py); a replica that is down or
@@ -148,8 +157,11 @@ REPLICA_HEALTH_CHECK_SECONDS = float(env("REPLICA_HEALTH_CHECK_SECONDS", "5"))
 REPLICA_READ_YOUR_WRITES_SECONDS = int(env("REPLICA_READ_YOUR_WRITES_SECONDS", "300"))
 
 # The statements every REST request runs are prepared once per connection (wallets/sql.py).
-# Turn off behind a pooler in transaction mode that does not keep prepared statements.
-DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+# Off by default behind a pooler in transaction mode: PgBouncer keeps prepared statements only
+# from 1.21 with max_prepared_statements set (then set 1); Debian 12's 1.18 does not.
+DATABASE_PREPARED_STATEMENTS = env_bool(
+    "DATABASE_PREPARED_STATEMENTS", DATABASE_POOLER != "transaction"
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -39,7 +39,12 @@ from tests.wallets.conftest import make_client_user
 from wallets.exceptions import Result
 from wallets.models import Balance, BalanceEvent, ExternalVoucher, LedgerEntry, VoucherMode
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+# Kills the backend of a connection by its pid, which a pooler in transaction mode changes.
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.direct_connection,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 @pytest.fixture

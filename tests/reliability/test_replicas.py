@@ -34,6 +34,9 @@ CHANGELIST = "/admin/cards/topupcard/"
 EXPIRING = "/admin/reports/expiringreport/"
 BATCHES = "/admin/cards/cardbatch/"
 
+# Its own throwaway primary and standby: the run through PgBouncer has nothing to add here.
+pytestmark = pytest.mark.direct_connection
+
 
 def _port(taken: set[int]) -> int:
     for port in PORTS:

@@ -43,7 +43,8 @@ CARDS = int(min(max(SOAK_SECONDS * 25, 200), 20_000))  # per batch: more than cl
 REDEEMED = re.compile(r'data-outcome="redeemed">Voucher (\d+-\d+) redeemed')
 REFUSED = re.compile(r'data-outcome="(?!redeemed")([a-z_]+)"')
 
-pytestmark = pytest.mark.postgres
+# A throwaway cluster of its own: a pooler in front of the main database changes nothing here.
+pytestmark = [pytest.mark.postgres, pytest.mark.direct_connection]
 
 
 def app_env(database_url: str) -> dict:

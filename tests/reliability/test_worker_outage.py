@@ -19,7 +19,8 @@ from cards.jobs import INTERRUPTED
 from tests.reliability.soak_cluster import SoakCluster, Unavailable
 from tests.reliability.test_soak_crashes import ROOT, app_env, manage
 
-pytestmark = pytest.mark.postgres
+# A throwaway cluster of its own: a pooler in front of the main database changes nothing here.
+pytestmark = [pytest.mark.postgres, pytest.mark.direct_connection]
 
 WORKER = "run_worker"
 HOLD_KEY = 4242

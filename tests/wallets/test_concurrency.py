@@ -176,10 +176,12 @@ def test_top_ups_of_balances_sharing_a_template_do_not_wait_for_each_other():
 
     def top_up_second():
         first_locked.wait(timeout=10)
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '2s'")
         try:
-            balance_topup(balance=second, amount=Decimal("1.00"), voucher="FREE")
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    # For this transaction only: a pooler hands the connection on afterwards.
+                    cursor.execute("SET LOCAL lock_timeout = '2s'")
+                balance_topup(balance=second, amount=Decimal("1.00"), voucher="FREE")
             outcome["second"] = "credited"
         except Exception as exc:  # a lock wait: reported below
             outcome["second"] = repr(exc)

@@ -141,9 +141,10 @@ def _prepared_statements() -> list[str]:
 
 
 @pytest.mark.postgres
-def test_the_hot_statements_are_prepared_once_per_connection(client, card_client):
+def test_the_hot_statements_are_prepared_once_per_connection(client, card_client, settings):
     """Planning the top-up statement costs more than running it: it must really be prepared
     (Django's psycopg connection ignores prepare=True unless told otherwise)."""
+    settings.DATABASE_PREPARED_STATEMENTS = True  # the default, except behind a pooler
     balance = make_balance()
     api = Api(client, "xml", card_client)
 
