@@ -11,6 +11,7 @@ from import_export.admin import ExportActionMixin, ImportMixin
 from import_export.formats.base_formats import CSV, JSON, XLSX
 
 from cards.events import export_action_event
+from cards.exceptions import ImportRefused
 from cards.forms import CardChangeForm
 from cards.models import TopUpCard
 from cards.resources import (
@@ -52,6 +53,9 @@ def _import_failure_message(result, shown: int = 5) -> str:
         f"row {number}: a card with the same serial or PIN was written meanwhile"
         for number, _errors in result.row_errors()
     ]
+    for base in result.base_errors:
+        if isinstance(base.error, ImportRefused):
+            return base.error.message  # says what was refused (cards.services.importing)
     if result.base_errors:
         reasons.append("the file could not be read")
     more = f" (and {len(reasons) - shown} more)" if len(reasons) > shown else ""
@@ -63,6 +67,9 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
     form = CardChangeForm
     resource_classes = [TopUpCardExportResource]
     import_formats = [CSV, XLSX]
+    # The import's audit is its `imported` card event (cards.events); the admin's per-object log
+    # would be one LogEntry per card of the file, a million for a migration.
+    skip_admin_log = True
     export_formats = [CSV, TextColumnsXLSX, JSON]
     show_change_form_export = False
     import_export_change_list_template = None  # our change_list.html carries the buttons
