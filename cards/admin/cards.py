@@ -13,13 +13,15 @@ from import_export.formats.base_formats import CSV, JSON, XLSX
 from cards.events import export_action_event
 from cards.exceptions import ImportRefused
 from cards.forms import CardChangeForm
-from cards.models import TopUpCard
+from cards.jobs import import_job_start, runs_in_background
+from cards.models import CardJobKind, TopUpCard
 from cards.resources import (
     TextColumnsXLSX,
     TopUpCardExportResource,
     TopUpCardImportResource,
 )
 from cards.selectors import card_history, cards_visible_to
+from cards.services.importing import count_rows
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from cards.services.scope import pin_import_refusal, pin_search_refusal
 from common.database import limit_statement_time, statement_timed_out
@@ -228,9 +230,47 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
             limit = settings.FILE_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
             messages.error(request, f"The file is larger than {limit} MB: split it.")
             return HttpResponseRedirect(reverse("admin:cards_topupcard_import"))
+        queued = self._import_in_background(request)
+        if queued is not None:
+            return queued
         response = super().import_action(request, **kwargs)
         self._forget_unconfirmable_upload(response)
         return response
+
+    def _import_in_background(self, request):
+        """A file of more than IMPORT_SYNC_LIMIT rows is checked by the worker: the request
+        stores it (encrypted) and queues the check, and the job page shows the preview."""
+        if request.method != "POST" or not self.has_import_permission(request):
+            return None
+        form = self.create_import_form(request)
+        if not form.is_valid():
+            return None
+        upload = form.cleaned_data["import_file"]
+        file_format = self.get_import_formats()[int(form.cleaned_data["format"])]
+        kind = "xlsx" if file_format is XLSX else "csv"
+        data = b"".join(upload.chunks())
+        rows = count_rows(data, kind)
+        if not runs_in_background(kind=CardJobKind.IMPORT, count=rows):
+            upload.seek(0)
+            return None
+        try:
+            job = import_job_start(
+                data=data,
+                file_format=kind,
+                file_name=upload.name,
+                rows=rows,
+                actor=request.user,
+                ip_address=client_ip(request),
+            )
+        except ImportRefused as error:
+            messages.error(request, error.message)
+            return HttpResponseRedirect(reverse("admin:cards_topupcard_import"))
+        messages.info(
+            request,
+            f"The file has about {rows:,} rows: it is being checked in the background. This page "
+            "shows the result; nothing is imported before you confirm it here.",
+        )
+        return HttpResponseRedirect(reverse("admin:cards_cardjob_change", args=[job.pk]))
 
     def _forget_unconfirmable_upload(self, response):
         """A preview that offers no confirmation (a bad row, an unreadable file) is never

@@ -111,12 +111,10 @@ def refusal_message(check: ImportCheck) -> str:
         for number, errors in check.errors[:SHOWN_IN_MESSAGE]
     ]
     more = check.error_rows - len(reasons)
-    return (
-        "Nothing was imported: "
-        + "; ".join(reasons)
-        + (f" (and {more:,} more)" if more > 0 else "")
-        + "."
-    )
+    text = "Nothing was imported: " + "; ".join(reasons)
+    if more > 0:
+        text += f" (and {more:,} more rows)"
+    return text if text.endswith(".") else text + "."
 
 
 # --- reading a file -----------------------------------------------------------------------------
@@ -438,9 +436,7 @@ def cards_import_check(
             check = import_check(
                 header=header, rows=rows, actor=actor, total=total, progress=progress
             )
-            transaction.set_rollback(True)
-            if connection.vendor != "postgresql":
-                sql.import_stage_drop()
+            transaction.set_rollback(True)  # the staged rows go with it, on every database
     finally:
         _checked_event(check, what=PinsChecked.IMPORT_PREVIEW, actor=actor, ip_address=ip_address)
     return check
