@@ -601,15 +601,29 @@ _IMPORT_PROBLEM = sql.SQL(
 )
 
 
+# A PIN a card has under the current digest key, as one join (older keys' digests are looked up
+# chunk by chunk as the file is read: they are not staged).
+_IMPORT_TAKEN = sql.SQL(
+    "UPDATE {rows} SET taken_by = {serial} FROM {cards} AS c"
+    " WHERE c.pin_digest = {rows}.pin_digest AND {rows}.taken_by IS NULL"
+)
+_SERIAL_TEXT = {
+    "postgresql": sql.SQL("c.series || '-' || lpad(c.number::text, {digits}, '0')"),
+    "sqlite": sql.SQL("c.series || '-' || substr('000000000' || c.number, -{digits}, {digits})"),
+}
+
+
 def import_stage_findings() -> list[tuple[str, int | None, int]]:
     """Mark every row's findings across rows and against the cards; returns the (series,
     reseller id, first line) of each series and reseller the series rule applies to."""
     cards = sql.Identifier(TopUpCard._meta.db_table)
+    serial = _SERIAL_TEXT[connection.vendor].format(digits=sql.Literal(SERIAL_NUMBER_DIGITS))
     with connection.cursor() as cursor:
         for statement in _IMPORT_FINDINGS[:2]:
             _execute(cursor, statement)
         if connection.vendor == "postgresql":
             _execute(cursor, sql.SQL("ANALYZE {rows}"))  # temporary tables get no autovacuum
+        _execute(cursor, _IMPORT_TAKEN, cards=cards, serial=serial)
         for statement in _IMPORT_FINDINGS[2:]:
             _execute(cursor, statement, cards=cards)
         _execute(

@@ -56,6 +56,7 @@ ERRORS_KEPT = 1_000
 """Rows with a problem a preview lists (a file of a million rows may be all wrong: its count
 is given, the list stops here)."""
 SHOWN_IN_MESSAGE = 5
+_MEMO = 10_000  # distinct amounts or expiry texts remembered while reading a file
 
 _SERIAL = re.compile(rf"({SERIES_FORMAT.pattern})-([0-9]{{1,{SERIAL_NUMBER_DIGITS}}})")
 _CENT = Decimal("0.01")
@@ -183,6 +184,38 @@ class _Reader:
         self.keys = pins.digest_keys()
         self.encrypt = pins.pin_encrypter()
         self.first_serial = None
+        self.amounts: dict[str, tuple[Decimal | None, str]] = {}
+        self.expiries: dict[str, dt.datetime | None] = {}
+
+    def _amount(self, value) -> tuple[Decimal | None, str]:
+        """(amount, problem) of a cell; a file has few distinct amounts, each parsed once."""
+        text = _cell(value)
+        if text not in self.amounts:
+            if len(self.amounts) > _MEMO:
+                self.amounts.clear()
+            try:
+                amount = Decimal(text)
+                if not amount.is_finite() or amount <= 0:
+                    raise InvalidOperation
+                if amount != amount.quantize(_CENT):
+                    self.amounts[text] = None, DECIMALS_MESSAGE
+                else:
+                    self.amounts[text] = amount, ""
+            except InvalidOperation:
+                self.amounts[text] = None, AMOUNT_MESSAGE
+        return self.amounts[text]
+
+    def _expiry(self, value) -> dt.datetime | None:
+        """The expiry of a cell, None if it is not a date; each distinct text parsed once."""
+        text = _cell(value)
+        if text not in self.expiries:
+            if len(self.expiries) > _MEMO:
+                self.expiries.clear()
+            try:
+                self.expiries[text] = parse_time(text)
+            except ValueError:
+                self.expiries[text] = None
+        return self.expiries[text]
 
     def row(self, line: int, values: Sequence) -> tuple[tuple, list[bytes]]:
         """The staged row of file row `line`, and its PIN's digests under every key."""
@@ -199,17 +232,9 @@ class _Reader:
             series, number = match.group(1), int(match.group(2))
         else:
             problems["serial"] = [SERIAL_MESSAGE]
-        amount = None
-        try:
-            amount = Decimal(_cell(values[at[AMOUNT]]))
-            if not amount.is_finite() or amount <= 0:
-                raise InvalidOperation
-            if amount != amount.quantize(_CENT):
-                problems["amount"] = [DECIMALS_MESSAGE]
-                amount = None
-        except InvalidOperation:
-            problems["amount"] = [AMOUNT_MESSAGE]
-            amount = None
+        amount, problem = self._amount(values[at[AMOUNT]])
+        if problem:
+            problems["amount"] = [problem]
         currency = _cell(values[at[CURRENCY]]).upper()
         if not CURRENCY_FORMAT.fullmatch(currency):
             problems["currency"] = [CURRENCY_MESSAGE]
@@ -233,10 +258,8 @@ class _Reader:
                 if reseller_id is None:
                     problems["reseller"] = [f"No reseller is named {name!r}."]
                     reseller_bad = True
-        expires_at = None
-        try:
-            expires_at = parse_time(_cell(values[at[EXPIRY]]))
-        except ValueError:
+        expires_at = self._expiry(values[at[EXPIRY]])
+        if expires_at is None:
             problems["expires_at"] = [EXPIRY_MESSAGE]
         staged = (
             line,
@@ -258,7 +281,8 @@ class _Reader:
 
 
 def _taken(digests: list[bytes], current: dict[bytes, bytes]) -> dict[bytes, str]:
-    """Current-key digest of each PIN a card has → that card's serial: one query."""
+    """Current-key digest of each PIN a card has under an older key → that card's serial: one
+    query (the current key's digests are joined with the cards once all rows are staged)."""
     if not digests:
         return {}
     found = TopUpCard.objects.filter(pin_digest__in=digests).values_list(
@@ -289,7 +313,7 @@ def _stage(header: list[str], rows: Iterable[Sequence], total: int, progress) ->
         line += 1
         staged, digests = reader.row(line, values)
         chunk.append(staged)
-        for digest in digests:
+        for digest in digests[1:]:  # older keys only: the current one is staged
             every_key[digest] = digests[0]
         if len(chunk) == CHUNK:
             flush()
