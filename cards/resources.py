@@ -131,6 +131,9 @@ class TopUpCardImportResource(resources.ModelResource):
         use_transactions = True
         skip_diff = True
         clean_model_instances = False
+        # No savepoint per row (two statements a row): nothing is written row by row, the
+        # cards go in together (after_import).
+        use_bulk = True
 
     def __init__(self, *, user=None, ip_address: str | None = None, **kwargs):
         super().__init__(**kwargs)
