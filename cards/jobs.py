@@ -26,7 +26,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from django.conf import settings
@@ -442,15 +442,16 @@ def _import_refusal(actor) -> str | None:
 
 @transaction.atomic
 def import_job_start(
-    *, data: bytes, file_format: str, file_name: str, rows: int, actor, ip_address=None
+    *, chunks: Iterable[bytes], file_format: str, file_name: str, rows: int, actor, ip_address=None
 ) -> CardJob:
-    """Queue the check of an upload of about `rows` rows: the file waits encrypted for the
-    worker (cards.import_storage), the job page shows the preview and offers the import."""
+    """Queue the check of an upload (its bytes in pieces) of about `rows` rows: the file waits
+    encrypted for the worker (cards.import_storage), the job page shows the preview and offers
+    the import."""
     refusal = _import_refusal(actor)
     if refusal:
         raise ImportRefused(refusal)
     upload = EncryptedImportStorage()
-    upload.save(data)
+    upload.save_chunks(chunks)
     job = CardJob.objects.create(
         kind=CardJobKind.IMPORT,
         params={
@@ -512,7 +513,7 @@ def import_job_confirm(*, job: CardJob, actor) -> CardJob:
 def _import(job: CardJob, reporter) -> tuple[int, dict]:
     params = job.params
     upload = EncryptedImportStorage(name=params["upload"])
-    data = upload.read()
+    data = upload.open()  # inflated as it is read: the clear file is never whole in memory
     if data is None:
         raise ImportRefused(UPLOAD_GONE)
     try:
@@ -520,6 +521,7 @@ def _import(job: CardJob, reporter) -> tuple[int, dict]:
             check = cards_import_check(
                 data=data,
                 file_format=params["format"],
+                total=job.total,
                 actor=job.requested_by,
                 ip_address=params.get("ip"),
                 progress=reporter,
@@ -530,6 +532,7 @@ def _import(job: CardJob, reporter) -> tuple[int, dict]:
         count = cards_import(
             data=data,
             file_format=params["format"],
+            total=job.total,
             file_name=params["file_name"],
             actor=job.requested_by,
             ip_address=params.get("ip"),

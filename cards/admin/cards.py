@@ -248,14 +248,13 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
         upload = form.cleaned_data["import_file"]
         file_format = self.get_import_formats()[int(form.cleaned_data["format"])]
         kind = "xlsx" if file_format is XLSX else "csv"
-        data = b"".join(upload.chunks())
-        rows = count_rows(data, kind)
+        rows = count_rows(upload.chunks(), kind)  # in pieces: no copy of a large file
+        upload.seek(0)
         if not runs_in_background(kind=CardJobKind.IMPORT, count=rows):
-            upload.seek(0)
             return None
         try:
             job = import_job_start(
-                data=data,
+                chunks=upload.chunks(),
                 file_format=kind,
                 file_name=upload.name,
                 rows=rows,

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import BinaryIO
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -134,15 +135,19 @@ def _cell(value) -> str:
     return "" if value is None else str(value).strip()
 
 
-def file_rows(data: bytes, file_format: str) -> tuple[list[str], Iterator[Sequence]]:
-    """The header and an iterator over the rows of a CSV or XLSX upload, read as it goes."""
+def file_rows(source: bytes | BinaryIO, file_format: str) -> tuple[list[str], Iterator[Sequence]]:
+    """The header and an iterator over the rows of a CSV or XLSX upload (its bytes, or a binary
+    file), read as it goes."""
+    stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     if file_format == "xlsx":
         import openpyxl
 
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        if not stream.seekable():
+            stream = io.BytesIO(stream.read())
+        book = openpyxl.load_workbook(stream, read_only=True, data_only=True)
         rows = book.active.iter_rows(values_only=True)
     else:
-        rows = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=""))
+        rows = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
     try:
         header = [_cell(name) for name in next(rows)]
     except StopIteration:
@@ -152,19 +157,22 @@ def file_rows(data: bytes, file_format: str) -> tuple[list[str], Iterator[Sequen
     return header, rows
 
 
-def count_rows(data: bytes, file_format: str) -> int:
-    """About how many rows an upload has, without reading them: whether to check it in the
-    request or in the background (an XLSX says it in its dimension)."""
+def count_rows(chunks: Iterable[bytes], file_format: str) -> int:
+    """About how many rows an upload (its bytes in pieces) has, without reading them: whether
+    to check it in the request or in the background (an XLSX says it in its dimension)."""
     if file_format == "xlsx":
         import openpyxl
 
         try:
-            book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+            book = openpyxl.load_workbook(io.BytesIO(b"".join(chunks)), read_only=True)
             return max((book.active.max_row or 1) - 1, 0)
         except Exception:  # an unreadable file: the check says why
             return 0
-    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    return max(lines - 1, 0)
+    lines, last = 0, b"\n"
+    for chunk in chunks:
+        if chunk:
+            lines, last = lines + chunk.count(b"\n"), chunk
+    return max(lines - (1 if last.endswith(b"\n") else 0), 0)
 
 
 # --- the check ----------------------------------------------------------------------------------
@@ -448,15 +456,15 @@ def _refuse_unless_allowed(actor) -> None:
 
 
 def cards_import_check(
-    *, data: bytes, file_format: str, actor, ip_address=None, progress=None
+    *, data: bytes | BinaryIO, file_format: str, actor, total=0, ip_address=None, progress=None
 ) -> ImportCheck:
-    """Preview an upload: check every row, write nothing (but the `pins_checked` audit)."""
+    """Preview an upload (its bytes or a binary file of about `total` rows): check every row,
+    write nothing (but the `pins_checked` audit)."""
     _refuse_unless_allowed(actor)
     check = None
     try:
         with transaction.atomic():
             header, rows = file_rows(data, file_format)
-            total = count_rows(data, file_format)
             check = import_check(
                 header=header, rows=rows, actor=actor, total=total, progress=progress
             )
@@ -467,7 +475,14 @@ def cards_import_check(
 
 
 def cards_import(
-    *, data: bytes, file_format: str, file_name: str, actor, ip_address=None, progress=None
+    *,
+    data: bytes | BinaryIO,
+    file_format: str,
+    file_name: str,
+    actor,
+    total=0,
+    ip_address=None,
+    progress=None,
 ) -> int:
     """Import an upload: check every row again (cards may have been written since the preview),
     then write them all in one transaction, or nothing (ImportRefused, with the rows and
@@ -486,7 +501,6 @@ def cards_import(
     try:
         with transaction.atomic():
             header, rows = file_rows(data, file_format)
-            total = count_rows(data, file_format)
             check = import_check(
                 header=header, rows=rows, actor=actor, total=total, progress=checked
             )
