@@ -351,3 +351,33 @@ def test_checking_a_file_takes_as_many_queries_for_ten_rows_as_for_a_chunk(admin
     assert two_chunks == few + 1  # the second chunk's own round trip
     assert few <= 40
     assert not TopUpCard.objects.exists()
+
+
+def test_a_large_xlsx_file_goes_the_same_way(admin_client):
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for line in GOOD.strip().splitlines():
+        sheet.append(line.split(","))  # every cell text, as the Export action's XLSX has them
+    data = io.BytesIO()
+    book.save(data)
+    response = admin_client.post(
+        IMPORT,
+        {
+            "resource": "0",
+            "format": "1",
+            "import_file": SimpleUploadedFile("cards.xlsx", data.getvalue()),
+        },
+    )
+
+    job = CardJob.objects.get()
+    assert response.status_code == 302 and job.params["format"] == "xlsx"
+    job = run(job)
+    assert job.result["rows"] == 3 and job.result["error_rows"] == 0
+    confirm(admin_client, job)
+    run(CardJob.objects.get(params__stage="import"))
+    assert TopUpCard.objects.filter(series="41").count() == 3
+    assert pins.decrypt_pin(TopUpCard.objects.get(number=1).pin_encrypted) == "918273645546"
