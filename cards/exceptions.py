@@ -85,6 +85,11 @@ class CardEditError(BadData):
         super().__init__(message)
 
 
+class ImportRefused(BadData):
+    """An import file that cannot be checked or imported as a whole; `message` says why (rows and
+    reasons, never a PIN)."""
+
+
 class CardPermissionDenied(CardEditError):
     result = Result.FORBIDDEN
 

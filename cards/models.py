@@ -211,6 +211,7 @@ class CardJobKind(models.TextChoices):
     GENERATE = "generate", "Generation"
     MASS_EDIT = "mass_edit", "Mass Edit"
     DELETE_ALL = "delete_all", "Delete all"
+    IMPORT = "import", "Import"
 
 
 SELECTION_AT = "selection_at"
@@ -262,6 +263,10 @@ class CardJob(models.Model):
             return f"Mass Edit of {cards}"
         if self.kind == CardJobKind.DELETE_ALL:
             return f"Delete all of {cards}"
+        if self.kind == CardJobKind.IMPORT:
+            verb = "Import" if self.params.get("stage") == "import" else "Check"
+            rows = count_text(self.total, "row")
+            return f"{verb} of {self.params.get('file_name') or 'a file'} ({rows})"
         return f"Generation of {cards} in series {self.params.get('series')}"
 
     @property

@@ -36,6 +36,7 @@ from .models import (
     TopUpCard,
     status_conditions,
 )
+from .services.scope import pin_import_refusal
 
 # Counting stops here: past it the changelist shows the planner's estimate ("about N").
 COUNT_CAP = 10_000
@@ -143,7 +144,11 @@ def jobs_visible_to(user) -> QuerySet:
             CardJobKind.MASS_EDIT: "cards.change_topupcard",
             CardJobKind.DELETE_ALL: "cards.delete_topupcard",
         }
-        jobs = jobs.filter(kind__in=[kind for kind, perm in needs.items() if user.has_perm(perm)])
+        kinds = [kind for kind, perm in needs.items() if user.has_perm(perm)]
+        # Import files are checked against every card's PIN: only who may import sees them.
+        if user.has_perm("cards.add_topupcard") and pin_import_refusal(user) is None:
+            kinds.append(CardJobKind.IMPORT)
+        jobs = jobs.filter(kind__in=kinds)
     scoped = staff_reseller(user)
     return jobs.filter(params__reseller_id=scoped.pk) if scoped is not None else jobs
 

@@ -11,14 +11,17 @@ from import_export.admin import ExportActionMixin, ImportMixin
 from import_export.formats.base_formats import CSV, JSON, XLSX
 
 from cards.events import export_action_event
+from cards.exceptions import ImportRefused
 from cards.forms import CardChangeForm
-from cards.models import TopUpCard
+from cards.jobs import import_job_start, runs_in_background
+from cards.models import CardJobKind, TopUpCard
 from cards.resources import (
     TextColumnsXLSX,
     TopUpCardExportResource,
     TopUpCardImportResource,
 )
 from cards.selectors import card_history, cards_visible_to
+from cards.services.importing import count_rows
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from cards.services.scope import pin_import_refusal, pin_search_refusal
 from common.database import limit_statement_time, statement_timed_out
@@ -52,6 +55,9 @@ def _import_failure_message(result, shown: int = 5) -> str:
         f"row {number}: a card with the same serial or PIN was written meanwhile"
         for number, _errors in result.row_errors()
     ]
+    for base in result.base_errors:
+        if isinstance(base.error, ImportRefused):
+            return base.error.message  # says what was refused (cards.services.importing)
     if result.base_errors:
         reasons.append("the file could not be read")
     more = f" (and {len(reasons) - shown} more)" if len(reasons) > shown else ""
@@ -63,6 +69,9 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
     form = CardChangeForm
     resource_classes = [TopUpCardExportResource]
     import_formats = [CSV, XLSX]
+    # The import's audit is its `imported` card event (cards.events); the admin's per-object log
+    # would be one LogEntry per card of the file, a million for a migration.
+    skip_admin_log = True
     export_formats = [CSV, TextColumnsXLSX, JSON]
     show_change_form_export = False
     import_export_change_list_template = None  # our change_list.html carries the buttons
@@ -221,9 +230,46 @@ class TopUpCardAdmin(CardScreens, ImportMixin, ExportActionMixin, admin.ModelAdm
             limit = settings.FILE_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
             messages.error(request, f"The file is larger than {limit} MB: split it.")
             return HttpResponseRedirect(reverse("admin:cards_topupcard_import"))
+        queued = self._import_in_background(request)
+        if queued is not None:
+            return queued
         response = super().import_action(request, **kwargs)
         self._forget_unconfirmable_upload(response)
         return response
+
+    def _import_in_background(self, request):
+        """A file of more than IMPORT_SYNC_LIMIT rows is checked by the worker: the request
+        stores it (encrypted) and queues the check, and the job page shows the preview."""
+        if request.method != "POST" or not self.has_import_permission(request):
+            return None
+        form = self.create_import_form(request)
+        if not form.is_valid():
+            return None
+        upload = form.cleaned_data["import_file"]
+        file_format = self.get_import_formats()[int(form.cleaned_data["format"])]
+        kind = "xlsx" if file_format is XLSX else "csv"
+        rows = count_rows(upload.chunks(), kind)  # in pieces: no copy of a large file
+        upload.seek(0)
+        if not runs_in_background(kind=CardJobKind.IMPORT, count=rows):
+            return None
+        try:
+            job = import_job_start(
+                chunks=upload.chunks(),
+                file_format=kind,
+                file_name=upload.name,
+                rows=rows,
+                actor=request.user,
+                ip_address=client_ip(request),
+            )
+        except ImportRefused as error:
+            messages.error(request, error.message)
+            return HttpResponseRedirect(reverse("admin:cards_topupcard_import"))
+        messages.info(
+            request,
+            f"The file has about {rows:,} rows: it is being checked in the background. This page "
+            "shows the result; nothing is imported before you confirm it here.",
+        )
+        return HttpResponseRedirect(reverse("admin:cards_cardjob_change", args=[job.pk]))
 
     def _forget_unconfirmable_upload(self, response):
         """A preview that offers no confirmation (a bad row, an unreadable file) is never

@@ -5,18 +5,25 @@ import datetime as dt
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
-from django.http import HttpResponseRedirect, JsonResponse
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from cards.exceptions import CardEditError
+from cards.exceptions import CardEditError, ImportRefused
 from cards.filters import CardFilter
-from cards.jobs import EXPIRED_NOW, mass_job_resumable, mass_job_resume
+from cards.jobs import (
+    EXPIRED_NOW,
+    IMPORT_WRITE,
+    import_confirmable,
+    import_job_confirm,
+    mass_job_resumable,
+    mass_job_resume,
+)
 from cards.models import CardJob, CardJobKind, CardJobStatus, CardStatus
 from cards.selectors import jobs_visible_to
 from common.admin import ReadOnlyAdminMixin
-from common.formats import format_amount
+from common.formats import count_text, format_amount
 from subscribers.models import Reseller
 
 from .display import cards_text, mass_edit_summary, moment_text
@@ -95,8 +102,86 @@ def mass_job_state(job: CardJob) -> dict:
     }
 
 
+def import_job_state(job: CardJob) -> dict:
+    """The check of an import file, or its import: rows read (or cards written) of the total."""
+    checking = job.params.get("stage") != IMPORT_WRITE
+    nothing = "No card was imported."
+    result = job.result or {}
+    link_url, link_text = "", ""
+    if job.is_interrupted:
+        label = f"Interrupted: the worker stopped. {nothing}"
+    elif job.status == CardJobStatus.FAILED:
+        label = f"Failed: {job.error} {nothing}"
+    elif job.status == CardJobStatus.SUCCEEDED and checking:
+        rows, bad = result.get("rows", 0), result.get("error_rows", 0)
+        if bad:
+            label = (
+                f"Checked: {count_text(bad, 'row')} of {rows:,} "
+                f"{'has a problem' if bad == 1 else 'have problems'}. Nothing can be imported: "
+                "fix the file and upload it again."
+            )
+        elif rows:
+            label = f"Checked: all {count_text(rows, 'row')} can be imported. Confirm below."
+        else:
+            label = "Checked: the file has no rows."
+        link_url = reverse("admin:cards_cardjob_change", args=[job.pk])
+        link_text = "Show the check"
+    elif job.status == CardJobStatus.SUCCEEDED:
+        label = f"Done: {cards_text(result.get('imported', job.total))} imported."
+        link_url, link_text = reverse("admin:cards_topupcard_changelist"), "Open the cards"
+    elif job.status == CardJobStatus.RUNNING:
+        doing = "Checking" if checking else "Importing"
+        label = f"{doing}… {job.percent}% of about {count_text(job.total, 'row')}."
+        if not checking:
+            label += " The cards appear all at once when it ends."
+    else:
+        label = "Queued: waiting for a worker (manage.py run_worker)."
+    finished = job.status in (CardJobStatus.SUCCEEDED, CardJobStatus.FAILED)
+    return {
+        "status": "interrupted" if job.is_interrupted else job.status,
+        "done": job.total if job.status == CardJobStatus.SUCCEEDED else job.done,
+        "total": job.total,
+        "percent": job.percent,
+        "label": label,
+        "finished": finished or job.is_interrupted,
+        "batch_url": "",
+        "link_url": link_url,
+        "link_text": link_text,
+    }
+
+
+def import_preview(job: CardJob, user) -> dict | None:
+    """The checked file's problems by row, and whether this user may confirm its import."""
+    if job.kind != CardJobKind.IMPORT or job.status != CardJobStatus.SUCCEEDED:
+        return None
+    if job.params.get("stage") == IMPORT_WRITE:
+        return None
+    result = job.result or {}
+    errors = [
+        (number, field, message)
+        for number, fields in result.get("errors", [])
+        for field, messages in fields.items()
+        for message in messages
+    ]
+    refusal = import_confirmable(job, user)
+    imported = result.get("import_job")
+    return {
+        "rows": result.get("rows", 0),
+        "error_rows": result.get("error_rows", 0),
+        "errors": errors,
+        "more": result.get("error_rows", 0) - len(result.get("errors", [])),
+        "confirm_url": reverse("admin:cards_cardjob_import_confirm", args=[job.pk])
+        if refusal is None
+        else "",
+        "refusal": refusal if result.get("rows") and not result.get("error_rows") else "",
+        "import_url": reverse("admin:cards_cardjob_change", args=[imported]) if imported else "",
+    }
+
+
 def job_state(job: CardJob) -> dict:
     """What the progress page shows; also its JSON endpoint's answer."""
+    if job.kind == CardJobKind.IMPORT:
+        return import_job_state(job)
     if job.kind != CardJobKind.GENERATE:
         return mass_job_state(job)
     if job.is_interrupted:
@@ -171,6 +256,21 @@ def _changes_rows(changes: dict) -> list[tuple[str, str]]:
 def job_parameters(job: CardJob) -> list[tuple[str, str]]:
     """What the operator asked for, as (label, value) rows in the screens' own words."""
     params = job.params or {}
+    if job.kind == CardJobKind.IMPORT:
+        rows = [
+            ("File", params.get("file_name", "")),
+            ("Rows", f"about {count_text(job.total, 'row')}"),
+            ("Step", "import" if params.get("stage") == IMPORT_WRITE else "check (preview)"),
+        ]
+        if params.get("check_job"):
+            check_url = reverse("admin:cards_cardjob_change", args=[params["check_job"]])
+            rows.append(
+                (
+                    "Checked by",
+                    format_html('<a href="{}">job {}</a>', check_url, params["check_job"]),
+                )
+            )
+        return rows
     if job.kind == CardJobKind.GENERATE:
         return [
             ("Series", str(params.get("series", ""))),
@@ -201,6 +301,8 @@ def job_outcome(job: CardJob) -> str:
         return job.error
     if job.status != CardJobStatus.SUCCEEDED:
         return "—"
+    if job.kind == CardJobKind.IMPORT:
+        return job_state(job)["label"]
     if job.kind == CardJobKind.GENERATE:
         created = f"{cards_text(job.total)} created"
         if job.batch is not None:
@@ -238,7 +340,7 @@ class CardJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         # Who may mass edit or delete cards follows their own jobs (the queryset narrows kinds).
         return super().has_view_permission(request, obj) or any(
             request.user.has_perm(perm)
-            for perm in ("cards.change_topupcard", "cards.delete_topupcard")
+            for perm in ("cards.change_topupcard", "cards.delete_topupcard", "cards.add_topupcard")
         )
 
     def get_queryset(self, request):
@@ -255,6 +357,11 @@ class CardJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "<int:job_id>/resume/",
                 self.admin_site.admin_view(self.resume_view),
                 name="cards_cardjob_resume",
+            ),
+            path(
+                "<int:job_id>/import/",
+                self.admin_site.admin_view(self.import_confirm_view),
+                name="cards_cardjob_import_confirm",
             ),
             *super().get_urls(),
         ]
@@ -281,11 +388,26 @@ class CardJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return JsonResponse({"error": "Not allowed."}, status=403)
         return JsonResponse(job_state(get_object_or_404(self.get_queryset(request), pk=job_id)))
 
+    def import_confirm_view(self, request, job_id: int):
+        """The operator confirms the preview of a checked file: its import is queued (a POST;
+        who uploaded it only, cards.jobs.import_confirmable)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        job = get_object_or_404(self.get_queryset(request), pk=job_id)
+        try:
+            imported = import_job_confirm(job=job, actor=request.user)
+        except ImportRefused as error:
+            messages.error(request, error.message)
+            return HttpResponseRedirect(reverse("admin:cards_cardjob_change", args=[job.pk]))
+        messages.info(request, "The import is queued: the cards appear all at once when it ends.")
+        return HttpResponseRedirect(reverse("admin:cards_cardjob_change", args=[imported.pk]))
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra = dict(extra_context or {})
         job = self.get_object(request, object_id)
         if job is not None:  # else the admin's "doesn't exist" redirect
             extra["job_state"] = job_state(job)
+            extra["import_preview"] = import_preview(job, request.user)
             extra["progress_url"] = reverse("admin:cards_cardjob_progress", args=[job.pk])
             extra["resume_url"] = reverse("admin:cards_cardjob_resume", args=[job.pk])
         return super().change_view(request, object_id, form_url, extra)

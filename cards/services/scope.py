@@ -77,7 +77,18 @@ def series_owner(series: str) -> SeriesOwner | None:
 
 
 def _series_refusal(*, actor, series: str, reseller, owner: SeriesOwner | None) -> str | None:
-    if owner is None or owner.reseller_id == (reseller.pk if reseller else None):
+    return series_refusal(
+        actor=actor, series=series, reseller_id=reseller.pk if reseller else None, owner=owner
+    )
+
+
+def series_refusal(
+    *, actor, series: str, reseller_id: int | None, owner: SeriesOwner | None
+) -> str | None:
+    """Why cards of the reseller `reseller_id` (None: no reseller) may not go into `series` owned
+    by `owner` (None: nobody used it), or None. Read only: the import checks a whole file's
+    series with it before `series_claim` locks them."""
+    if owner is None or owner.reseller_id == reseller_id:
         return None
     if staff_reseller(actor) is not None:
         # Another reseller's name is not theirs to learn.

@@ -284,6 +284,11 @@ IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 IMPORT_EXPORT_TMP_STORAGE_CLASS = "cards.import_storage.EncryptedImportStorage"
 IMPORT_UPLOAD_LIFETIME = timedelta(minutes=30)
+# Import files of up to this many rows are checked during the request; larger ones by the worker
+# (docs/cards.md, "Import"): 10,000 rows took 4.8 s to preview and 4.5 s to import in the
+# request on the shared 2-core machine at load 10 (bench/README.md), well inside gunicorn's 30 s
+# with the preview page's table of every row on top.
+IMPORT_SYNC_LIMIT = int(env("IMPORT_SYNC_LIMIT", "10000"))
 # Uploads stay in memory, never in a temporary file (Django writes larger ones to disk): files
 # larger than this are refused.
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
