@@ -484,6 +484,44 @@ FROM (SELECT sub.id FROM {subscriber} sub WHERE sub.id = %(subscriber)s FOR UPDA
 )
 """One row: whether the address lock is exclusive (a failure may be recorded under it)."""
 
+_PANEL_SUBSCRIBER = sql.SQL("""
+SELECT {columns},
+       EXISTS (SELECT 1 FROM {user_permissions} up
+               WHERE up.user_id = sub.user_id AND up.permission_id = p.id)
+       OR EXISTS (SELECT 1 FROM {user_groups} ug
+                  JOIN {group_permissions} gp ON gp.group_id = ug.group_id
+                  WHERE ug.user_id = sub.user_id AND gp.permission_id = p.id)
+FROM {subscriber} sub
+LEFT JOIN ({permission} p JOIN {content_type} ct ON ct.id = p.content_type_id)
+    ON ct.app_label = %(app_label)s AND p.codename = %(codename)s
+WHERE sub.user_id = %(user)s
+""")
+
+
+@functools.cache
+def panel_subscriber_statement() -> str:
+    """The subscriber a login is linked to (its columns in `Subscriber._meta.concrete_fields`
+    order), then whether the login holds the permission named by app_label and codename,
+    directly or through a group. Every panel request runs it (panel.selectors), on every
+    database (the ORM's version of it took longer to compile than to run)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    user_model = get_user_model()
+    return _PANEL_SUBSCRIBER.format(
+        columns=sql.SQL(", ").join(
+            sql.Identifier("sub", f.column) for f in Subscriber._meta.concrete_fields
+        ),
+        subscriber=sql.Identifier(Subscriber._meta.db_table),
+        user_permissions=sql.Identifier(user_model.user_permissions.through._meta.db_table),
+        user_groups=sql.Identifier(user_model.groups.through._meta.db_table),
+        group_permissions=sql.Identifier(Group.permissions.through._meta.db_table),
+        permission=sql.Identifier(Permission._meta.db_table),
+        content_type=sql.Identifier(ContentType._meta.db_table),
+    ).as_string()
+
+
 _PANEL_REDEEM = sql.SQL("""
 WITH target AS (
     -- The main balance subscriber_main_balance picks.

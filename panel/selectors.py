@@ -1,26 +1,37 @@
 """Reads of the client panel."""
 
-from django.contrib.auth.models import Permission
-from django.db.models import Exists, OuterRef, Q, Value
+from django.db import connection
 
+from cards.sql import panel_subscriber_statement
 from subscribers.models import Subscriber
+from wallets.sql import hot_cursor
 
 
 def panel_subscriber(user, *, permission: str) -> Subscriber | None:
-    """The subscriber `user` logs in as, annotated `can` (whether the user holds `permission`,
-    "app_label.codename", as user.has_perm answers it), in one query; None when not linked.
-
-    Loaded on every panel request: the redemption's round trips are counted (docs/panel.md).
-    """
+    """The subscriber `user` logs in as, with `can`: whether the user holds `permission`
+    ("app_label.codename") as user.has_perm answers it; None when not linked. One prepared
+    statement: every panel request runs it, and a redemption's round trips are few
+    (docs/panel.md)."""
     app_label, codename = permission.split(".", 1)
-    if user.is_superuser:
-        held = Value(user.is_active)
-    else:
-        granted = Q(user=OuterRef("user")) | Q(group__user=OuterRef("user"))
-        held = Exists(
-            Permission.objects.filter(granted, content_type__app_label=app_label, codename=codename)
-        ) & Value(user.is_active)
-    subscriber = Subscriber.objects.filter(user=user).annotate(can=held).order_by().first()
-    if subscriber is not None:
-        user._state.fields_cache["subscriber"] = subscriber
+    params = {"user": user.pk, "app_label": app_label, "codename": codename}
+    with hot_cursor() as cursor:
+        cursor.execute(panel_subscriber_statement(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    *values, held = row
+    fields = Subscriber._meta.concrete_fields
+    subscriber = Subscriber.from_db(
+        connection.alias, [f.attname for f in fields], list(map(_to_python, fields, values))
+    )
+    subscriber.can = user.is_active and (user.is_superuser or bool(held))
+    user._state.fields_cache["subscriber"] = subscriber
     return subscriber
+
+
+def _to_python(field, value):
+    """A column's value as the ORM would give it (SQLite returns dates as text)."""
+    column = field.get_col(field.model._meta.db_table)
+    for convert in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
+        value = convert(value, column, connection)
+    return value
