@@ -279,3 +279,32 @@ def test_the_same_card_posted_twice_at_once_is_credited_once():
     assert sorted(answers) == ["earlier", "now"]
     assert LedgerEntry.objects.count() == 1
     assert "OK" in _ledger_ok()
+
+
+@pytest.mark.django_db
+def test_behind_a_transaction_pooler_nothing_is_prepared(rose, card, main_balance, settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+
+    page = redeem(rose, card.pin).content.decode()
+    redeem(rose, pins.generate_pin(12))
+
+    assert f"Voucher {card.serial} redeemed" in page
+    main_balance.refresh_from_db()
+    assert main_balance.amount == Decimal("10.00")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.django_db
+def test_the_panels_statements_are_prepared_once_per_connection(rose, subscriber):
+    for _ in range(2):
+        redeem(rose, TopUpCardFactory(reseller=subscriber.reseller).pin)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("auth_user_groups" in statement for statement in prepared)  # who, may redeem
+    assert any("pg_advisory_xact_lock_shared" in statement for statement in prepared)  # locks
+    assert any("wallets_ledgerentry" in statement for statement in prepared)  # the redemption
+    assert len(prepared) == 3
