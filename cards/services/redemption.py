@@ -244,7 +244,6 @@ def _redeem_main_in_two_statements(*, pin, subscriber, actor, ip_address) -> Red
         actor=actor, channel=Channel.PANEL, ip_address=ip_address
     )
     ip_low, ip_high = lockout.address_range(ip_address)
-    now = timezone.now()
     params = {
         "subscriber": subscriber.pk,
         "digests": digests,
@@ -258,6 +257,7 @@ def _redeem_main_in_two_statements(*, pin, subscriber, actor, ip_address) -> Red
             locked = cursor.fetchone()
             if locked is None:  # the subscriber is gone: card_redeem says what follows
                 return None
+            now = timezone.now()  # after waiting for the locks, as card_redeem reads it
             params.update(
                 actor=actor.pk,
                 channel=Channel.PANEL,
