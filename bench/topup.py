@@ -7,13 +7,19 @@
 2. Baseline: bench/topup_minimal_app.py, a minimal DRF view that parses the same XML and redeems
    in one SQL statement, served by gunicorn with the same settings and worker count.
 3. Baseline: pgbench running that statement alone (cards picked by id, as pgbench cannot HMAC).
+4. The panel: Redeem Voucher POSTs (/panel/redeem/) on the product's server, by subscribers
+   logged in through the real login page (one session a client), each POST with the session
+   cookie, the CSRF cookie and the form's CSRF token read from the Redeem page, and a distinct
+   PIN; answered by the redirect (302), which is not followed. Compared with the REST product
+   of the same round (issue 15's target: >= 0.5x).
 
 Fair to the baselines (docs: STYLE.md, "Benchmarks a skeptic accepts"): the minimal view's
 statement is prepared as the product's are (`wallets.sql.hot_cursor`), pgbench runs it prepared
 (`-M prepared`), the same indexes serve both, and the tables are ANALYZEd (and a CHECKPOINT
-asked for) after the fill, before anything is measured. Rounds alternate product and minimal
-view (`--rounds`, at least 3 each), each on its own fresh cards; a warm-up of 50 requests per
-server is not timed but its errors count. Every figure is printed with the load average.
+asked for) after the fill, before anything is measured. Rounds alternate product, minimal
+view and panel (`--rounds`, at least 3 each), each on its own fresh cards; a warm-up of 50
+requests per server is not timed but its errors count. Every figure is printed with the load
+average.
 
 Both HTTP runs use the same client: `--clients` threads, one connection per request (gunicorn's
 sync workers close it). Prints requests/s, p50/p99 latency, errors, and the ratios; then runs
@@ -33,8 +39,9 @@ import tempfile
 import threading
 import time
 from decimal import Decimal
+from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -57,11 +64,15 @@ def setup_django():
     call_command("createcachetable", verbosity=0)
 
 
-def prepare(subscriptions: int, cards: int, rounds: int):
-    """Subscriptions with main balances, an API client, fresh cards for each round of each
-    side, and a batch for pgbench."""
+PANEL_PASSWORD = "bench-panel-password-1"  # noqa: S105 (a scratch database's bench users)
+
+
+def prepare(subscriptions: int, cards: int, rounds: int, panel_users: int):
+    """Subscriptions with main balances, an API client, panel logins for the first
+    `panel_users` subscribers, fresh cards for each round of each side, and a batch for
+    pgbench."""
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Permission
+    from django.contrib.auth.models import Group, Permission
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
 
@@ -90,6 +101,17 @@ def prepare(subscriptions: int, cards: int, rounds: int):
             is_main=True,
             start_time=timezone.now() - dt.timedelta(days=1),
         )
+    redeemers = Group.objects.get(name="Subscribers")
+    panel_logins = []
+    for n in range(panel_users):
+        username = f"bench-panel-{n}"
+        subscriber = Subscriber.objects.get(subscriptions__external_id=f"bench-{n}")
+        if subscriber.user_id is None:
+            login = get_user_model().objects.create_user(username=username, password=PANEL_PASSWORD)
+            login.groups.add(redeemers)
+            subscriber.user = login
+            subscriber.save(update_fields=["user"])
+        panel_logins.append(username)
     user, _ = get_user_model().objects.get_or_create(username="bench-client")
     user.user_permissions.add(Permission.objects.get(codename="topup_balance"))
     ApiClient.objects.get_or_create(user=user)
@@ -118,9 +140,10 @@ def prepare(subscriptions: int, cards: int, rounds: int):
 
     product = [batch().pins for _ in range(rounds)]
     minimal = [batch().pins for _ in range(rounds)]
+    panel = [batch().pins for _ in range(rounds)]
     pgbench_batch = batch().batch
     first = TopUpCard.objects.filter(series=pgbench_batch.series).order_by("pk").first().pk
-    return numbers, token.key, product, minimal, (first, first + cards - 1)
+    return numbers, token.key, product, minimal, panel, panel_logins, (first, first + cards - 1)
 
 
 def fresh_statistics() -> None:
@@ -219,6 +242,109 @@ def load(port: int, token: str, numbers: list[str], pin_list: list[str], clients
     }
 
 
+class Browser:
+    """One subscriber's browser: its cookies, and the Redeem form's CSRF token."""
+
+    def __init__(self, port: int, username: str):
+        self.port = port
+        self.cookies: dict[str, str] = {}
+        page = self.request("GET", "/panel/login/")
+        token = self.form_token(page)
+        self.request(
+            "POST",
+            "/panel/login/",
+            {"username": username, "password": PANEL_PASSWORD, "csrfmiddlewaretoken": token},
+        )
+        if "sessionid" not in self.cookies:
+            raise SystemExit(f"panel login of {username} failed")
+        self.token = ""
+
+    def read_form(self):
+        """The Redeem page, as a browser opens it before typing a code: a fresh form token."""
+        self.token = self.form_token(self.request("GET", "/panel/redeem/"))
+
+    @staticmethod
+    def form_token(page: bytes) -> str:
+        match = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        if match is None:
+            raise SystemExit("no CSRF token in the panel's form")
+        return match.group(1).decode()
+
+    def request(self, method: str, path: str, form: dict | None = None) -> bytes:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        body = None
+        if form is not None:
+            body = urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            headers["Referer"] = f"http://127.0.0.1:{self.port}{path}"
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection.request(method, path, body, headers)
+        response = connection.getresponse()
+        content = response.read()
+        connection.close()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            for name, morsel in SimpleCookie(header).items():
+                self.cookies[name] = morsel.coded_value
+        self.status = response.status
+        return content
+
+    def redeem(self, pin: str) -> str | None:
+        """POST the code; the error, or None when redirected with a success message."""
+        self.cookies.pop("messages", None)
+        self.request(
+            "POST",
+            "/panel/redeem/",
+            {"code": pin, "back": "redeem", "csrfmiddlewaretoken": self.token},
+        )
+        if self.status != 302:
+            return f"{self.status}"
+        # The message travels in the signed messages cookie; its tag says what happened.
+        from django.contrib.messages.storage.cookie import CookieStorage
+
+        cookie = SimpleCookie(f"messages={self.cookies.get('messages', '')}")["messages"].value
+        shown = CookieStorage(None)._decode(cookie) or []
+        if not any("redeemed" in message.tags for message in shown):
+            return f"302 without a success message: {[m.message for m in shown]}"
+        return None
+
+
+def panel_load(browsers: list[Browser], pin_list: list[str]) -> dict:
+    jobs = list(pin_list)
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def worker(browser):
+        while True:
+            with lock:
+                if not jobs:
+                    return
+                pin = jobs.pop()
+            started = time.perf_counter()
+            try:
+                error = browser.redeem(pin)
+                if error:
+                    errors.append(error)
+            except OSError as exc:
+                errors.append(repr(exc))
+            latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=worker, args=(b,)) for b in browsers]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rps": len(pin_list) / elapsed,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "errors": errors,
+    }
+
+
 def pgbench(card_ids: tuple[int, int], numbers: list[str], clients: int, seconds: int) -> float:
     from bench.topup_minimal_app import REDEEM_SQL
 
@@ -278,8 +404,10 @@ def main():
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("Set DATABASE_URL to a scratch PostgreSQL database.")
     setup_django()
-    numbers, token, product_pins, minimal_pins, pgbench_ids = prepare(
-        args.subscriptions, args.requests, args.rounds
+    if args.clients > args.subscriptions:
+        raise SystemExit("--clients: at most --subscriptions (one panel login a client)")
+    numbers, token, product_pins, minimal_pins, panel_pins, panel_logins, pgbench_ids = prepare(
+        args.subscriptions, args.requests, args.rounds, args.clients
     )
     fresh_statistics()
     from django.db import connections
@@ -292,17 +420,27 @@ def main():
             "bench.topup_minimal_settings",
             minimal_pins,
         ),
+        "panel": ("config.wsgi:application", "config.settings.local", panel_pins),
     }
     print(f"{args.clients} clients, {args.workers} gunicorn workers, {args.requests} cards a round")
-    results: dict[str, list[dict]] = {"product": [], "minimal": []}
+    results: dict[str, list[dict]] = {"product": [], "minimal": [], "panel": []}
+    browsers: list[Browser] = []
     for round_index in range(args.rounds):
-        for name in ("product", "minimal"):
+        for name in ("product", "minimal", "panel"):
             app, settings, pin_sets = sides[name]
             pin_list = pin_sets[round_index]
             server = serve(app, 8765, args.workers, settings)
             try:
-                warm_up = load(8765, token, numbers, pin_list[:50], args.clients)
-                outcome = load(8765, token, numbers, pin_list[50:], args.clients)
+                if name == "panel":
+                    if not browsers:  # logged in once: the sessions live in the database
+                        browsers = [Browser(8765, username) for username in panel_logins]
+                    for browser in browsers:
+                        browser.read_form()
+                    warm_up = panel_load(browsers, pin_list[:50])
+                    outcome = panel_load(browsers, pin_list[50:])
+                else:
+                    warm_up = load(8765, token, numbers, pin_list[:50], args.clients)
+                    outcome = load(8765, token, numbers, pin_list[50:], args.clients)
             finally:
                 server.terminate()
                 server.wait()
@@ -325,7 +463,7 @@ def main():
     ratios = [
         p["rps"] / m["rps"] for p, m in zip(results["product"], results["minimal"], strict=True)
     ]
-    for name, label in (("product", "product"), ("minimal", "minimal view")):
+    for name, label in (("product", "product"), ("minimal", "minimal view"), ("panel", "panel")):
         runs_ = results[name]
         print(
             f"  {label:13} {spread([r['rps'] for r in runs_], 'req/s')}, p99 "
@@ -336,10 +474,17 @@ def main():
         f"  product / minimal view, round by round: {', '.join(f'{r:.2f}' for r in ratios)}"
         f" (median {statistics.median(ratios):.2f}; target >= 0.70)"
     )
+    panel_ratios = [
+        p["rps"] / r["rps"] for p, r in zip(results["panel"], results["product"], strict=True)
+    ]
+    print(
+        f"  panel / REST product, round by round: {', '.join(f'{r:.2f}' for r in panel_ratios)}"
+        f" (median {statistics.median(panel_ratios):.2f}; target >= 0.50)"
+    )
     if tps:
         product_rps = statistics.median(r["rps"] for r in results["product"])
         print(f"  product / pgbench      = {product_rps / tps:.2f}")
-    for outcome in results["product"] + results["minimal"]:
+    for outcome in results["product"] + results["minimal"] + results["panel"]:
         for error in outcome["errors"][:5]:
             print("  error:", error)
     from io import StringIO

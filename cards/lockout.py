@@ -107,6 +107,12 @@ def _network(ip_address: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(f"{address}/{prefix}", strict=False)
 
 
+def address_range(ip_address: str) -> tuple[str, str]:
+    """The first and last address counted together with this one (`_network`)."""
+    network = _network(ip_address)
+    return str(network.network_address), str(network.broadcast_address)
+
+
 def _ip_condition(ip_address: str, since: dt.datetime) -> Q:
     network = _network(ip_address)
     if network.version == 4:

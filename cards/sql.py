@@ -450,6 +450,227 @@ def topup_statement(lookup: str) -> str:
     ).as_string()
 
 
+# --- panel redemption in two statements (PostgreSQL) -------------------------------------------
+# Stand in for `card_redeem` onto the subscriber's main balance in the panel's two commonest
+# cases: a new, valid card onto a live simple or virtual balance (written as card_redeem writes
+# it), and a code that matches no card (its `redeem_failed` event, as card_redeem records it).
+# Every other case (a card that is used, blocked, expired, another provider's, in another
+# currency; a replay; a periodic balance; a lock in force or near) changes nothing and returns no
+# row, and the caller runs card_redeem, which finds the exact answer.
+#
+# In one transaction: PANEL_LOCKS takes card_redeem's locks in its order (the subscriber's row,
+# then the client address's advisory lock), then PANEL_REDEEM reads the counts with a snapshot
+# taken after those locks, so parallel attempts cannot count past a limit (docs/panel.md). The
+# address lock is exclusive when no card has the code (the attempt will record a failure, and a
+# count must not change between its check and its record) and shared otherwise (a success records
+# nothing: it only waits for failures in flight). A redemption waits for the card and balance at
+# most REDEMPTION_LOCK_TIMEOUT, set after the two locks, which only other attempts hold.
+
+PANEL_LOCKS = (
+    sql.SQL("""
+-- (The lock functions return void: as text, '', which makes the branch's boolean.)
+SELECT CASE WHEN EXISTS (SELECT FROM {card} c WHERE c.pin_digest = ANY(%(digests)s))
+            THEN pg_advisory_xact_lock_shared(%(address_lock)s)::text IS NULL
+            ELSE pg_advisory_xact_lock(%(address_lock)s)::text IS NOT NULL END,
+       set_config('lock_timeout', %(lock_timeout)s, true),
+       set_config('statement_timeout', %(statement_timeout)s, true)
+FROM (SELECT sub.id FROM {subscriber} sub WHERE sub.id = %(subscriber)s FOR UPDATE) locked
+""")
+    .format(
+        card=sql.Identifier(TopUpCard._meta.db_table),
+        subscriber=sql.Identifier(Subscriber._meta.db_table),
+    )
+    .as_string()
+)
+"""One row: whether the address lock is exclusive (a failure may be recorded under it)."""
+
+_PANEL_SUBSCRIBER = sql.SQL("""
+SELECT {columns},
+       EXISTS (SELECT 1 FROM {user_permissions} up
+               WHERE up.user_id = sub.user_id AND up.permission_id = p.id)
+       OR EXISTS (SELECT 1 FROM {user_groups} ug
+                  JOIN {group_permissions} gp ON gp.group_id = ug.group_id
+                  WHERE ug.user_id = sub.user_id AND gp.permission_id = p.id)
+FROM {subscriber} sub
+LEFT JOIN ({permission} p JOIN {content_type} ct ON ct.id = p.content_type_id)
+    ON ct.app_label = %(app_label)s AND p.codename = %(codename)s
+WHERE sub.user_id = %(user)s
+""")
+
+
+@functools.cache
+def panel_subscriber_statement() -> str:
+    """The subscriber a login is linked to (its columns in `Subscriber._meta.concrete_fields`
+    order), then whether the login holds the permission named by app_label and codename,
+    directly or through a group. Every panel request runs it (panel.selectors), on every
+    database (the ORM's version of it took longer to compile than to run)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    user_model = get_user_model()
+    return _PANEL_SUBSCRIBER.format(
+        columns=sql.SQL(", ").join(
+            sql.Identifier("sub", f.column) for f in Subscriber._meta.concrete_fields
+        ),
+        subscriber=sql.Identifier(Subscriber._meta.db_table),
+        user_permissions=sql.Identifier(user_model.user_permissions.through._meta.db_table),
+        user_groups=sql.Identifier(user_model.groups.through._meta.db_table),
+        group_permissions=sql.Identifier(Group.permissions.through._meta.db_table),
+        permission=sql.Identifier(Permission._meta.db_table),
+        content_type=sql.Identifier(ContentType._meta.db_table),
+    ).as_string()
+
+
+_PANEL_REDEEM = sql.SQL("""
+WITH target AS (
+    -- The main balance subscriber_main_balance picks.
+    SELECT b.id AS balance_id, sub.id AS subscriber_id, sub.reseller_id, t.currency, t.kind,
+           t.precision
+    FROM {subscriber} sub
+    JOIN {subscription} s ON s.subscriber_id = sub.id
+    JOIN {wallet} w ON w.subscription_id = s.id
+    JOIN {balance} b ON b.wallet_id = w.id AND b.is_main
+    JOIN {template} t ON t.id = b.template_id
+    WHERE sub.id = %(subscriber)s
+    ORDER BY w.id, b.resource_id
+    LIMIT 1
+), last_success AS (
+    SELECT max(c.activated_at) AS at FROM {card} c
+    WHERE c.activated_by_id = %(subscriber)s AND c.activated_at > %(since)s
+), own AS (
+    -- The subscriber's counted failures in the panel since the earliest moment a lock in force
+    -- could have started, after its last success (cards.lockout.redemption_locked_until).
+    SELECT count(*) AS failures FROM (
+        SELECT 1 FROM {card_event} e, last_success
+        WHERE e.kind = {redeem_failed} AND e.subscriber_id = %(subscriber)s
+          AND e.channel <> {rest} AND (e.changes ->> {reason}) = ANY(%(guesses)s)
+          AND e.created_at > greatest(%(since)s, coalesce(last_success.at, %(since)s))
+        LIMIT %(needed)s
+    ) failures
+), shared AS (
+    SELECT count(*) AS failures FROM (
+        SELECT 1 FROM {card_event} e
+        WHERE e.kind = {redeem_failed} AND e.ip_address BETWEEN %(ip_low)s AND %(ip_high)s
+          AND e.channel <> {rest} AND (e.changes ->> {reason}) = ANY(%(guesses)s)
+          AND e.created_at > %(since)s
+        LIMIT %(address_needed)s
+    ) failures
+), unlocked AS (
+    -- Fewer failures than a lock needs on the own key, and on the address when it applies to
+    -- this subscriber (one failure of its own at least): no lock. Any other case is left to
+    -- card_redeem (cards.lockout decides it exactly).
+    SELECT target.* FROM target, own, shared
+    WHERE own.failures < %(needed)s AND (own.failures = 0 OR shared.failures < %(address_needed)s)
+), newest AS (
+    -- The card card_find_by_pin picks (the newest, should two keys' digests both match).
+    SELECT c.id FROM {card} c, unlocked
+    WHERE c.pin_digest = ANY(%(digests)s)
+    ORDER BY c.created_at DESC, c.id DESC
+    LIMIT 1
+), card AS (
+    SELECT c.id, c.series, c.number, c.amount, c.currency, c.reseller_id, c.activated_at,
+           c.blocked, c.expires_at,
+           c.series || '-' || lpad(c.number::text, {serial_digits}, '0') AS serial
+    FROM {card} c, newest
+    WHERE c.id = newest.id
+    FOR UPDATE OF c
+), go AS (
+    SELECT b.id AS balance_id, card.id AS card_id, card.series, card.number, card.amount,
+           card.currency, card.serial, unlocked.subscriber_id, unlocked.precision,
+           nextval(pg_get_serial_sequence({ledger_entry_name}, 'id')) AS entry_id
+    FROM {balance} b, unlocked, card
+    WHERE b.id = unlocked.balance_id
+      AND card.activated_at IS NULL AND NOT card.blocked AND card.expires_at > %(now)s
+      AND (card.reseller_id IS NULL OR card.reseller_id = unlocked.reseller_id)
+      AND card.currency = unlocked.currency
+      AND unlocked.kind NOT IN ('periodic', 'meter')
+      AND scale(trim_scale(card.amount)) <= unlocked.precision
+      AND b.start_time <= %(now)s AND (b.end_time IS NULL OR b.end_time > %(now)s)
+      AND b.amount + card.amount < %(limit)s
+    FOR UPDATE OF b
+), activated AS (
+    UPDATE {card} c
+    SET activated_at = %(now)s, activated_by_id = go.subscriber_id, ledger_entry_id = go.entry_id
+    FROM go WHERE c.id = go.card_id
+    RETURNING c.id
+), credit AS (
+    UPDATE {balance} b SET amount = b.amount + go.amount
+    FROM go WHERE b.id = go.balance_id
+    RETURNING b.id, b.amount
+), entry AS (
+    INSERT INTO {ledger_entry}
+        (id, balance_id, interval_id, amount, kind, channel, voucher, reason, actor_id,
+         request_id, reverses_id, created_at)
+    SELECT go.entry_id, go.balance_id, NULL, go.amount, 'redemption', %(channel)s, go.serial, '',
+           %(actor)s, '', NULL, %(now)s
+    FROM go
+    RETURNING id
+), balance_event AS (
+    INSERT INTO {balance_event}
+        (balance_id, kind, channel, actor_id, ledger_entry_id, changes, reason, request_id,
+         created_at)
+    SELECT credit.id, 'redemption', %(channel)s, %(actor)s, entry.id,
+           jsonb_build_object('amount', jsonb_build_array(
+               (credit.amount - go.amount)::text, credit.amount::text)),
+           '', '', %(now)s
+    FROM credit, go, entry
+), card_event AS (
+    INSERT INTO {card_event}
+        (kind, card_id, serial, batch_id, actor_id, subscriber_id, channel, ip_address, changes,
+         created_at)
+    SELECT {redeemed}, activated.id, go.serial, NULL, %(actor)s, go.subscriber_id, %(channel)s,
+           NULL, {redeemed_changes}, %(now)s
+    FROM activated, go
+), failed AS (
+    -- No card has the code: the failure card_redeem would record (card_redeem_failed_event),
+    -- under the exclusive address lock only.
+    INSERT INTO {card_event}
+        (kind, card_id, serial, batch_id, actor_id, subscriber_id, channel, ip_address, changes,
+         created_at)
+    SELECT {redeem_failed}, NULL, '', NULL, %(actor)s, unlocked.subscriber_id, %(channel)s,
+           %(ip)s, jsonb_build_object({reason}, %(not_found_reason)s::text), %(now)s
+    FROM unlocked
+    WHERE %(may_record)s AND NOT EXISTS (SELECT FROM newest)
+    RETURNING changes ->> {reason} AS reason
+)
+SELECT NULL, go.card_id, go.series, go.number, go.amount, go.currency, credit.id, credit.amount,
+       go.precision, entry.id
+FROM go, credit, entry
+UNION ALL
+SELECT failed.reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM failed
+""")
+
+
+@functools.cache
+def panel_redeem_statement() -> str:
+    """PANEL_REDEEM, composed once (a prepared statement is known by its text). One row:
+    (None, card id, series, number, amount, currency, balance id, new amount, precision, entry
+    id) for a redemption, (reason, None…) for a recorded failure; no row: nothing written."""
+    return _PANEL_REDEEM.format(
+        balance=sql.Identifier(Balance._meta.db_table),
+        template=sql.Identifier(BalanceTemplate._meta.db_table),
+        wallet=sql.Identifier(Wallet._meta.db_table),
+        subscription=sql.Identifier(Subscription._meta.db_table),
+        subscriber=sql.Identifier(Subscriber._meta.db_table),
+        card=sql.Identifier(TopUpCard._meta.db_table),
+        card_event=sql.Identifier(CardEvent._meta.db_table),
+        ledger_entry=sql.Identifier(LedgerEntry._meta.db_table),
+        ledger_entry_name=sql.Literal(LedgerEntry._meta.db_table),
+        balance_event=sql.Identifier(BalanceEvent._meta.db_table),
+        redeem_failed=sql.Literal(CardEventKind.REDEEM_FAILED.value),
+        rest=sql.Literal(Channel.REST.value),
+        reason=sql.Literal(events.RedeemFailed.REASON),
+        serial_digits=sql.Literal(SERIAL_NUMBER_DIGITS),
+        redeemed=sql.Literal(CardEventKind.REDEEMED.value),
+        redeemed_changes=events.redeemed_jsonb(
+            balance=sql.SQL("go.balance_id"),
+            amount=sql.SQL("go.amount"),
+            currency=sql.SQL("go.currency"),
+        ),
+    ).as_string()
+
+
 # --- redemption lockout: one attempt at a time per shared key (PostgreSQL) ----------------------
 # Stands in for nothing on SQLite, where the first write holds the database's write lock. Held
 # until the transaction ends; taken in ascending order after the subscriber's row lock and

@@ -6,6 +6,10 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
+from .selectors import panel_subscriber
+
+REDEEM_PERMISSION = "cards.redeem_card"
+
 # The panel loads nothing but its own stylesheet and posts only to itself: a content security
 # policy that says so stops injected scripts, foreign forms and framing.
 PANEL_CSP = (
@@ -29,7 +33,11 @@ def _forbidden(request, reason: str):
 
 
 def subscriber_required(permission: str | None = None):
-    """Logged in, linked to a subscriber and, when given, holding `permission`; else 403."""
+    """Logged in, linked to a subscriber and, when given, holding `permission` (the only one
+    the panel asks for: REDEEM_PERMISSION); else 403. Sets request.subscriber and
+    request.can_redeem."""
+    if permission not in (None, REDEEM_PERMISSION):
+        raise ValueError(f"The panel checks {REDEEM_PERMISSION} only, not {permission}.")
 
     def decorator(view):
         @wraps(view)
@@ -37,12 +45,13 @@ def subscriber_required(permission: str | None = None):
         @login_required
         @never_cache
         def wrapped(request, *args, **kwargs):
-            subscriber = getattr(request.user, "subscriber", None)
+            subscriber = panel_subscriber(request.user, permission=REDEEM_PERMISSION)
             if subscriber is None:
                 return _forbidden(request, "Your login is not linked to a subscriber account.")
-            if permission and not request.user.has_perm(permission):
+            if permission and not subscriber.can:
                 return _forbidden(request, "Your account is not allowed to redeem vouchers.")
             request.subscriber = subscriber
+            request.can_redeem = subscriber.can
             return view(request, *args, **kwargs)
 
         return wrapped

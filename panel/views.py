@@ -22,7 +22,7 @@ from django.views.decorators.http import require_http_methods
 
 from cards.exceptions import CardError, NoMainBalance, RedemptionAddressUnknown, RedemptionBusy
 from cards.lockout import locked_message, redemption_locked_until
-from cards.services.redemption import card_redeem
+from cards.services.redemption import card_redeem_main
 from common.http import client_ip
 from wallets.exceptions import WalletError
 from wallets.models import Channel
@@ -32,17 +32,16 @@ from wallets.selectors import (
     subscriber_recent_entries,
 )
 
-from .decorators import panel_headers, subscriber_required
+from .decorators import REDEEM_PERMISSION, panel_headers, subscriber_required
 from .forms import RedeemForm
 from .templatetags.panel import format_amount
 
-REDEEM_PERMISSION = "cards.redeem_card"
 RECENT_ENTRIES = 10  # ledger entries on the dashboard
 
 
 def _panel_context(request, form=None, *, back: str = "redeem") -> dict:
     subscriber = request.subscriber
-    can_redeem = request.user.has_perm(REDEEM_PERMISSION)
+    can_redeem = request.can_redeem
     notice = ""
     if can_redeem:
         ip_address = client_ip(request)
@@ -76,24 +75,16 @@ def dashboard(request):
 
 
 def _redeem(request, code: str) -> None:
-    subscriber = request.subscriber
-    balance = subscriber_main_balance(subscriber)
-    if balance is None:
-        messages.error(request, NoMainBalance().message)
-        return
     try:
-        redemption = card_redeem(
+        redemption = card_redeem_main(
             pin=code,
-            balance=balance,
-            subscriber=subscriber,
+            subscriber=request.subscriber,
             actor=request.user,
-            channel=Channel.PANEL,
             ip_address=client_ip(request),
-            address_required=True,
-            # The subscriber's own retry of a code that went through (an answer lost with the
-            # connection) is told so, with the amount, instead of "already used".
-            allow_replay=True,
         )
+    except NoMainBalance as error:
+        messages.error(request, error.message)
+        return
     except CardError as error:
         messages.error(request, error.message, extra_tags=error.code)
         return

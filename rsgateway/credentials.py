@@ -1,6 +1,10 @@
 """Who is calling the REST API, in one query: the user a token or a username names, their API
 client, which of the API's permissions they hold, and the wrong credentials counted lately
-from their address (views.MtxView's stop on repeated wrong credentials).
+from their address (views.MtxView's stop on repeated wrong credentials). With a token, the same
+query also counts the request against the client's rate (views.ClientRateThrottle), when the
+user may make it (active, holding one of the view's permissions, not reseller-scoped): the
+token is the secret, so nobody else can spend a client's rate. A password is checked in Python
+after the query, so HTTP Basic requests are counted by the throttle's own statement.
 
 Nothing is cached between requests: a revoked token, a deactivated user or a removed permission
 takes effect on the next request in every process.
@@ -17,10 +21,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 from wallets.models import ApiClient
-from wallets.ratelimits import sliding_count
+from wallets.ratelimits import COUNT_SQL, sliding_count
 from wallets.sql import hot_cursor
 
 # The wallets permissions the API's views require (views.*.required_permissions).
@@ -33,6 +38,9 @@ class Principal:
     permissions: frozenset[str] = field(default_factory=frozenset)
     """The API_CODENAMES the user holds, directly or through a group."""
     address_failures: float = 0.0
+    counted: tuple[int, int, bool] | None = None
+    """The rate counter's row (previous, current, allowed) when the lookup counted the request
+    (wallets.ratelimits.COUNT_SQL), else None."""
     reseller_scoped: bool = False
     """A staff user limited to one reseller: the API, which reaches every subscription, refuses
     them (views.HasRequiredPermission)."""
@@ -54,35 +62,68 @@ _WHO = {
 }
 _LOOKUP = """
 SELECT rc.slot, rc.previous, rc.current, c.id, c.voucher_mode,
-       EXISTS (SELECT 1 FROM subscribers_staffreseller sr WHERE sr.user_id = u.id),
+       EXISTS (SELECT 1 FROM subscribers_staffreseller sr WHERE sr.user_id = u.id) AS scoped,
        {held}, {user_columns}
 FROM (SELECT 1 AS one) one
 LEFT JOIN wallets_ratecounter rc ON rc.key = %(address_key)s
 LEFT JOIN {user_table} u ON {who}
 LEFT JOIN wallets_apiclient c ON c.user_id = u.id
 """
+# The lookup, then the request counted under the throttle's key for the user it found, when
+# that user passes the view's authentication and permission checks (views.MtxView).
+_LOOKUP_COUNTED = """
+WITH principal AS ({lookup}), counted AS (
+    INSERT INTO wallets_ratecounter AS r (key, slot, previous, current, allowed)
+    SELECT %(throttle_prefix)s || p.u0::text, %(slot)s, 0, %(first)s, %(first_allowed)s
+    FROM principal p
+    WHERE p.u0 IS NOT NULL AND p.active AND NOT p.scoped AND (p.superuser OR {required})
+    {count}
+)
+SELECT principal.*, counted.previous, counted.current, counted.allowed
+FROM principal LEFT JOIN counted ON true
+"""
 
 
 class _Lookup:
-    """The statement and the value converters, built once from the user model's fields."""
+    """The statements and the value converters, built once from the user model's fields."""
 
     def __init__(self):
         user_model = get_user_model()
         self.user_model = user_model
         self.fields = list(user_model._meta.concrete_fields)
         self.names = [f.attname for f in self.fields]
-        columns = ", ".join(f"u.{connection.ops.quote_name(f.column)}" for f in self.fields)
-        held = ", ".join(_HELD.format(codename=codename) for codename in API_CODENAMES)
+        if self.fields[0] is not user_model._meta.pk:
+            raise ImproperlyConfigured("rsgateway.credentials: the user's first column is its key")
+        quote = connection.ops.quote_name
+        columns = ", ".join(f"u.{quote(f.column)} AS u{n}" for n, f in enumerate(self.fields))
+        held = ", ".join(
+            f"{_HELD.format(codename=codename)} AS held_{codename}" for codename in API_CODENAMES
+        )
         username = user_model._meta.get_field(user_model.USERNAME_FIELD).column
         self.statements = {
             kind: _LOOKUP.format(
                 held=held,
                 user_columns=columns,
-                user_table=connection.ops.quote_name(user_model._meta.db_table),
-                who=who.format(username_column=connection.ops.quote_name(username)),
+                user_table=quote(user_model._meta.db_table),
+                who=who.format(username_column=quote(username)),
             )
             for kind, who in _WHO.items()
         }
+        active = user_model._meta.get_field("is_active").column
+        superuser = user_model._meta.get_field("is_superuser").column
+        required = " OR ".join(
+            f"(p.held_{codename} AND '{codename}' = ANY(%(required)s))"
+            for codename in API_CODENAMES
+        )
+        self.counted_statement = _LOOKUP_COUNTED.format(
+            lookup=self.statements["token"].replace(
+                "SELECT rc.slot,",
+                f"SELECT u.{quote(active)} AS active, u.{quote(superuser)} AS superuser, rc.slot,",
+                1,
+            ),
+            required=required,
+            count=COUNT_SQL,
+        )
         self.converters = {}
 
     def convert(self, values: list) -> list:
@@ -112,18 +153,30 @@ def principal_lookup(
     username: str | None = None,
     address_key: str = "",
     address_period: float = 1.0,
+    count: dict | None = None,
 ) -> Principal:
-    """One query: the user (with `api_client` loaded) the token or username names, if any."""
+    """One query: the user (with `api_client` loaded) the token or username names, if any.
+
+    `count` (a token, on PostgreSQL only): the throttle's `throttle_prefix` (its key less the
+    user's id), the view's `required` codenames and wallets.ratelimits.hit_params: the request
+    is counted in the same query (Principal.counted)."""
     global _lookup
     if _lookup is None:
         _lookup = _Lookup()
     kind = "token" if token is not None else "username" if username is not None else None
+    params = {"address_key": address_key, "credential": token if token is not None else username}
+    counting = count is not None and kind == "token" and connection.vendor == "postgresql"
+    statement = _lookup.statements[kind]
+    if counting:
+        statement = _lookup.counted_statement
+        params.update(count)
     with hot_cursor() as cursor:
-        cursor.execute(
-            _lookup.statements[kind],
-            {"address_key": address_key, "credential": token if token is not None else username},
-        )
-        row = cursor.fetchone()
+        cursor.execute(statement, params)
+        row = list(cursor.fetchone())
+    counted = None
+    if counting:
+        row, hit = row[2:-3], row[-3:]  # less the two flags before, the counter's row after
+        counted = None if hit[0] is None else (hit[0], hit[1], bool(hit[2]))
     slot, previous, current, client_id, voucher_mode, scoped = row[:6]
     held = row[6 : 6 + len(API_CODENAMES)]
     failures = (
@@ -145,6 +198,7 @@ def principal_lookup(
         user=user,
         permissions=permissions,
         address_failures=failures,
+        counted=counted,
         reseller_scoped=bool(scoped),
     )
 

@@ -1,5 +1,7 @@
 """The MATRIXX-style REST API: parse, select, call one service, render (docs/rest-api.md)."""
 
+import time
+
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.authentication import BasicAuthentication, TokenAuthentication
@@ -13,7 +15,7 @@ from common.http import client_ip
 from subscribers.selectors import staff_reseller_id
 from wallets.exceptions import Malformed, NotFound
 from wallets.models import Channel, VoucherMode
-from wallets.ratelimits import rate_count_add, rate_limit_hit
+from wallets.ratelimits import hit_decision, hit_params, rate_count_add, rate_limit_hit
 from wallets.selectors import balance_by_ref, wallet_balances
 from wallets.services.adjust import balance_adjust, request_fingerprint
 from wallets.services.topup import balance_topup_external
@@ -96,9 +98,23 @@ class ClientRateThrottle(UserRateThrottle):
         key = self.get_cache_key(request, view)
         if key is None:
             return True
-        decision = rate_limit_hit(key=key, limit=self.num_requests, period=self.duration)
+        counted = getattr(request, "mtx_counted", None)
+        if counted is not None and counted[0] == key:
+            decision = counted[1]  # MtxView.initial's query counted this request
+        else:
+            decision = rate_limit_hit(key=key, limit=self.num_requests, period=self.duration)
         self._wait = decision.wait
         return decision.allowed
+
+    def count_in_lookup(self, view, now: float) -> dict | None:
+        """principal_lookup's `count`: this throttle's key and rate, the view's permissions."""
+        if self.rate is None:
+            return None
+        return {
+            "throttle_prefix": self.cache_format % {"scope": self.scope, "ident": ""},
+            "required": sorted(perm.split(".", 1)[1] for perm in view.required_permissions),
+            **hit_params(limit=self.num_requests, period=self.duration, now=now),
+        }
 
     def wait(self) -> float | None:
         return self._wait
@@ -180,13 +196,33 @@ class MtxView(APIView):
             # One query: this address's wrong credentials, and the user the credentials name
             # (authentication, permissions and the API client then need no query of their own).
             token, username = credentials_in(request)
+            now = time.time()
+            throttle = next(
+                (t for t in self.get_throttles() if isinstance(t, ClientRateThrottle)), None
+            )
+            count = None
+            if throttle is not None and self.required_permissions and token is not None:
+                count = throttle.count_in_lookup(self, now)
             principal = principal_lookup(
                 token=token,
                 username=username,
                 address_key=self._auth_failure_key(request),
                 address_period=AUTH_FAILURE_WINDOW,
+                count=count,
             )
             request.mtx_principal = ((token, username), principal)
+            if principal.counted is not None:
+                previous, current, allowed = principal.counted
+                decision = hit_decision(
+                    previous,
+                    current,
+                    allowed,
+                    limit=throttle.num_requests,
+                    period=throttle.duration,
+                    now=now,
+                )
+                key = f"{count['throttle_prefix']}{principal.user.pk}"
+                request.mtx_counted = (key, decision)
             if principal.address_failures >= AUTH_FAILURE_LIMIT:
                 raise Throttled(
                     AUTH_FAILURE_WINDOW, "Too many wrong credentials from this address."

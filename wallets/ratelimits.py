@@ -16,9 +16,7 @@ from .sql import hot_cursor
 _NO_LIMIT = 2**62
 # r: the row as it was. previous/current: its counts seen from this request's slot. The
 # request is allowed when previous * weight + current + 1 <= limit; only then is it counted.
-HIT_SQL = """
-INSERT INTO wallets_ratecounter AS r (key, slot, previous, current, allowed)
-VALUES (%(key)s, %(slot)s, 0, %(first)s, %(first_allowed)s)
+COUNT_SQL = """
 ON CONFLICT (key) DO UPDATE SET
     previous = CASE WHEN r.slot = excluded.slot THEN r.previous
                     WHEN r.slot = excluded.slot - 1 THEN r.current ELSE 0 END,
@@ -33,6 +31,15 @@ ON CONFLICT (key) DO UPDATE SET
     slot = excluded.slot
 RETURNING previous, current, allowed
 """
+"""The deciding part of the UPSERT, after `INSERT INTO wallets_ratecounter AS r (key, slot,
+previous, current, allowed)` and the new row (slot, 0, first, first_allowed): so a statement
+of its own (HIT_SQL) or the REST credentials query (rsgateway.credentials) can count."""
+HIT_SQL = (
+    """
+INSERT INTO wallets_ratecounter AS r (key, slot, previous, current, allowed)
+VALUES (%(key)s, %(slot)s, 0, %(first)s, %(first_allowed)s)"""
+    + COUNT_SQL
+)
 
 
 @dataclass(frozen=True)
@@ -60,26 +67,37 @@ def _wait(previous: int, current: int, limit: int, period: float, now: float) ->
     return (period - into) + (1.0 - needed) * period
 
 
-def rate_limit_hit(
-    *, key: str, limit: int, period: float, now: float | None = None
-) -> RateDecision:
-    """Count one request under `key` if fewer than `limit` fall in the sliding `period` (s)."""
-    now = time.time() if now is None else now
+def hit_params(*, limit: int, period: float, now: float) -> dict:
+    """COUNT_SQL's parameters but the key."""
     slot, weight = _slot(period, now)
-    params = {
-        "key": key,
+    return {
         "slot": slot,
         "weight": weight,
         "limit": limit,
         "first": 1 if limit >= 1 else 0,
         "first_allowed": limit >= 1,
     }
-    with hot_cursor() as cursor:
-        cursor.execute(HIT_SQL, params)
-        previous, current, allowed = cursor.fetchone()
+
+
+def hit_decision(
+    previous: int, current: int, allowed: bool, *, limit: int, period: float, now: float
+) -> RateDecision:
+    """What COUNT_SQL's row says about the request it counted (or refused)."""
     if allowed:
         return RateDecision(allowed=True)
     return RateDecision(allowed=False, wait=_wait(previous, current, limit, period, now))
+
+
+def rate_limit_hit(
+    *, key: str, limit: int, period: float, now: float | None = None
+) -> RateDecision:
+    """Count one request under `key` if fewer than `limit` fall in the sliding `period` (s)."""
+    now = time.time() if now is None else now
+    params = {"key": key, **hit_params(limit=limit, period=period, now=now)}
+    with hot_cursor() as cursor:
+        cursor.execute(HIT_SQL, params)
+        previous, current, allowed = cursor.fetchone()
+    return hit_decision(previous, current, allowed, limit=limit, period=period, now=now)
 
 
 def sliding_count(

@@ -7,7 +7,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from cards import lockout, pins, sql
-from cards.events import card_redeem_failed_event, card_redeemed_event
+from cards.events import RedeemFailed, card_redeem_failed_event, card_redeemed_event
 from cards.exceptions import (
     CardAlreadyRedeemed,
     CardAmountMismatch,
@@ -18,6 +18,7 @@ from cards.exceptions import (
     CardExpired,
     CardNotFound,
     CardWrongReseller,
+    NoMainBalance,
     RedemptionAddressUnknown,
     RedemptionBusy,
     RedemptionLocked,
@@ -28,8 +29,11 @@ from cards.models import (
     TopUpCard,
 )
 from subscribers.models import Subscriber
-from wallets.models import Balance, Channel, LedgerKind
+from wallets.models import Balance, BalanceTemplate, Channel, LedgerKind
+from wallets.selectors import subscriber_main_balance
+from wallets.services.checks import AMOUNT_LIMIT
 from wallets.services.topup import balance_topup
+from wallets.sql import hot_cursor
 
 
 def card_find_by_pin(pin: str, *, for_update: bool = False) -> TopUpCard | None:
@@ -194,3 +198,115 @@ def card_redeem(
             raise RedemptionBusy() from error
         raise
     raise failure
+
+
+def card_redeem_main(
+    *, pin: str, subscriber: Subscriber, actor, ip_address: str | None
+) -> Redemption:
+    """`card_redeem` in the panel: onto the subscriber's main balance, the client address
+    required, the subscriber's own earlier success answered as a replay (docs/panel.md).
+
+    NoMainBalance, with nothing written or audited, when the subscriber has no main balance.
+    On PostgreSQL the commonest cases take two statements (cards.sql.PANEL_REDEEM).
+    """
+    redemption = _redeem_main_in_two_statements(
+        pin=pin, subscriber=subscriber, actor=actor, ip_address=ip_address
+    )
+    if redemption is not None:
+        return redemption
+    balance = subscriber_main_balance(subscriber)
+    if balance is None:
+        raise NoMainBalance()
+    return card_redeem(
+        pin=pin,
+        balance=balance,
+        subscriber=subscriber,
+        actor=actor,
+        channel=Channel.PANEL,
+        ip_address=ip_address,
+        address_required=True,
+        allow_replay=True,
+    )
+
+
+def _redeem_main_in_two_statements(*, pin, subscriber, actor, ip_address) -> Redemption | None:
+    """cards.sql.PANEL_LOCKS then PANEL_REDEEM; None when they wrote nothing, and card_redeem
+    must run. A code no card has raises its CardError once its failure is committed."""
+    if connection.vendor != "postgresql" or ip_address is None:
+        return None
+    if getattr(actor, "pk", None) is None or subscriber.pk is None:
+        return None
+    pin = pins.normalize_pin(pin)
+    well_formed = PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin_well_formed(pin)
+    digests = pins.pin_digests(pin) if well_formed else []
+    not_found = CardNotFound if well_formed and pins.luhn_valid(pin) else CardCodeInvalid
+    (address_lock,) = lockout.attempt_lock_keys(
+        actor=actor, channel=Channel.PANEL, ip_address=ip_address
+    )
+    ip_low, ip_high = lockout.address_range(ip_address)
+    params = {
+        "subscriber": subscriber.pk,
+        "digests": digests,
+        "address_lock": address_lock,
+        "lock_timeout": sql.REDEMPTION_LOCK_TIMEOUT,
+        "statement_timeout": sql.REDEMPTION_STATEMENT_TIMEOUT,
+    }
+    try:
+        with transaction.atomic(), hot_cursor() as cursor:
+            cursor.execute(sql.PANEL_LOCKS, params)
+            locked = cursor.fetchone()
+            if locked is None:  # the subscriber is gone: card_redeem says what follows
+                return None
+            now = timezone.now()  # after waiting for the locks, as card_redeem reads it
+            params.update(
+                actor=actor.pk,
+                channel=Channel.PANEL,
+                ip=ip_address,
+                ip_low=ip_low,
+                ip_high=ip_high,
+                since=now - lockout.lockout_window() - lockout.lockout_duration(),
+                guesses=list(RedeemFailed.GUESSES),
+                needed=lockout.lockout_failures(Channel.PANEL),
+                address_needed=lockout.shared_lockout_failures(Channel.PANEL),
+                not_found_reason=not_found.code,
+                may_record=locked[0],
+                now=now,
+                limit=AMOUNT_LIMIT,
+            )
+            cursor.execute(sql.panel_redeem_statement(), params)
+            row = cursor.fetchone()
+    except OperationalError as error:
+        # The card or balance stayed locked past the lock timeout: nothing was written.
+        if sql.gave_up_waiting(error):
+            raise RedemptionBusy() from error
+        raise
+    if row is None:
+        return None
+    (
+        reason,
+        card_id,
+        series,
+        number,
+        amount,
+        currency,
+        balance_id,
+        new_amount,
+        precision,
+        entry_id,
+    ) = row
+    if reason is not None:
+        raise not_found()
+    card = TopUpCard(
+        pk=card_id,
+        series=series,
+        number=number,
+        amount=amount,
+        currency=currency,
+        activated_at=now,
+        activated_by=subscriber,
+        ledger_entry_id=entry_id,
+    )
+    template = BalanceTemplate(precision=precision, currency=currency)
+    return Redemption(
+        card=card, balance=Balance(pk=balance_id, amount=new_amount, template=template)
+    )
