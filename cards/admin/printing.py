@@ -146,6 +146,7 @@ class PrintOrderAdmin(ResellerScopedAdmin):
         "file",
     ]
     readonly_fields = fields
+    change_form_template = "admin/cards/printorder/change_form.html"
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -167,22 +168,23 @@ class PrintOrderAdmin(ResellerScopedAdmin):
     def file(self, order):
         if order.status != CardJobStatus.SUCCEEDED:
             return "—"
-        url = reverse("admin:cards_printorder_download", args=[order.pk])
-        # A POST: a download is an audited act, never a link a crawler or a preview follows.
-        return format_html(
-            '<form method="post" action="{}" class="inline-download">'
-            '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
-            '<button type="submit">Download (.gpg)</button></form>',
-            url,
-            self._csrf_token,
-        )
-
-    def changelist_view(self, request, extra_context=None):
-        self._csrf_token = _csrf(request)
-        return super().changelist_view(request, extra_context)
+        # The download itself is a POST from the order's page: an audited act, never a link a
+        # crawler or a link preview follows.
+        url = reverse("admin:cards_printorder_change", args=[order.pk])
+        return format_html('<a href="{}">{} bytes: open to download</a>', url, f"{order.size:,}")
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        self._csrf_token = _csrf(request)
+        order = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if (
+            order is not None
+            and order.status == CardJobStatus.SUCCEEDED
+            and request.user.has_perm("cards.download_printorder")
+        ):
+            extra_context["download_url"] = reverse(
+                "admin:cards_printorder_download", args=[order.pk]
+            )
+            extra_context["fingerprint"] = group_fingerprint(order.key_fingerprint)
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
@@ -259,12 +261,6 @@ class PrintOrderAdmin(ResellerScopedAdmin):
         response["Content-Length"] = str(order.size)
         response["Cache-Control"] = "no-store"
         return response
-
-
-def _csrf(request) -> str:
-    from django.middleware.csrf import get_token
-
-    return get_token(request)
 
 
 @admin.register(CardDelivery)

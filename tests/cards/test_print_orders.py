@@ -438,3 +438,19 @@ def test_the_worker_produces_a_queued_order(printing_house, printer, admin_user,
     order.refresh_from_db()
     assert order.status == CardJobStatus.SUCCEEDED and order.rows == 5 and order.task_id
     assert apps.get_model("cards", "PrintOrderChunk").objects.filter(order=order).exists()
+
+
+def test_the_order_page_offers_the_download_only_to_holders_of_the_permission(
+    printer, admin_user, admin_client, client, reseller
+):
+    batch = batch_of(2, reseller=reseller, actor=admin_user)
+    order = produced(
+        print_order_create(printer=printer, layout="standard", batch=batch.batch, actor=admin_user)
+    )
+    page = reverse("admin:cards_printorder_change", args=[order.pk])
+    download_url = reverse("admin:cards_printorder_download", args=[order.pk])
+
+    assert download_url in admin_client.get(page).content.decode()
+    client.force_login(staff("cards.view_printorder"))
+    assert download_url not in client.get(page).content.decode()
+    assert client.get(download_url).status_code == 405  # never a link: a POST
