@@ -39,6 +39,8 @@ class Generated(_CardFields):
     LAST_SERIAL: Final = "last_serial"
     QUANTITY: Final = "quantity"
     PIN_LENGTH: Final = "pin_length"
+    DORMANT: Final = "dormant"
+    """True when the batch was generated dormant (absent from events before dormant cards)."""
 
 
 class Edited:
@@ -66,6 +68,9 @@ class Deleted(_CardFields):
 
     CREATED_AT: Final = "created_at"
     BLOCKED: Final = "blocked"
+    DORMANT: Final = "dormant"
+    """Whether the card was still undelivered (absent from events before dormant cards: false);
+    true/false or 1/0 as BLOCKED."""
 
 
 class Redeemed:
@@ -131,6 +136,41 @@ class PinsChecked:
     IMPORT: Final = "import"
 
 
+class Delivered:
+    """`delivered`: one event per card a delivered box woke (its `CardDelivery`); the event's
+    time is when the card became redeemable, and with it owed (docs/cards.md)."""
+
+    DELIVERY: Final = "delivery"
+    """The CardDelivery's id."""
+    REFERENCE: Final = "reference"
+    """The box's label as the operator typed it."""
+
+
+class PrintOrdered:
+    """`print_ordered`: who ordered which cards printed, to which printer's key."""
+
+    ORDER: Final = "order"
+    PRINTER: Final = "printer"
+    """The printer's name."""
+    FINGERPRINT: Final = "fingerprint"
+    LAYOUT: Final = "layout"
+    SERIES: Final = "series"
+    FIRST_SERIAL: Final = "first_serial"
+    LAST_SERIAL: Final = "last_serial"
+    CARDS: Final = "cards"
+    """How many cards of the range were to be printed."""
+
+
+class PrintDownloaded:
+    """`print_downloaded`: who downloaded an order's encrypted file, and which file."""
+
+    ORDER: Final = "order"
+    PRINTER: Final = "printer"
+    FINGERPRINT: Final = "fingerprint"
+    SHA256: Final = "sha256"
+    ROWS: Final = "rows"
+
+
 # --- one card, one batch, one file ----------------------------------------------------------
 
 
@@ -150,6 +190,7 @@ def batch_generated_event(*, batch: CardBatch, actor) -> CardEvent:
             Generated.PIN_LENGTH: batch.pin_length,
             Generated.RESELLER: batch.reseller.name if batch.reseller else None,
             Generated.EXPIRES_AT: batch.expires_at.isoformat(),
+            Generated.DORMANT: batch.dormant,
         },
     )
 
@@ -275,6 +316,45 @@ def pins_checked_event(
     )
 
 
+def print_ordered_event(*, order, actor, ip_address) -> CardEvent:
+    return CardEvent.objects.create(
+        kind=CardEventKind.PRINT_ORDERED,
+        batch_id=order.batch_id,
+        serial=order.first_serial,
+        actor=actor,
+        channel=Channel.ADMIN,
+        ip_address=ip_address,
+        changes={
+            PrintOrdered.ORDER: order.pk,
+            PrintOrdered.PRINTER: order.printer.name,
+            PrintOrdered.FINGERPRINT: order.key_fingerprint,
+            PrintOrdered.LAYOUT: order.layout,
+            PrintOrdered.SERIES: order.series,
+            PrintOrdered.FIRST_SERIAL: order.first_serial,
+            PrintOrdered.LAST_SERIAL: order.last_serial,
+            PrintOrdered.CARDS: order.expected,
+        },
+    )
+
+
+def print_downloaded_event(*, order, actor, ip_address) -> CardEvent:
+    return CardEvent.objects.create(
+        kind=CardEventKind.PRINT_DOWNLOADED,
+        batch_id=order.batch_id,
+        serial=order.first_serial,
+        actor=actor,
+        channel=Channel.ADMIN,
+        ip_address=ip_address,
+        changes={
+            PrintDownloaded.ORDER: order.pk,
+            PrintDownloaded.PRINTER: order.printer.name,
+            PrintDownloaded.FINGERPRINT: order.key_fingerprint,
+            PrintDownloaded.SHA256: order.sha256,
+            PrintDownloaded.ROWS: order.rows,
+        },
+    )
+
+
 # --- every selected card at once (database expressions over each card's row) ------------------
 
 
@@ -335,8 +415,18 @@ def deleted_events() -> EachCardEvent:
         Deleted.CREATED_AT: F("created_at"),
         Deleted.EXPIRES_AT: F("expires_at"),
         Deleted.BLOCKED: F("blocked"),
+        Deleted.DORMANT: F("dormant"),
     }
     return EachCardEvent(CardEventKind.DELETED, JSONObject(**changes), linked=False)
+
+
+def delivered_events(delivery) -> EachCardEvent:
+    """Each dormant card of `delivery`'s range wakes up."""
+    changes = {
+        Delivered.DELIVERY: Value(delivery.pk, output_field=BigIntegerField()),
+        Delivered.REFERENCE: _json_text(delivery.reference),
+    }
+    return EachCardEvent(CardEventKind.DELIVERED, JSONObject(**changes))
 
 
 def redeemed_jsonb(

@@ -134,3 +134,32 @@ class RedemptionBusy(WalletError):
 
 GUESS_ERRORS = (CardNotFound, CardCodeInvalid)
 """The outcomes that mean "no card matches this code": the only ones a lockout counts."""
+
+
+class CardDormant(CardError):
+    """The card's box has not been recorded as delivered yet (docs/cards.md, "Dormant until
+    delivered"). Not a guess: the code is a real card's, so no lockout counts it, and its
+    audit event names the card and who holds its PIN before delivery."""
+
+    result = Result.VOUCHER_DORMANT
+    code = "dormant"
+    default_message = (
+        "This voucher has not been released for sale yet, so it cannot be used. "
+        "Please contact the shop that sold it or your provider."
+    )
+
+
+class PrintError(BadData):
+    """A printer or print order that cannot be registered or made; `field` names the field."""
+
+    def __init__(self, message: str, *, field: str = ""):
+        self.field = field
+        super().__init__(message)
+
+
+class DeliveryError(BadData):
+    """A delivery that cannot be recorded; `field` names the form field at fault."""
+
+    def __init__(self, message: str, *, field: str = ""):
+        self.field = field
+        super().__init__(message)

@@ -77,6 +77,12 @@ class GenerateCardsForm(forms.Form):
         input_formats=DATETIME_FORMATS,
         widget=forms.DateTimeInput(format="%Y-%m-%d %H:%M:%S"),
     )
+    dormant = forms.BooleanField(
+        label="Dormant until delivered",
+        required=False,
+        help_text="For printed boxes: the cards cannot be redeemed until you record the "
+        "delivery of their box (Delivered boxes).",
+    )
 
     def __init__(self, *args, scoped: Reseller | None = None, proposals=None, **kwargs):
         """`proposals`: the series to propose per Reseller select value (see

@@ -87,6 +87,7 @@ def generation_job_start(
     pin_length: int,
     reseller: Reseller | None,
     expires_at: dt.datetime,
+    dormant: bool = False,
     actor=None,
 ) -> CardJob:
     """Queue a generation: the same checks as the synchronous path, so errors show at once."""
@@ -110,6 +111,7 @@ def generation_job_start(
             "pin_length": pin_length,
             "reseller_id": reseller.pk if reseller else None,
             "expires_at": expires_at.isoformat(),
+            "dormant": bool(dormant),
         },
         total=quantity,
         requested_by=actor,
@@ -213,6 +215,7 @@ def _generate(job: CardJob, reporter) -> tuple[int, dict]:
         if params["reseller_id"]
         else None,
         expires_at=dt.datetime.fromisoformat(params["expires_at"]),
+        dormant=params.get("dormant", False),
         actor=job.requested_by,
         progress=reporter,
     )
@@ -555,3 +558,58 @@ def run_import_job(job_id: int) -> int | None:
         unexpected="The import failed unexpectedly; no card was imported. See the server log.",
         watch=_ProgressReporter,
     )
+
+
+# --- print orders (docs/printing.md) ---------------------------------------------------------
+
+
+@transaction.atomic
+def print_order_start(**request):
+    """Record a print order (cards.services.printing.print_order_create, same arguments) and
+    queue its production for the worker once the order row is committed."""
+    from cards.services.printing import print_order_create
+
+    order = print_order_create(**request)
+    transaction.on_commit(lambda: _enqueue_print(order.pk))
+    return order
+
+
+def _enqueue_print(order_id: int) -> None:
+    from .models import PrintOrder
+
+    result = run_print_order.enqueue(order_id)
+    PrintOrder.objects.filter(pk=order_id).update(task_id=str(result.id))
+
+
+@task()
+def run_print_order(order_id: int) -> int | None:
+    """The worker's side of a print order: produce the encrypted file, record how it ended. An
+    error says only what went wrong, never a card's data."""
+    from cards.exceptions import PrintError
+    from cards.services.printing import print_order_produce
+
+    from .models import PrintOrder
+
+    order = PrintOrder.objects.select_related("printer", "requested_by").get(pk=order_id)
+    if order.status != CardJobStatus.QUEUED:
+        logger.warning("Print order %s is %s already: not run again", order_id, order.status)
+        return None
+    PrintOrder.objects.filter(pk=order_id).update(
+        status=CardJobStatus.RUNNING, started_at=timezone.now()
+    )
+    try:
+        print_order_produce(order=order)
+    except PrintError as error:
+        PrintOrder.objects.filter(pk=order_id).update(
+            status=CardJobStatus.FAILED, error=error.message, finished_at=timezone.now()
+        )
+        return None
+    except Exception:
+        logger.exception("Print order %s failed", order_id)
+        PrintOrder.objects.filter(pk=order_id).update(
+            status=CardJobStatus.FAILED,
+            error="It failed unexpectedly; no file was stored. See the server log.",
+            finished_at=timezone.now(),
+        )
+        raise
+    return order_id

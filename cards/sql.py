@@ -48,6 +48,7 @@ _CARD_COLUMN_TYPES = (
     ("reseller_id", "int8"),
     ("expires_at", "timestamptz"),
     ("blocked", "bool"),
+    ("dormant", "bool"),
     ("batch_id", "int8"),
     ("created_at", "timestamptz"),
 )
@@ -114,7 +115,8 @@ _INSERT_STAGED = sql.SQL(
     "WITH inserted AS ("
     " INSERT INTO {table} ({columns})"
     " SELECT %(series)s, s.number, %(amount)s, %(currency)s, s.pin_digest, s.pin_encrypted,"
-    " %(pin_length)s, s.pin_last4, %(reseller)s, %(expires)s, false, %(batch)s, %(created)s"
+    " %(pin_length)s, s.pin_last4, %(reseller)s, %(expires)s, false, %(dormant)s, %(batch)s,"
+    " %(created)s"
     " FROM {staged} AS s WHERE {where} ORDER BY s.number"
     " ON CONFLICT (pin_digest) DO NOTHING RETURNING number)"
     " SELECT s.number FROM {staged} AS s WHERE {where}"
@@ -143,6 +145,7 @@ def insert_staged_cards(batch, *, first=None, last=None, numbers=None) -> list[i
         "pin_length": batch.pin_length,
         "reseller": batch.reseller_id,
         "expires": batch.expires_at,
+        "dormant": batch.dormant,
         "batch": batch.pk,
         "created": batch.created_at,
     }
@@ -367,7 +370,8 @@ WITH target AS (
 ), card AS (
     -- SKIP LOCKED: a card another request holds (the same card sent twice at once) is left to
     -- card_redeem, which waits for it and answers the exact Result, as without this statement.
-    SELECT c.id, c.amount, c.currency, c.reseller_id, c.activated_at, c.blocked, c.expires_at,
+    SELECT c.id, c.amount, c.currency, c.reseller_id, c.activated_at, c.blocked, c.dormant,
+           c.expires_at,
            c.series || '-' || lpad(c.number::text, {serial_digits}, '0') AS serial
     FROM {card} c, newest
     WHERE c.id = newest.id
@@ -379,6 +383,8 @@ WITH target AS (
     FROM {balance} b, unlocked, card
     WHERE b.id = unlocked.balance_id
       AND card.activated_at IS NULL AND NOT card.blocked AND card.expires_at > %(now)s
+      -- A dormant card (box not delivered) is left to card_redeem, which answers its Result.
+      AND NOT card.dormant
       AND (card.reseller_id IS NULL OR card.reseller_id = unlocked.reseller_id)
       AND card.currency = unlocked.currency AND card.amount = %(amount)s
       AND b.start_time <= %(now)s AND (b.end_time IS NULL OR b.end_time > %(now)s)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.http import JsonResponse
 from django.template.response import TemplateResponse
 
+from cards.exceptions import CardDormant
 from wallets.exceptions import Result
 
 from .errors import MAX_REQUEST_ID, mtx_data
@@ -91,6 +92,12 @@ REPLIES = [
     (422, Result.VOUCHER_BLOCKED, "Voucher (card) blocked.", "This voucher is blocked."),
     (
         422,
+        Result.VOUCHER_DORMANT,
+        "Voucher (card) dormant: its printed box has not been recorded as delivered yet.",
+        CardDormant.default_message,
+    ),
+    (
+        422,
         Result.UNKNOWN_SEARCH_TERM,
         "Unknown search term in {ref}.",
         "Unknown search term 'Imsi': use an ObjectId, ExternalId+value or AccessNumber+value.",
@@ -128,7 +135,11 @@ _WITH_BODY = _EVERY | {
     (415, Result.MALFORMED),
     (422, Result.NOT_SUPPORTED),
 }
-TOPUP_REPLIES = _WITH_BODY | {(409, Result.ALREADY_REDEEMED), (422, Result.VOUCHER_BLOCKED)}
+TOPUP_REPLIES = _WITH_BODY | {
+    (409, Result.ALREADY_REDEEMED),
+    (422, Result.VOUCHER_BLOCKED),
+    (422, Result.VOUCHER_DORMANT),
+}
 ADJUST_REPLIES = _WITH_BODY
 WALLET_REPLIES = _EVERY
 

@@ -31,6 +31,7 @@ HTTP_STATUS = {
     Result.BAD_DATA: 422,
     Result.NOT_SUPPORTED: 422,
     Result.VOUCHER_BLOCKED: 422,
+    Result.VOUCHER_DORMANT: 422,
     Result.UNKNOWN_SEARCH_TERM: 422,
     Result.INTERNAL_ERROR: 500,
 }

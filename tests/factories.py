@@ -10,11 +10,15 @@ from django.utils import timezone
 from cards import pins
 from cards.models import (
     CardBatch,
+    CardDelivery,
     CardEvent,
     CardEventKind,
     CardJob,
     CardJobCard,
     CardSeries,
+    Printer,
+    PrintOrder,
+    PrintOrderChunk,
     TopUpCard,
 )
 from subscribers.models import (
@@ -275,3 +279,49 @@ class CardEventFactory(factory.django.DjangoModelFactory):
     kind = CardEventKind.EDITED
     card = factory.SubFactory(TopUpCardFactory)
     serial = factory.LazyAttribute(lambda o: o.card.serial if o.card else "")
+
+
+class PrinterFactory(factory.django.DjangoModelFactory):
+    """A printer row as stored; its key is not a real one (tests/cards/gpg_keys.py makes real
+    keys for the tests that encrypt)."""
+
+    class Meta:
+        model = Printer
+
+    name = factory.Sequence(lambda n: f"Printing house {n}")
+    public_key = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n(not a real key)\n"
+    fingerprint = factory.Sequence(lambda n: f"{n:040X}")
+    key_description = "ed25519"
+
+
+class PrintOrderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PrintOrder
+
+    printer = factory.SubFactory(PrinterFactory)
+    key_fingerprint = factory.LazyAttribute(lambda o: o.printer.fingerprint)
+    layout = "standard"
+    series = "9"
+    first_number = 1
+    last_number = 10
+    expected = 10
+
+
+class PrintOrderChunkFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PrintOrderChunk
+
+    order = factory.SubFactory(PrintOrderFactory)
+    position = factory.Sequence(lambda n: n)
+    data = b"ciphertext"
+
+
+class CardDeliveryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CardDelivery
+
+    series = "9"
+    first_number = 1
+    last_number = 10
+    reference = factory.Sequence(lambda n: f"Box {n}")
+    woken = 10

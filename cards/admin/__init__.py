@@ -16,5 +16,13 @@ from .batches import CardBatchAdmin
 from .cards import TopUpCardAdmin
 from .events import CardEventAdmin
 from .ledger import CardLedgerEntryAdmin  # noqa: F401  (replaces the wallets LedgerEntryAdmin)
+from .printing import CardDeliveryAdmin, PrinterAdmin, PrintOrderAdmin
 
-__all__ = ["CardBatchAdmin", "CardEventAdmin", "TopUpCardAdmin"]
+__all__ = [
+    "CardBatchAdmin",
+    "CardDeliveryAdmin",
+    "CardEventAdmin",
+    "PrintOrderAdmin",
+    "PrinterAdmin",
+    "TopUpCardAdmin",
+]

@@ -38,6 +38,7 @@ class CardBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "pin_length",
         "reseller",
         "expires_at",
+        "dormant",
         "created_by",
         "created_at",
         "cards_link",

@@ -131,6 +131,7 @@ class CardScreens:
                             pin_length=data["pin_length"],
                             reseller=data["reseller"],
                             expires_at=data["expires_at"],
+                            dormant=data["dormant"],
                             actor=request.user,
                         ),
                     )
@@ -170,6 +171,7 @@ class CardScreens:
                     "pin_length": batch.pin_length,
                     "reseller": reseller_choice(batch.reseller),
                     "expires_at": batch.expires_at,
+                    "dormant": batch.dormant,
                 }
             form = GenerateCardsForm(initial=initial, scoped=scoped, proposals=proposals)
         return self._render(

@@ -160,6 +160,7 @@ def _card_rows(
     digest = hmac.digest
     series, first, amount, currency = batch.series, batch.first_number, batch.amount, batch.currency
     length, reseller, expires = batch.pin_length, batch.reseller_id, batch.expires_at
+    dormant = batch.dormant
     batch_id, created = batch.pk, batch.created_at
     total = len(pin_list)
     for offset in range(start, total if stop is None else stop):
@@ -176,6 +177,7 @@ def _card_rows(
             reseller,
             expires,
             False,
+            dormant,
             batch_id,
             created,
         )
@@ -313,10 +315,12 @@ def card_batch_generate(
     pin_length: int,
     reseller: Reseller | None,
     expires_at: dt.datetime,
+    dormant: bool = False,
     actor=None,
     progress: Progress | None = None,
 ) -> GenerationResult:
-    """Generate `quantity` cards with sequential serials: all of them or none."""
+    """Generate `quantity` cards with sequential serials: all of them or none. `dormant` cards
+    redeem only once their box is recorded as delivered (cards.services.delivery)."""
     amount, currency = generation_request_check(
         series=series,
         quantity=quantity,
@@ -344,6 +348,7 @@ def card_batch_generate(
         pin_length=pin_length,
         reseller=reseller,
         expires_at=expires_at,
+        dormant=bool(dormant),
         created_by=actor,
     )
     pin_list = _unique_pins(pin_length, quantity)

@@ -14,6 +14,7 @@ from cards.exceptions import (
     CardBlocked,
     CardCodeInvalid,
     CardCurrencyMismatch,
+    CardDormant,
     CardError,
     CardExpired,
     CardNotFound,
@@ -90,6 +91,9 @@ def _redeem_locked(
         ):
             return Redemption(card=card, balance=entry.balance, replayed=True)
         raise CardAlreadyRedeemed(card=card)
+    if card.dormant:
+        # Its box is not recorded as delivered: not in circulation yet (docs/cards.md).
+        raise CardDormant(card=card)
     if card.blocked:
         raise CardBlocked(card=card)
     if card.expires_at <= timezone.now():

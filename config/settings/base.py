@@ -275,6 +275,11 @@ CARD_SEARCH_TIMEOUT_MS = int(env("CARD_SEARCH_TIMEOUT_MS", "10000"))
 # A background Mass Edit / Delete all changes this many cards per transaction: a redemption of a
 # card in its selection waits for one chunk at most (docs/cards.md, Background jobs).
 MASS_EDIT_CHUNK_SIZE = int(env("MASS_EDIT_CHUNK_SIZE", "1000"))
+# Print orders (docs/printing.md): gpg works in a private directory made here for each
+# operation (the system's temporary directory when unset); it only ever holds public keys and
+# ciphertext. At most this many cards per print order.
+PRINT_TEMP_DIR = env("PRINT_TEMP_DIR", "") or None
+PRINT_ORDER_MAX_CARDS = int(env("PRINT_ORDER_MAX_CARDS", "1000000"))
 
 # django-import-export: importing cards needs cards.add_topupcard (and cards.view_pin, unscoped:
 # docs/reliability.md), the Export action cards.view_topupcard. An uploaded file holds clear

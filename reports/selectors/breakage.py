@@ -36,6 +36,7 @@ def breakage(
     queryset = card_filters(
         TopUpCard.objects.filter(
             activated_at__isnull=True,
+            dormant=False,  # never delivered, never owed: not breakage (docs/cards.md)
             expires_at__gte=period.start,
             expires_at__lt=period.end,
             expires_at__lte=now,

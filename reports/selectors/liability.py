@@ -34,6 +34,9 @@ def liability_cards(*, as_of: dt.datetime) -> QuerySet:
         ~Exists(state_changes_since(as_of).filter(card_id=OuterRef("pk"))),
         created_at__lt=as_of,
         expires_at__gte=as_of,
+        # Not owed before its box is delivered (docs/cards.md); a card delivered since is
+        # counted from its creation until the reports read `delivered` events (docs/reports.md).
+        dormant=False,
     )
 
 
@@ -64,6 +67,7 @@ dated AS (
                 ELSE CAST(s.reseller_then AS bigint) END AS reseller_id
     FROM earliest s JOIN {cards} c ON c.id = s.card_id
     WHERE c.created_at < %s AND (c.activated_at IS NULL OR c.activated_at >= %s)
+      AND NOT c.dormant
       AND (COALESCE(s.blocked_then, CASE WHEN c.blocked THEN 1 ELSE 0 END) = 0
            OR c.reversed_at >= %s)
       AND {expires_then} >= {as_of}

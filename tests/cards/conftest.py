@@ -16,3 +16,13 @@ def card_currencies(request):
 
     BalanceTemplateFactory(name="Cards USD", currency="USD")
     BalanceTemplateFactory(name="Cards EUR", currency="EUR")
+
+
+@pytest.fixture
+def printing_house(tmp_path):
+    """A printing house's own GnuPG home with real keys (tests/cards/gpg_keys.py)."""
+    from tests.cards.gpg_keys import PrintingHouse
+
+    house = PrintingHouse(tmp_path / "printing-house-gnupg")
+    yield house
+    house.close()

@@ -963,7 +963,7 @@ def test_the_openapi_description_is_served_with_an_example_per_result(client):
         for response in operation["responses"].values()
         for name in response["content"]["application/xml"]["examples"]
     }
-    assert examples == {f"Result {r}" for r in (0, -1, -4, -7, 11, 19, 10, 40, 41, -17, 1)}
+    assert examples == {f"Result {r}" for r in (0, -1, -4, -7, 11, 19, 10, 40, 41, 42, -17, 1)}
     assert "/rsgateway/data/json/{owner}/{ref}/wallet/{resourceId}/adjustment" in spec["paths"]
     page = client.get("/rsgateway/docs/")
     assert page.status_code == 200 and b"AccessNumber+5555555555" in page.content

@@ -37,6 +37,9 @@ class Command(BaseCommand):
         parser.add_argument("--pin-length", type=int, default=PIN_DEFAULT_LENGTH)
         parser.add_argument("--reseller", default=None, help="reseller name (none when omitted)")
         parser.add_argument("--expires", required=True, help="YYYY-MM-DD or YYYY-MM-DD HH:MM")
+        parser.add_argument(
+            "--dormant", action="store_true", help="not redeemable until the box is delivered"
+        )
 
     def handle(self, *args, **options):
         reseller = None
@@ -56,6 +59,7 @@ class Command(BaseCommand):
                     pin_length=options["pin_length"],
                     reseller=reseller,
                     expires_at=parse_expiry(options["expires"]),
+                    dormant=options["dormant"],
                     progress=ProgressBar(stream),
                 )
         except GenerationError as error:
