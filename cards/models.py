@@ -344,8 +344,11 @@ class TopUpCard(models.Model):
     )
     expires_at = models.DateTimeField("Expiry Date", db_index=True)
     blocked = models.BooleanField(default=False)
+    # db_default too: a writer that does not know the column (an older app server during a
+    # rolling deploy, a bulk loader) makes live cards, never a NULL.
     dormant = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="Not delivered yet: cannot be redeemed until its box is recorded as delivered.",
     )
     activated_at = models.DateTimeField("Activation Date", null=True, blank=True, db_index=True)

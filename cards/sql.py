@@ -921,10 +921,11 @@ def import_stage_series() -> list[tuple[str, int | None]]:
 def import_stage_write(*, first: int, last: int, created_at) -> int:
     """Move the staged rows of lines `first`…`last` into the cards table; how many were written.
     A card committed meanwhile with one of their serials or PINs fails it on the unique
-    indexes (IntegrityError), and with it the whole import."""
+    indexes (IntegrityError), and with it the whole import. Imported cards are live (not blocked,
+    not dormant: a file from another system holds cards already on sale), with no batch."""
     statement = sql.SQL(
         "INSERT INTO {cards} ({columns}) SELECT series, number, amount, currency, pin_digest,"
-        " pin_encrypted, pin_length, pin_last4, reseller_id, expires_at, false, NULL, %s"
+        " pin_encrypted, pin_length, pin_last4, reseller_id, expires_at, false, false, NULL, %s"
         " FROM {rows} WHERE line BETWEEN %s AND %s ORDER BY line"
     ).format(
         cards=sql.Identifier(TopUpCard._meta.db_table),

@@ -92,7 +92,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='topupcard',
             name='dormant',
-            field=models.BooleanField(default=False, help_text='Not delivered yet: cannot be redeemed until its box is recorded as delivered.'),
+            field=models.BooleanField(db_default=False, default=False, help_text='Not delivered yet: cannot be redeemed until its box is recorded as delivered.'),
         ),
         migrations.AlterField(
             model_name='cardevent',

@@ -215,8 +215,8 @@ def test_a_card_committed_while_the_import_writes_rolls_everything_back(monkeypa
     def meanwhile(**kwargs):
         other.execute(
             "INSERT INTO cards_topupcard (series, number, amount, currency, pin_digest,"
-            " pin_encrypted, pin_length, pin_last4, expires_at, blocked, created_at)"
-            " VALUES ('77', 1, 1, 'USD', %s, %s, 12, '5546', now(), false, now())",
+            " pin_encrypted, pin_length, pin_last4, expires_at, blocked, dormant, created_at)"
+            " VALUES ('77', 1, 1, 'USD', %s, %s, 12, '5546', now(), false, false, now())",
             list(clash),
         )
         return write(**kwargs)
