@@ -141,6 +141,11 @@ class CardChangeForm(forms.ModelForm):
         for name, label in self.LABELS.items():
             if name in self.fields:
                 self.fields[name].label = label
+        expires = self.fields.get("expires_at")
+        if expires is not None and isinstance(expires.widget, forms.SplitDateTimeWidget):
+            # The admin's date and time boxes, each with a label of its own (Django's template
+            # labels neither: WCAG 1.3.1, 4.1.2).
+            expires.widget.template_name = "cards/widgets/split_datetime.html"
 
     def clean_expires_at(self):
         value = self.cleaned_data.get("expires_at")
