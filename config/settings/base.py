@@ -275,6 +275,9 @@ CARD_SEARCH_TIMEOUT_MS = int(env("CARD_SEARCH_TIMEOUT_MS", "10000"))
 # A background Mass Edit / Delete all changes this many cards per transaction: a redemption of a
 # card in its selection waits for one chunk at most (docs/cards.md, Background jobs).
 MASS_EDIT_CHUNK_SIZE = int(env("MASS_EDIT_CHUNK_SIZE", "1000"))
+# The finance reports' daily summary takes a day this long after it closed, so a transaction
+# still open at midnight (a large batch, a Mass Edit job) has committed (reports/README.md).
+REPORTS_SUMMARY_SETTLE = timedelta(minutes=int(env("REPORTS_SUMMARY_SETTLE_MINUTES", "60")))
 
 # django-import-export: importing cards needs cards.add_topupcard (and cards.view_pin, unscoped:
 # docs/reliability.md), the Export action cards.view_topupcard. An uploaded file holds clear
