@@ -207,8 +207,17 @@ def _unchanged_movements(totals: _Totals, window: Window, filters: dict) -> None
     # broken at the expiry or, when that passed before the reversal, at the reversal itself.
     reversed_cards = cards.filter(reversed_at__isnull=False, reversed_at__lt=window.until)
     if window.since is not None:
+        # Found without reading every card: those reversed in the window by their `reversed`
+        # event (written after `reversed_at`, in the same transaction: the (kind, created_at)
+        # index), those reversed before it whose expiry falls in it by the expiry's index.
+        # The ids as a list, so PostgreSQL ORs the two indexes instead of scanning the cards.
+        reversals = list(
+            CardEvent.objects.filter(
+                kind=CardEventKind.REVERSED, created_at__gte=window.since, card_id__isnull=False
+            ).values_list("card_id", flat=True)
+        )
         reversed_cards = reversed_cards.filter(
-            Q(reversed_at__gte=window.since) | Q(expires_at__gte=window.since)
+            Q(pk__in=reversals, reversed_at__gte=window.since) | window.holds("expires_at")
         )
     for card in reversed_cards.values(
         "amount", "currency", "reseller_id", "series", "blocked", "reversed_at", "expires_at"

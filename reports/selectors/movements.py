@@ -33,10 +33,12 @@ def movement_totals(
     reseller_id: int | None = None,
     currency: str = "",
     series: str = "",
+    replayed: dict | None = None,
 ) -> list[dict]:
     """`cards` and `amount` (signed) of the movements at instants in [since, until), grouped by
     `keys` (any of `period`, currency, reseller_id, series, blocked, kind). `since` is the start
-    of a day (or None: from the beginning); `until` the start of a day or now."""
+    of a day (or None: from the beginning); `until` the start of a day or now. `replayed` keeps
+    the days replayed for a caller that asks several totals of one window (the roll-forward)."""
     kinds = tuple(kinds) if kinds is not None else None
     cut = timezone.localdate(until)
     summary = summarized_until()
@@ -56,14 +58,18 @@ def movement_totals(
             filters={"reseller_id": reseller_id, "currency": currency, "series": series},
         )
     if live_since is None or live_since < until:
-        rows = movements(
-            since=live_since, until=until, reseller_id=reseller_id, currency=currency, series=series
-        )
+        scope = {"reseller_id": reseller_id, "currency": currency, "series": series}
+        key = (live_since, until, *scope.values())
+        rows = replayed.get(key) if replayed is not None else None
+        if rows is None:
+            rows = movements(since=live_since, until=until, **scope)
+            if replayed is not None:
+                replayed[key] = rows
         for row in rows:
             if kinds is not None and row["kind"] not in kinds:
                 continue
-            row[PERIOD] = period_start(row["day"], granularity)
-            total = totals[tuple(row[key] for key in keys)]
+            period = period_start(row["day"], granularity)
+            total = totals[tuple(period if k == PERIOD else row[k] for k in keys)]
             total[0] += row["cards"]
             total[1] += row["amount"]
     return [

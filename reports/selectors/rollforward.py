@@ -44,7 +44,12 @@ def rollforward(
     now = now or timezone.now()
     end = min(period.end, now)
     group = ("currency", *ROLLFORWARD_BREAKDOWNS[breakdown])
-    scope = {"reseller_id": reseller_id, "currency": currency, "series": series}
+    scope = {
+        "reseller_id": reseller_id,
+        "currency": currency,
+        "series": series,
+        "replayed": {},  # the closing and the movements share the days after the summary
+    }
     opening = _balances(movement_totals(until=period.start, keys=group, **scope), group)
     closing = _balances(movement_totals(until=end, keys=group, **scope), group)
     moves: dict[tuple, dict[str, Decimal]] = {}
