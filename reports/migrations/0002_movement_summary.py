@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('reports', '0001_initial'),
-        ('cards', '0007_verbose_names_jerasoft'),
+        ('cards', '0008_job_selection_snapshot'),
     ]
 
     operations = [
