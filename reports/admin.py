@@ -20,7 +20,14 @@ from common.replicas import stale_ok_view
 from subscribers.selectors import staff_reseller_id
 
 from . import forms, tables
-from .models import BalanceReport, BreakageReport, ExpiringReport, LiabilityReport, RedemptionReport
+from .models import (
+    BalanceReport,
+    BreakageReport,
+    ExpiringReport,
+    LiabilityReport,
+    RedemptionReport,
+    RollForwardReport,
+)
 
 # Spreadsheet programs run a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -86,7 +93,8 @@ class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         writer = csv.writer(response)
         writer.writerow([column.label for column in section.columns])
-        for row in section.rows:
+        # The page's total lines too, after the rows, as on the page.
+        for row in [*section.rows, *section.totals]:
             writer.writerow(
                 _csv_safe(cell, column.numeric)
                 for cell, column in zip(
@@ -101,9 +109,10 @@ class LiabilityReportAdmin(ReportAdmin):
     form_class = forms.LiabilityForm
     build = staticmethod(tables.liability_report)
     description = (
-        "Face value of the cards that could still be redeemed at the end of the chosen day: "
-        "created by then, not redeemed by then, not expired and not blocked. Computed from each "
-        "card's creation, redemption, expiry and reversal times, so any past date works."
+        "Face value of the cards owed at the end of the chosen day: issued by then and not yet "
+        "redeemed, expired, written off or deleted. Blocked cards are still owed and included "
+        "(column “of which blocked”). Every card counts as it was then (expiry, reseller, block), "
+        "replayed from its audit history, so a past day's figure never changes."
     )
 
 
@@ -122,8 +131,10 @@ class BreakageReportAdmin(ReportAdmin):
     form_class = forms.BreakageForm
     build = staticmethod(tables.breakage_report)
     description = (
-        "Cards that reached their expiry date without being redeemed, counted in the period in "
-        "which they expired (only expiries that have already happened)."
+        "Cards that reached their expiry date without being redeemed, booked in the period in "
+        "which they expired and never moved afterwards. An expiry moved later shows in the "
+        "period of the change: to the past or to now as “written off”, an expired card given "
+        "a later expiry as “reinstated”."
     )
 
 
@@ -144,4 +155,15 @@ class BalanceReportAdmin(ReportAdmin):
     description = (
         "Subscribers' balances now, per currency (or unit) and balance template, and the ledger "
         "movements of the period: top-ups, card redemptions, adjustments and reversals."
+    )
+
+
+@admin.register(RollForwardReport)
+class RollForwardReportAdmin(ReportAdmin):
+    form_class = forms.RollForwardForm
+    build = staticmethod(tables.rollforward_report)
+    description = (
+        "How the liability on unredeemed cards moved in each period: opening liability, cards "
+        "issued, redeemed, redemptions reversed, breakage, written off, reinstated, deleted and "
+        "moved between resellers, closing liability, and the check that they add up."
     )

@@ -277,3 +277,29 @@ class BalanceForm(PeriodForm):
             "date_to": day.isoformat(),
             "granularity": Granularity.MONTH,
         }
+
+
+class RollForwardForm(PeriodForm):
+    breakdown = forms.ChoiceField(
+        label="Break down by", choices=[("reseller", "Reseller"), ("none", "Nothing")]
+    )
+
+    field_order = [
+        "date_from",
+        "date_to",
+        "granularity",
+        "breakdown",
+        "reseller",
+        "currency",
+        "series",
+    ]
+
+    @classmethod
+    def defaults(cls, day):
+        last_month_end = end_of_previous_month(day)
+        return {
+            "date_from": last_month_end.replace(day=1).isoformat(),
+            "date_to": last_month_end.isoformat(),
+            "granularity": Granularity.MONTH,
+            "breakdown": "reseller",
+        }

@@ -57,3 +57,47 @@ class BalanceReport(ReportEntry):
         db_table = "reports_balances_no_table"
         verbose_name = "balances"
         verbose_name_plural = "balances"
+
+
+class RollForwardReport(ReportEntry):
+    class Meta(ReportEntry.Meta):
+        managed = False
+        db_table = "reports_rollforward_no_table"
+        verbose_name = "liability roll-forward"
+        verbose_name_plural = "liability roll-forward"
+
+
+class CardMovementDay(models.Model):
+    """The cards' liability movements of one closed day (reports.selectors.history), added up
+    per currency, reseller, series, flag and kind: what every dated report sums instead of
+    replaying every card's history on each page view (reports/README.md, "Speed").
+
+    Written only by `reports.services.movement_summary_extend`, for whole days that closed
+    before `CardMovementSummary.until`; a closed day's movements never change afterwards."""
+
+    day = models.DateField()
+    currency = models.CharField(max_length=3)
+    reseller_id = models.BigIntegerField(null=True, blank=True)
+    """The reseller's id then (no foreign key: a figure outlives its reseller's row)."""
+    series = models.CharField(max_length=6)
+    blocked = models.BooleanField()
+    kind = models.CharField(max_length=12)
+    cards = models.IntegerField(help_text="Signed: cards in (+) or out (−) of liability.")
+    amount = models.DecimalField(max_digits=16, decimal_places=2, help_text="Signed face value.")
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="cardmovementday_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.kind} {self.amount} {self.currency}"
+
+
+class CardMovementSummary(models.Model):
+    """One row: the days before `until` are summarized in CardMovementDay. No row: none are,
+    and the reports replay the whole history (correct, only slower)."""
+
+    until = models.DateField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"summarized before {self.until}"

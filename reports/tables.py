@@ -20,6 +20,7 @@ from .selectors.common import Granularity, Period, end_of_day, periods
 from .selectors.expiring import EXPIRY_WINDOWS, expiring
 from .selectors.liability import liability
 from .selectors.redemptions import redemptions
+from .selectors.rollforward import rollforward
 
 MAX_CATEGORIES = 30
 MAX_CHARTS = 6
@@ -30,6 +31,9 @@ class Column:
     key: str
     label: str
     kind: str = "text"  # text | count | money | period
+    total: str = "sum"
+    """How the total line adds the column up: `sum` of every row, or a balance taken from the
+    `first` / `last` period only (an opening or a closing liability)."""
 
     @property
     def numeric(self) -> bool:
@@ -52,15 +56,28 @@ class Section:
         label = next((c for c in self.columns if c.key != "currency" and not c.numeric), None)
         sums: OrderedDict[str, dict] = OrderedDict()
         lines: dict[str, int] = {}
+        first: dict[str, object] = {}
+        last: dict[str, object] = {}
         for row in self.rows:
             currency = row["currency"]
             lines[currency] = lines.get(currency, 0) + 1
+            if row.get("period") is not None:
+                first[currency] = min(first.get(currency, row["period"]), row["period"])
+                last[currency] = max(last.get(currency, row["period"]), row["period"])
+        for row in self.rows:
+            currency = row["currency"]
             total = sums.setdefault(currency, {"currency": currency})
             if label is not None:
                 total[label.key] = "Total"
             for column in self.columns:
-                if column.numeric:
-                    total[column.key] = total.get(column.key, 0) + (row[column.key] or 0)
+                if not column.numeric:
+                    continue
+                total.setdefault(column.key, 0)
+                if column.total == "first" and row.get("period") != first.get(currency):
+                    continue
+                if column.total == "last" and row.get("period") != last.get(currency):
+                    continue
+                total[column.key] += row[column.key] or 0
         return list(sums.values()) if any(n > 1 for n in lines.values()) else []
 
     def display(self, row: dict) -> list[tuple[str, bool]]:
@@ -190,11 +207,15 @@ def liability_report(form) -> ReportResult:
     )
     section = Section(
         key="liability",
-        title="Unredeemed cards that could still be redeemed",
+        title=(
+            "Face value of the cards issued and not yet redeemed, expired, written off or "
+            "deleted (blocked cards included)"
+        ),
         columns=[
             *_group_columns(group_by),
             Column("count", "Cards", "count"),
             Column("value", "Liability", "money"),
+            Column("blocked_value", "of which blocked", "money"),
         ],
         rows=rows,
     )
@@ -331,14 +352,68 @@ def breakage_report(form) -> ReportResult:
         period,
         rows,
         key="breakage",
-        title="Cards that expired unredeemed (counted in the period they expired)",
+        title=(
+            "Cards that expired unredeemed (booked in the period they expired), and expiries "
+            "moved later (booked in the period of the change)"
+        ),
         figures=[
             Column("value", "Breakage", "money"),
             Column("blocked_value", "of which blocked", "money"),
+            Column("written_off", "Written off", "money"),
+            Column("reinstated", "Reinstated", "money"),
+            Column("net", "Net breakage", "money"),
         ],
         chart="Breakage",
         series="Breakage",
     )
+
+
+_ROLLFORWARD_LABELS = {
+    "issued": "Issued",
+    "redeemed": "Redeemed",
+    "reversed": "Redemptions reversed",
+    "breakage": "Breakage",
+    "written_off": "Written off",
+    "reinstated": "Reinstated",
+    "deleted": "Deleted",
+    "moved": "Moved between resellers",
+}
+
+
+def rollforward_report(form) -> ReportResult:
+    period = _period(form)
+    breakdown = form.cleaned_data["breakdown"]
+    rows = rollforward(
+        period=period,
+        breakdown=breakdown,
+        reseller_id=form.reseller_id,
+        currency=form.cleaned_data["currency"],
+        series=form.cleaned_data["series"],
+    )
+    section = Section(
+        key="rollforward",
+        title="Liability roll-forward: opening + movements = closing",
+        columns=[
+            Column("period", period.granularity.title(), "period"),
+            Column("currency", "Currency"),
+            *_BREAKDOWN_COLUMNS[breakdown],
+            Column("opening", "Opening liability", "money", total="first"),
+            *(Column(key, label, "money") for key, label in _ROLLFORWARD_LABELS.items()),
+            Column("closing", "Closing liability", "money", total="last"),
+            Column("difference", "Check (opening + movements − closing)", "money"),
+        ],
+        rows=rows,
+        granularity=period.granularity,
+    )
+    section.charts = _per_currency_charts(
+        rows,
+        title="Closing liability",
+        category=lambda row: period_label(row["period"], period.granularity),
+        series=_series_name(breakdown, "Closing liability"),
+        value_key="closing",
+        categories=_period_chart_categories(period),
+    )
+    return ReportResult(caption="F" + _period_caption(period, form)[1:], sections=[section])
 
 
 def expiring_report(form) -> ReportResult:
@@ -460,7 +535,7 @@ def csv_cells(section: Section, row: dict) -> Iterable[str]:
         value = row.get(column.key)
         if value is None:
             yield ""
-        elif column.kind == "period":
+        elif column.kind == "period" and isinstance(value, dt.date):
             yield value.isoformat()
         elif column.kind == "money":
             yield str(money_places(value))

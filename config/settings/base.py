@@ -280,6 +280,9 @@ MASS_EDIT_CHUNK_SIZE = int(env("MASS_EDIT_CHUNK_SIZE", "1000"))
 # ciphertext. At most this many cards per print order.
 PRINT_TEMP_DIR = env("PRINT_TEMP_DIR", "") or None
 PRINT_ORDER_MAX_CARDS = int(env("PRINT_ORDER_MAX_CARDS", "1000000"))
+# The finance reports' daily summary takes a day this long after it closed, so a transaction
+# still open at midnight (a large batch, a Mass Edit job) has committed (reports/README.md).
+REPORTS_SUMMARY_SETTLE = timedelta(minutes=int(env("REPORTS_SUMMARY_SETTLE_MINUTES", "60")))
 
 # django-import-export: importing cards needs cards.add_topupcard (and cards.view_pin, unscoped:
 # docs/reliability.md), the Export action cards.view_topupcard. An uploaded file holds clear

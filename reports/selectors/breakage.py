@@ -1,15 +1,15 @@
-"""Breakage: cards that expired unredeemed, counted in the period they expired, deleted cards
-included (docs/reports.md, "Breakage")."""
+"""Breakage: the face value of cards that expired unredeemed, booked in the period of the expiry
+and never moved afterwards; expiries moved later are movements of their own period
+(reports/README.md, "Breakage")."""
 
 import datetime as dt
+from decimal import Decimal
 
-from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
-from cards.models import TopUpCard
-
-from .audit import deleted_cards
-from .common import ZERO, Instant, Period, card_filters, finish_period_rows, instant, merge, trunc
+from .common import Period, finish_period_rows
+from .history import Kind
+from .movements import PERIOD, movement_totals
 
 BREAKAGE_BREAKDOWNS = {
     "none": (),
@@ -17,6 +17,7 @@ BREAKAGE_BREAKDOWNS = {
     "series": ("series",),
     "reseller_series": ("reseller_id", "series"),
 }
+BREAKAGE_KINDS = (Kind.BREAKAGE, Kind.WRITTEN_OFF, Kind.REINSTATED)
 
 
 def breakage(
@@ -28,53 +29,47 @@ def breakage(
     currency: str = "",
     series: str = "",
 ) -> list[dict]:
-    """Cards that expired unredeemed in the period (up to now), counted in the period they expired.
-
-    Blocked cards that expired unredeemed are breakage too; `blocked_value` shows how much of it.
-    """
+    """Per period (up to now), currency and breakdown: `count` and `value` of the cards whose
+    expiry passed unredeemed, `blocked_value` of them blocked then, `written_off` (expiry moved to
+    the edit's time or earlier), `reinstated` (an expired card given a later expiry) and `net`
+    (value + written_off − reinstated), each under the reseller the card had then."""
     now = now or timezone.now()
-    queryset = card_filters(
-        TopUpCard.objects.filter(
-            activated_at__isnull=True,
-            dormant=False,  # never delivered, never owed: not breakage (docs/cards.md)
-            expires_at__gte=period.start,
-            expires_at__lt=period.end,
-            expires_at__lte=now,
-        ),
-        reseller_id=reseller_id,
-        currency=currency,
-        series=series,
-    )
-    deleted = card_filters(
-        deleted_cards().filter(
-            # Expired while the card still existed: one deleted at its expiry instant or before
-            # is a deletion, not breakage.
-            Q(expires_at__lt=Instant(F("created_at"))),
-            # So deleted after the period's start: the index on (kind, created_at) reads only
-            # the deletions since then.
-            created_at__gt=period.start,
-            expires_at__gte=instant(period.start),
-            expires_at__lt=instant(period.end),
-            expires_at__lte=instant(now),
-        ),
-        reseller_id=reseller_id,
-        currency=currency,
-        series=series,
-    )
     extra = BREAKAGE_BREAKDOWNS[breakdown]
-    aggregates = {
-        "count": Count("id"),
-        "value": Sum("amount"),
-        "blocked_value": Sum("amount", filter=Q(blocked=True), default=ZERO),
-    }
-    keys = ("period", "currency", *extra)
-    rows, more = (
-        list(
-            cards.order_by()
-            .annotate(period=trunc("expires_at", period.granularity))
-            .values(*keys)
-            .annotate(**aggregates)
+    keys = (PERIOD, "currency", *extra)
+    rows: dict[tuple, dict] = {}
+    for total in movement_totals(
+        since=period.start,
+        until=min(period.end, now),
+        keys=(*keys, "blocked", "kind"),
+        kinds=BREAKAGE_KINDS,
+        granularity=period.granularity,
+        reseller_id=reseller_id,
+        currency=currency,
+        series=series,
+    ):
+        key = tuple(total[k] for k in keys)
+        row = rows.setdefault(
+            key,
+            {
+                **dict(zip(keys, key, strict=True)),
+                "count": 0,
+                **{name: Decimal(0) for name in _FIGURES},
+            },
         )
-        for cards in (queryset, deleted)
-    )
-    return finish_period_rows(merge(rows, more, keys, tuple(aggregates)), extra)
+        amount = total["amount"]
+        if total["kind"] == Kind.BREAKAGE:
+            row["count"] -= total["cards"]
+            row["value"] -= amount
+            if total["blocked"]:
+                row["blocked_value"] -= amount
+        elif total["kind"] == Kind.WRITTEN_OFF:
+            row["written_off"] -= amount
+        else:
+            row["reinstated"] += amount
+    for row in rows.values():
+        row["net"] = row["value"] + row["written_off"] - row["reinstated"]
+    kept = [row for row in rows.values() if row["count"] or any(row[f] for f in _FIGURES)]
+    return finish_period_rows(kept, extra)
+
+
+_FIGURES = ("value", "blocked_value", "written_off", "reinstated", "net")

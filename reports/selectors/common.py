@@ -1,12 +1,12 @@
-"""What every report shares: days and periods, the card filters, naming resellers, merging the
-rows of two aggregates, and datetimes read from JSON text on either database (docs/reports.md)."""
+"""What every report shares: days and periods, the card filters, naming resellers
+(docs/reports.md)."""
 
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import DateTimeField, Func, QuerySet, Value
+from django.db.models import DateTimeField, QuerySet
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
@@ -130,23 +130,6 @@ def name_resellers(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def merge(rows: list[dict], more: list[dict], keys: tuple[str, ...], sums: tuple[str, ...]):
-    """Add the rows of a second aggregate (changed or deleted cards) into the first, key by key:
-    a loop over groups, not over cards."""
-    for row in rows + more:
-        if "period" in row:
-            row["period"] = as_date(row["period"])
-    merged = {tuple(row[k] for k in keys): row for row in rows}
-    for row in more:
-        key = tuple(row[k] for k in keys)
-        if key in merged:
-            for name in sums:
-                merged[key][name] += row[name]
-        else:
-            merged[key] = row
-    return list(merged.values())
-
-
 def finish_period_rows(rows: list[dict], breakdown_keys: tuple[str, ...] = ()) -> list[dict]:
     """Rows per period as the tables read them: dated, resellers named, in a stable order."""
     for row in rows:
@@ -161,32 +144,3 @@ def finish_period_rows(rows: list[dict], breakdown_keys: tuple[str, ...] = ()) -
 
     rows.sort(key=lambda r: (r["period"], r["currency"], order(r)))
     return rows
-
-
-SQLITE_INSTANT = "%Y-%m-%d %H:%M:%f"  # UTC text to the millisecond
-
-
-class Instant(Func):
-    """A datetime that may come from JSON text, comparable the same way on both databases.
-
-    Deletion events keep the card's datetimes in `changes` as the database wrote them: jsonb's
-    ISO form on PostgreSQL ("2026-03-01T00:00:00+00:00"), the column's UTC text on SQLite
-    ("2026-03-01 00:00:00[.ffffff]"). PostgreSQL casts either to timestamptz (text without an
-    offset is read in the connection's time zone, UTC). SQLite compares datetimes as text, so
-    both sides of a comparison go through strftime('%Y-%m-%d %H:%M:%f'), which reads either form
-    (a "T" or a space, an offset or none) and writes one: UTC, to the millisecond.
-    """
-
-    output_field = DateTimeField()
-    template = "(%(expressions)s)::timestamptz"
-
-    def as_sqlite(self, compiler, connection, **extra_context):
-        sql, params = super().as_sql(
-            compiler, connection, template="strftime(%%s, %(expressions)s)", **extra_context
-        )
-        return sql, (SQLITE_INSTANT, *params)
-
-
-def instant(value: dt.datetime) -> Instant:
-    """A Python datetime on the same footing as an `Instant` read from JSON."""
-    return Instant(Value(value, output_field=DateTimeField()))

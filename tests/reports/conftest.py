@@ -56,6 +56,7 @@ REPORT_PERMISSIONS = [
     "view_breakagereport",
     "view_expiringreport",
     "view_balancereport",
+    "view_rollforwardreport",
 ]
 
 

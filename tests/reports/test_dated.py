@@ -99,24 +99,34 @@ def _liability(day, **kwargs):
     ]
 
 
+def _blocked(day, **kwargs):
+    return [r["blocked_value"] for r in liability(as_of=end_of_day(day), **kwargs)]
+
+
 def test_the_cards_count_as_they_were_before_the_changes_and_as_they_are_after(edited):
-    # USD R1: the fixture's 6 cards, 3333 + e1 (blocked only after D) + e4 (expiry shortened
-    # after D) + e5 and e7 (moved away after D) + e6 (the earliest change's old expiry, T+100d).
-    # Not e2 (blocked until after D), e3 (expired before its extension), e9 (blocked before T).
-    # No reseller: c14 11 + e8 (moved to R2 after D).
-    assert 3333 + 1000 + 8000 + 16000 + 32000 + 64000 == 124333
+    # USD R1: the fixture's 8 cards, 9733 (blocked ones included) + e1 (blocked only after D)
+    # + e2 and e9 (blocked on D: still owed) + e4 (expiry shortened after D) + e5 and e7
+    # (moved away after D) + e6 (the earliest change's old expiry, T+100d). Not e3 (expired
+    # before its extension). No reseller: c14 11 + e8 (moved to R2 after D).
+    assert 9733 + 1000 + 2000 + 8000 + 16000 + 32000 + 64000 + 256000 == 388733
     assert _liability(edited.day, currency="USD") == [
-        ("USD", "Reseller 1", None, 11, D("124333")),
+        ("USD", "Reseller 1", None, 15, D("388733")),
         ("USD", "Reseller 2", None, 1, D("7")),
         ("USD", NO_RESELLER, None, 2, D("128011")),
     ]
-    # D + 1 closes at T + 1d: the fixture's 973 (c1, c6, c7, c11) + e2 (unblocked) + e3
-    # (extended); e1 blocked, e4 and e6 expired. R2: c12 7 + e5 + e8. No reseller: c14 + e7.
+    # Of which blocked on D: c8 1280 and c10 5120 (the fixture's), e2 and e9; not e1.
+    assert _blocked(edited.day, currency="USD") == [D("264400"), D("0"), D("0")]
+    # D + 1 closes at T + 1d: the fixture's 9933 (c1, c6, c7, c8, c9, c10, c11) + e1 (blocked
+    # since) + e2 (unblocked) + e3 (extended) + e9; e4 and e6 written off. R2: c12 7 + e5 + e8.
+    # No reseller: c14 + e7.
     assert _liability(edited.day + dt.timedelta(days=1), currency="USD") == [
-        ("USD", "Reseller 1", None, 6, D("6973")),
+        ("USD", "Reseller 1", None, 11, D("272933")),
         ("USD", "Reseller 2", None, 3, D("144007")),
         ("USD", NO_RESELLER, None, 2, D("64011")),
     ]
+    assert _blocked(
+        edited.day + dt.timedelta(days=1), currency="USD", reseller_id=edited.r1.pk
+    ) == [D("1280") + D("5120") + D("2560") + D("1000") + D("256000")]
 
 
 def test_a_reseller_filter_reads_the_reseller_the_card_had_then(edited):
@@ -125,14 +135,14 @@ def test_a_reseller_filter_reads_the_reseller_the_card_had_then(edited):
     assert _liability(day, reseller_id=r2) == [("USD", "Reseller 2", None, 1, D("7"))]
     assert _liability(next_day, reseller_id=r2) == [("USD", "Reseller 2", None, 3, D("144007"))]
     assert _liability(next_day, reseller_id=r1, currency="USD") == [
-        ("USD", "Reseller 1", None, 6, D("6973"))
+        ("USD", "Reseller 1", None, 11, D("272933"))
     ]
     # By series and currency the changed cards merge into the same rows.
     assert _liability(day, reseller_id=r1, group_by="series", series="100") == [
-        ("USD", "Reseller 1", "100", 10, D("124330"))
+        ("USD", "Reseller 1", "100", 14, D("388730"))
     ]
     assert _liability(day, group_by="currency", currency="USD") == [
-        ("USD", None, None, 14, D("252351"))
+        ("USD", None, None, 18, D("516751"))
     ]
 
 
@@ -141,25 +151,29 @@ def test_a_reseller_scoped_user_sees_the_cards_that_were_theirs_then(edited, r1_
     after = r1_client.get(url("liabilityreport"), {"as_of": edited.day + dt.timedelta(days=1)})
 
     assert table_rows(on_d) == [
-        ["EUR", "Reseller 1", "1", "5.00"],
-        ["USD", "Reseller 1", "11", "124,333.00"],
+        ["EUR", "Reseller 1", "1", "5.00", "0.00"],
+        ["USD", "Reseller 1", "15", "388,733.00", "264,400.00"],
     ]
     assert table_rows(after) == [
-        ["EUR", "Reseller 1", "1", "5.00"],
-        ["USD", "Reseller 1", "6", "6,973.00"],
+        ["EUR", "Reseller 1", "1", "5.00", "0.00"],
+        ["USD", "Reseller 1", "11", "272,933.00", "265,960.00"],
     ]
 
 
 def test_a_change_at_the_closing_instant_belongs_to_the_next_day(edited):
-    # A block at T exactly: the card is still owed on D (events at T belong to D + 1).
-    # Cents add up exactly with an unchanged card's in the same row.
+    # A block at T exactly: the card is not yet blocked on D (events at T belong to D + 1);
+    # owed on both days. Cents add up exactly with an unchanged card's in the same row.
     gbp = {"currency": "GBP", "created_at": edited.T - DAY, "expires_at": edited.T + DAY}
     changed = TopUpCardFactory(amount=D("512000.25"), **gbp)
     TopUpCardFactory(amount=D("0.10"), **gbp)
     _edit(changed, edited.T, blocked=True)
-    assert _liability(edited.day, currency="GBP", group_by="currency") == [
-        ("GBP", None, None, 2, D("512000.35"))
+    on_d = liability(as_of=end_of_day(edited.day), currency="GBP", group_by="currency")
+    on_next = liability(
+        as_of=end_of_day(edited.day + dt.timedelta(days=1)), currency="GBP", group_by="currency"
+    )
+    assert [(r["count"], r["value"], r["blocked_value"]) for r in on_d] == [
+        (2, D("512000.35"), D("0"))
     ]
-    assert _liability(edited.day + dt.timedelta(days=1), currency="GBP", group_by="currency") == [
-        ("GBP", None, None, 1, D("0.10"))
+    assert [(r["count"], r["value"], r["blocked_value"]) for r in on_next] == [
+        (2, D("512000.35"), D("512000.25"))
     ]

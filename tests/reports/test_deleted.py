@@ -102,45 +102,46 @@ def _liability(day, **kwargs):
 
 class TestLiability:
     def test_cards_deleted_after_the_day_still_count_on_it(self, deletions):
-        # Besides the fixture's cards: EUR d8; GBP d12; USD R1 d1 (deleted at T exactly) and d11;
-        # USD R2 d7. Not d2 (deleted before T), d3 (expired), d4 (blocked), d6 (created at T),
-        # d9/d10 (deleted before T), d13 (expired).
+        # Besides the fixture's cards: EUR d8; GBP d12; USD R1 d1 (deleted at T exactly), d4
+        # (blocked: still owed) and d11; USD R2 d7. Not d2 (deleted before T), d3 (expired),
+        # d6 (created at T), d9/d10 (deleted before T), d13 (expired).
         assert _liability(deletions.day) == [
             ("EUR", "Reseller 1", None, 2, D("1280005")),
             ("GBP", "Reseller 1", None, 1, D("20480000")),
-            ("USD", "Reseller 1", None, 8, D("10253333")),
+            ("USD", "Reseller 1", None, 11, D("10339733")),
             ("USD", "Reseller 2", None, 2, D("640007")),
             ("USD", "(no reseller)", None, 1, D("11")),
         ]
 
     def test_not_on_a_day_after_the_deletion(self, deletions):
         day = deletions.day
-        # D+1: the fixture's 973 + d6 (created at T, deleted T+2d) + d11; d1 went at T.
+        # D+1: the fixture's 9933 + d4 + d6 (created at T, deleted T+2d) + d11; d1 went at T.
         assert _liability(
             day + dt.timedelta(days=1), currency="USD", reseller_id=deletions.r1.pk
-        ) == [("USD", "Reseller 1", None, 6, D("10560973"))]
+        ) == [("USD", "Reseller 1", None, 10, D("10649933"))]
         # D+2 closes at T+2d, the instant the others went: that belongs to D+3, so they are
         # still owed on D+2 and gone on D+3, when only the fixture's cards are left.
         r1_usd = {"currency": "USD", "reseller_id": deletions.r1.pk}
         assert _liability(day + dt.timedelta(days=2), **r1_usd) == [
-            ("USD", "Reseller 1", None, 6, D("10560973"))
+            ("USD", "Reseller 1", None, 10, D("10649933"))
         ]
         assert _liability(day + dt.timedelta(days=3), **r1_usd) == [
-            ("USD", "Reseller 1", None, 4, D("973"))
+            ("USD", "Reseller 1", None, 7, D("9933"))
         ]
 
     def test_the_day_before(self, deletions):
-        # D-1 (closing at T-1d): the fixture's 2873 + d1, d2, d3 (expires T-1s), d10 (deleted
-        # and expiring T-12h) and d11 (batch made T-3d); not d9 (deleted T-2d) nor d5 (blocked).
+        # D-1 (closing at T-1d): the fixture's 4153 + d1, d2, d3 (expires T-1s), d4 (blocked),
+        # d10 (deleted and expiring T-12h) and d11 (batch made T-3d); not d9 (deleted T-2d)
+        # nor d5 (expired T-2d).
         rows = _liability(deletions.day - dt.timedelta(days=1), currency="USD")
-        assert rows[0] == ("USD", "Reseller 1", None, 12, D("15432873"))
-        assert 2873 + 10000 + 20000 + 40000 + 5120000 + 10240000 == 15432873
+        assert rows[0] == ("USD", "Reseller 1", None, 14, D("15514153"))
+        assert 4153 + 10000 + 20000 + 40000 + 80000 + 5120000 + 10240000 == 15514153
         # R2: c12 7 + d7 + d13 (expires T-6h).
         assert rows[1] == ("USD", "Reseller 2", None, 3, D("41600007"))
 
     def test_by_series_and_by_currency(self, deletions):
         assert _liability(deletions.day, group_by="series", currency="USD") == [
-            ("USD", "Reseller 1", "100", 6, D("13330")),
+            ("USD", "Reseller 1", "100", 9, D("99730")),
             ("USD", "Reseller 1", "200", 1, D("3")),
             ("USD", "Reseller 1", "500", 1, D("10240000")),
             ("USD", "Reseller 2", "100", 2, D("640007")),
@@ -149,7 +150,7 @@ class TestLiability:
         assert _liability(deletions.day, group_by="currency") == [
             ("EUR", None, None, 2, D("1280005")),
             ("GBP", None, None, 1, D("20480000")),
-            ("USD", None, None, 11, D("10893351")),
+            ("USD", None, None, 14, D("10979751")),
         ]
 
     def test_filters_apply_to_deleted_cards(self, deletions):
@@ -183,12 +184,15 @@ class TestLiability:
             url("liabilityreport"), {"as_of": deletions.day, "group_by": "series", "format": "csv"}
         )
         assert csv_rows(response) == [
-            ["Currency", "Reseller", "Series", "Cards", "Liability"],
-            ["EUR", "Reseller 1", "300", "2", "1280005.00"],
-            ["GBP", "Reseller 1", "600", "1", "20480000.00"],
-            ["USD", "Reseller 1", "100", "6", "13330.00"],
-            ["USD", "Reseller 1", "200", "1", "3.00"],
-            ["USD", "Reseller 1", "500", "1", "10240000.00"],
+            ["Currency", "Reseller", "Series", "Cards", "Liability", "of which blocked"],
+            ["EUR", "Reseller 1", "300", "2", "1280005.00", "0.00"],
+            ["GBP", "Reseller 1", "600", "1", "20480000.00", "0.00"],
+            ["USD", "Reseller 1", "100", "9", "99730.00", "86400.00"],
+            ["USD", "Reseller 1", "200", "1", "3.00", "0.00"],
+            ["USD", "Reseller 1", "500", "1", "10240000.00", "0.00"],
+            ["EUR", "Total", "", "2", "1280005.00", "0.00"],
+            ["GBP", "Total", "", "1", "20480000.00", "0.00"],
+            ["USD", "Total", "", "11", "10339733.00", "86400.00"],
         ]
 
 
@@ -204,14 +208,15 @@ class TestBreakage:
         rows = breakage(period=self.period(deletions), now=deletions.T + DAY)
 
         day = deletions.day
-        # D-1: d5 (blocked) expired at T-2d. D: c5 160 + d3 40000 + d13 40960000. Not d9 nor
-        # d10: deleted before or at their expiry.
+        # D-1: d5 (blocked) expired at T-2d. D: c5 160 + d3 40000 + d13 40960000 + d10 (it
+        # expired at the instant it was deleted: the expiry comes first). Not d9: deleted before
+        # its expiry.
         assert [
             (r["period"], r["currency"], r["count"], r["value"], r["blocked_value"]) for r in rows
         ] == [
             (day - dt.timedelta(days=4), "USD", 1, D("0.50"), D("0.50")),
             (day - dt.timedelta(days=1), "USD", 1, D("160000"), D("160000")),
-            (day, "USD", 3, D("41000160"), D("0")),
+            (day, "USD", 4, D("46120160"), D("0")),
             (day + dt.timedelta(days=1), "USD", 1, D("80"), D("0")),
         ]
 
@@ -224,7 +229,7 @@ class TestBreakage:
         )
         rows = breakage(period=month, now=deletions.T + 90 * DAY)
         assert [(r["period"], r["count"], r["value"], r["blocked_value"]) for r in rows] == [
-            (deletions.day.replace(day=1), 5, D("41160160.50"), D("160000.50"))
+            (deletions.day.replace(day=1), 6, D("46280160.50"), D("160000.50"))
         ]
 
     def test_breakdowns_filters_and_scope(self, deletions):
@@ -233,7 +238,7 @@ class TestBreakage:
         assert [(r["period"], r["reseller"], r["series"], r["value"]) for r in both] == [
             (deletions.day - dt.timedelta(days=4), "Reseller 1", "100", D("0.50")),
             (deletions.day - dt.timedelta(days=1), "Reseller 1", "100", D("160000")),
-            (deletions.day, "Reseller 1", "100", D("40160")),
+            (deletions.day, "Reseller 1", "100", D("5160160")),
             (deletions.day, "Reseller 2", "700", D("40960000")),
             (deletions.day + dt.timedelta(days=1), "Reseller 1", "100", D("80")),
         ]

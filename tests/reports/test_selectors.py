@@ -31,10 +31,11 @@ def _liability(finance, day, **kwargs):
 class TestLiability:
     def test_as_of_the_report_day_by_currency_and_reseller(self, finance):
         # USD R1: c1 10 + c3 40 (redeemed at T) + c4 80 (expires at T) + c7 640 (created T-1s)
-        # + c9 2560 (redeemed and reversed after D) + c11 3.
+        # + c8 1280 (blocked: still owed) + c9 2560 (redeemed and reversed after D) + c10 5120
+        # (its redemption reversed before T: owed again, blocked) + c11 3.
         assert _liability(finance, finance.day) == [
             ("EUR", "Reseller 1", None, 1, D("5")),
-            ("USD", "Reseller 1", None, 6, D("3333")),
+            ("USD", "Reseller 1", None, 8, D("9733")),
             ("USD", "Reseller 2", None, 1, D("7")),
             ("USD", NO_RESELLER, None, 1, D("11")),
         ]
@@ -42,14 +43,14 @@ class TestLiability:
     def test_by_series(self, finance):
         rows = _liability(finance, finance.day, group_by="series", currency="USD")
         assert rows[:2] == [
-            ("USD", "Reseller 1", "100", 5, D("3330")),
+            ("USD", "Reseller 1", "100", 7, D("9730")),
             ("USD", "Reseller 1", "200", 1, D("3")),
         ]
 
     def test_by_currency(self, finance):
         assert _liability(finance, finance.day, group_by="currency") == [
             ("EUR", None, None, 1, D("5")),
-            ("USD", None, None, 8, D("3351")),
+            ("USD", None, None, 10, D("9751")),
         ]
 
     def test_the_day_before_and_after_reconcile_with_redemptions_breakage_and_new_cards(
@@ -58,15 +59,16 @@ class TestLiability:
         before = _liability(finance, finance.day - dt.timedelta(days=1), currency="USD")
         after = _liability(finance, finance.day + dt.timedelta(days=1), currency="USD")
 
-        # D-1: c1 10 + c2 20 + c3 40 + c4 80 + c5 160 + c9 2560 + c11 3 (c7 not created yet,
-        # c10 redeemed on D-1 and c15 expired).
-        assert before[0] == ("USD", "Reseller 1", None, 7, D("2873"))
-        # 2873 + 640 created (c7) - 20 redeemed (c2) - 160 expired (c5) on D.
-        assert 2873 + 640 - 20 - 160 == 3333
-        # D+1: c1 10 + c6 320 (created at T) + c7 640 + c11 3.
-        assert after[0] == ("USD", "Reseller 1", None, 4, D("973"))
-        # 3333 + 320 created (c6) - 40 and 2560 redeemed (c3, c9) - 80 expired (c4) on D+1.
-        assert 3333 + 320 - 40 - 2560 - 80 == 973
+        # D-1: c1 10 + c2 20 + c3 40 + c4 80 + c5 160 + c8 1280 + c9 2560 + c11 3 (c7 not
+        # created yet, c10 redeemed on D-1 and reversed only at its close, c15 expired).
+        assert before[0] == ("USD", "Reseller 1", None, 8, D("4153"))
+        # 4153 + 640 created (c7) - 20 redeemed (c2) - 160 expired (c5) + 5120 reversed (c10).
+        assert 4153 + 640 - 20 - 160 + 5120 == 9733
+        # D+1: c1 10 + c6 320 (created at T) + c7 640 + c8 1280 + c9 2560 + c10 5120 + c11 3.
+        assert after[0] == ("USD", "Reseller 1", None, 7, D("9933"))
+        # 9733 + 320 created (c6) - 40 and 2560 redeemed (c3, c9) + 2560 reversed (c9) - 80
+        # expired (c4) on D+1.
+        assert 9733 + 320 - 40 - 2560 + 2560 - 80 == 9933
 
     def test_a_reseller_sees_only_its_cards(self, finance):
         assert _liability(finance, finance.day, reseller_id=finance.r2.pk) == [
@@ -80,8 +82,9 @@ class TestLiability:
         assert _liability(finance, finance.day, currency="GBP") == []
 
     def test_operator_blocks_are_dated_by_their_audit_events(self, finance):
-        """A card blocked after D still counts on D; one unblocked after D does not (the events
-        as older code wrote them, without `changes`: the kind says what the flag was)."""
+        """Blocked cards stay owed; "of which blocked" reads the flag as it was: a card blocked
+        after D is not blocked on D, one unblocked after D is (the events as older code wrote
+        them, without `changes`: the kind says what the flag was)."""
         r3 = ResellerFactory(name="Reseller 3")
         blocked = TopUpCardFactory(reseller=r3, amount=D("100"), created_at=finance.T - 10 * DAY)
         CardEventFactory(card=blocked, kind="blocked", created_at=finance.T + HOUR)
@@ -90,12 +93,14 @@ class TestLiability:
         CardEventFactory(card=unblocked, kind="blocked", created_at=finance.T - 2 * DAY)
         CardEventFactory(card=unblocked, kind="unblocked", created_at=finance.T + HOUR)
 
-        assert _liability(finance, finance.day, reseller_id=r3.pk) == [
-            ("USD", "Reseller 3", None, 1, D("100"))
-        ]
-        assert _liability(finance, finance.day + dt.timedelta(days=1), reseller_id=r3.pk) == [
-            ("USD", "Reseller 3", None, 1, D("200"))
-        ]
+        def blocked_part(day):
+            return [
+                (r["count"], r["value"], r["blocked_value"])
+                for r in liability(as_of=end_of_day(day), reseller_id=r3.pk)
+            ]
+
+        assert blocked_part(finance.day) == [(2, D("300"), D("200"))]
+        assert blocked_part(finance.day + dt.timedelta(days=1)) == [(2, D("300"), D("100"))]
 
     def test_before_any_card_existed_nothing_is_owed(self, finance):
         assert _liability(finance, finance.day - dt.timedelta(days=30)) == []
@@ -339,10 +344,12 @@ def test_reports_run_a_fixed_number_of_queries_whatever_the_card_count(
     for card in cards[:10]:
         CardEventFactory(card=card, kind="blocked", created_at=finance.T + HOUR)
     period = Period(finance.day, finance.day, Granularity.DAY)
-    # Unchanged cards, cards changed since, deleted cards (one aggregate each), reseller names.
-    with django_assert_max_num_queries(4):
+    # The summary's state; the unchanged cards (an aggregate per kind: issued, breakage,
+    # redeemed; the reversals since, the reversed cards); the changes, the cards changed, the
+    # deletions; the resellers' names.
+    with django_assert_max_num_queries(10):
         liability(as_of=finance.T)
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(10):
         breakage(period=period, breakdown="reseller")
     with django_assert_max_num_queries(2):
         redemptions(period=period, breakdown="reseller")

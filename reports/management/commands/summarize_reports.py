@@ -1,0 +1,33 @@
+from django.core.management.base import BaseCommand
+
+from reports.services.summary import movement_summary_extend, movement_summary_rebuild
+from reports.tasks import summary_schedule
+
+
+class Command(BaseCommand):
+    help = (
+        "Add the days closed since the last run to the finance reports' daily summary (run it "
+        "from cron), or with --schedule queue the worker's recurring task that does it every "
+        "hour (idempotent: run it at every deploy); --rebuild forgets the summary and builds it "
+        "again from the audit events."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--schedule",
+            action="store_true",
+            help="Queue the recurring task on the worker (db_worker) unless it is queued already.",
+        )
+        parser.add_argument("--rebuild", action="store_true", help="Build the whole summary again.")
+
+    def handle(self, *args, schedule=False, rebuild=False, **options):
+        if schedule:
+            queued = summary_schedule()
+            self.stdout.write(
+                "Recurring report summary task queued for the worker."
+                if queued
+                else "Recurring report summary task already queued."
+            )
+            return
+        rows = movement_summary_rebuild() if rebuild else movement_summary_extend()
+        self.stdout.write(self.style.SUCCESS(f"{rows} movement row(s) summarized."))
