@@ -295,3 +295,10 @@ def test_the_login_lock_message_is_english_outside_the_panel_and_translated_insi
     assert "paused until 2025-01-15 14:30 (UTC)" in login_locked_message(until)
     with translation.override("fr"):
         assert "suspendue jusqu’au 15/01/2025 14:30 (UTC)" in login_locked_message(until)
+
+
+def test_each_language_of_the_switch_is_named_in_itself(client, db):
+    page = client.get("/panel/login/", headers={"accept-language": "fr"}).content.decode()
+
+    for code, name in [("en", "English"), ("es", "Español"), ("fr", "Français")]:
+        assert f'lang="{code}" class="link"' in page and f">{name}</button>" in page
