@@ -150,7 +150,7 @@ class CardDormant(CardError):
 
     result = Result.VOUCHER_DORMANT
     code = "dormant"
-    default_message = (
+    default_message = _(
         "This voucher has not been released for sale yet, so it cannot be used. "
         "Please contact the shop that sold it or your provider."
     )

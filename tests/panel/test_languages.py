@@ -80,6 +80,7 @@ REDEMPTION_MESSAGES = [
     card_errors.RedemptionLocked,
     card_errors.RedemptionAddressUnknown,
     card_errors.RedemptionBusy,
+    card_errors.CardDormant,
 ]
 
 
