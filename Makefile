@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install migrate lint format clean
+.PHONY: run test install migrate lint format clean messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# After changing a panel string: refresh locale/*/django.po, translate the new entries, compile.
+# Needs GNU gettext (apt-get install gettext); the .mo files are committed, so `make run` does not.
+messages: install
+	$(BIN)/python manage.py makemessages -l es -l fr --no-location --no-obsolete \
+		--ignore='.venv/*' --ignore='tests/*' --ignore='staticfiles/*' --ignore='build/*' \
+		--ignore='*/templates/admin/*'
+	$(BIN)/python manage.py compilemessages --ignore='.venv/*'
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache .ruff_cache

@@ -1,4 +1,11 @@
-"""Card errors. Messages are shown to people as they are: they never contain a PIN."""
+"""Card errors. Messages are shown to people as they are: they never contain a PIN.
+
+The messages a subscriber can meet in the client panel are marked for translation and stay
+English here (REST and the admin read them as they are); the panel shows them translated
+(docs/panel.md, "Languages").
+"""
+
+from django.utils.translation import gettext_noop as _
 
 from wallets.exceptions import (
     AlreadyRedeemed,
@@ -22,33 +29,33 @@ class CardError(WalletError):
 
 class CardCodeInvalid(CardError, NotFound):
     code = "check_digit"
-    default_message = "This is not a valid voucher code: please check the code and try again."
+    default_message = _("This is not a valid voucher code: please check the code and try again.")
 
 
 class CardNotFound(CardError, NotFound):
     code = "not_found"
-    default_message = "No voucher matches this code."
+    default_message = _("No voucher matches this code.")
 
 
 class CardAlreadyRedeemed(CardError, AlreadyRedeemed):
     code = "already_redeemed"
-    default_message = "This voucher has already been used."
+    default_message = _("This voucher has already been used.")
 
 
 class CardExpired(CardError, BadData):
     code = "expired"
-    default_message = "This voucher has expired."
+    default_message = _("This voucher has expired.")
 
 
 class CardBlocked(CardError, VoucherBlocked):
     code = "blocked"
-    default_message = "This voucher is blocked. Please contact your provider."
+    default_message = _("This voucher is blocked. Please contact your provider.")
 
 
 class CardWrongReseller(CardError, BadData):
     code = "wrong_reseller"
     # Said so that it holds for an account linked to no provider at all, too.
-    default_message = (
+    default_message = _(
         "This voucher belongs to a provider your account is not linked to, "
         "so it cannot be used here."
     )
@@ -56,17 +63,17 @@ class CardWrongReseller(CardError, BadData):
 
 class CardCurrencyMismatch(CardError, BadData):
     code = "currency_mismatch"
-    default_message = "This voucher's currency does not match your balance."
+    default_message = _("This voucher's currency does not match your balance.")
 
 
 class CardAmountMismatch(CardError, BadData):
     code = "amount_mismatch"
-    default_message = "The amount does not match the voucher's amount."
+    default_message = _("The amount does not match the voucher's amount.")
 
 
 class NoMainBalance(CardError, NotFound):
     code = "no_balance"
-    default_message = "Your account has no balance to credit. Please contact support."
+    default_message = _("Your account has no balance to credit. Please contact support.")
 
 
 class GenerationError(BadData):
@@ -103,7 +110,7 @@ class RedemptionLocked(CardError):
     result = Result.FORBIDDEN
     http_status = 429
     code = "locked"
-    default_message = "Too many wrong voucher codes. Redemption is locked for a while."
+    default_message = _("Too many wrong voucher codes. Redemption is locked for a while.")
 
     def __init__(self, message: str | None = None, *, locked_until=None):
         self.locked_until = locked_until
@@ -115,7 +122,7 @@ class RedemptionAddressUnknown(RedemptionLocked):
     so the attempt is refused rather than let past it. Audited, never counted."""
 
     code = "no_address"
-    default_message = (
+    default_message = _(
         "Redemption is not available from this connection right now. Please try again later."
     )
 
@@ -129,7 +136,7 @@ class RedemptionBusy(WalletError):
     result = Result.INTERNAL_ERROR
     http_status = 503
     retry_after = 5
-    default_message = "This voucher is being updated right now. Please try again in a moment."
+    default_message = _("This voucher is being updated right now. Please try again in a moment.")
 
 
 GUESS_ERRORS = (CardNotFound, CardCodeInvalid)
@@ -143,7 +150,7 @@ class CardDormant(CardError):
 
     result = Result.VOUCHER_DORMANT
     code = "dormant"
-    default_message = (
+    default_message = _(
         "This voucher has not been released for sale yet, so it cannot be used. "
         "Please contact the shop that sold it or your provider."
     )

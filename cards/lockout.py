@@ -32,7 +32,9 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Max, Q, Subquery
 from django.utils import timezone
+from django.utils.translation import gettext
 
+from common.formats import format_datetime
 from common.queries import top_values
 from wallets.models import Channel
 
@@ -201,11 +203,12 @@ def redemption_locked_until(
 
 
 def locked_message(locked_until: dt.datetime) -> str:
+    """In the active language: the panel's subscriber's, English over REST (docs/panel.md)."""
     until = timezone.localtime(locked_until)
-    return (
-        "Too many wrong voucher codes. Redemption is locked until "
-        f"{until:%Y-%m-%d %H:%M} ({until.tzname()}). Please try again after that time."
-    )
+    return gettext(
+        "Too many wrong voucher codes. Redemption is locked until %(until)s (%(zone)s). "
+        "Please try again after that time."
+    ) % {"until": format_datetime(until), "zone": until.tzname()}
 
 
 # --- global failure budget ----------------------------------------------------------------

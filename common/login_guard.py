@@ -45,7 +45,9 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
 
+from .formats import format_datetime
 from .http import client_ip
 
 log = logging.getLogger(__name__)
@@ -229,12 +231,12 @@ class LoginGuardHandler(AxesDatabaseHandler):
 
 
 def locked_message(until: dt.datetime) -> str:
+    """In the active language: the panel's, English in the admin (docs/panel.md)."""
     local = timezone.localtime(until)
-    return (
+    return gettext(
         "Too many failed logins for this username from your network. Logging in with it from "
-        f"here is paused until {local:%Y-%m-%d %H:%M} ({local.tzname()}). Please try again after "
-        "that time."
-    )
+        "here is paused until %(until)s (%(zone)s). Please try again after that time."
+    ) % {"until": format_datetime(local), "zone": local.tzname()}
 
 
 def _is_admin(request) -> bool:

@@ -4,8 +4,10 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 
+from .middleware import use_saved_language
 from .selectors import panel_subscriber
 
 REDEEM_PERMISSION = "cards.redeem_card"
@@ -47,9 +49,14 @@ def subscriber_required(permission: str | None = None):
         def wrapped(request, *args, **kwargs):
             subscriber = panel_subscriber(request.user, permission=REDEEM_PERMISSION)
             if subscriber is None:
-                return _forbidden(request, "Your login is not linked to a subscriber account.")
+                return _forbidden(
+                    request, gettext("Your login is not linked to a subscriber account.")
+                )
+            use_saved_language(request, subscriber)
             if permission and not subscriber.can:
-                return _forbidden(request, "Your account is not allowed to redeem vouchers.")
+                return _forbidden(
+                    request, gettext("Your account is not allowed to redeem vouchers.")
+                )
             request.subscriber = subscriber
             request.can_redeem = subscriber.can
             return view(request, *args, **kwargs)

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
+from django.utils.translation import gettext_lazy as _
 
 from subscribers.models import Reseller, Subscriber, Subscription
 from wallets.models import AMOUNT_DIGITS, AMOUNT_PLACES, BalanceTemplate
@@ -22,11 +23,13 @@ class CodeInput(forms.TextInput):
 
 class RedeemForm(forms.Form):
     code = forms.CharField(
-        label="Voucher Code",
+        label=_("Voucher Code"),
         max_length=64,
         error_messages={
-            "required": "Enter the voucher code printed on your card.",
-            "max_length": "This is not a valid voucher code: please check the code and try again.",
+            "required": _("Enter the voucher code printed on your card."),
+            "max_length": _(
+                "This is not a valid voucher code: please check the code and try again."
+            ),
         },
         widget=CodeInput(
             attrs={

@@ -9,6 +9,7 @@ urlpatterns = [
     path("redeem/", views.redeem, name="redeem"),
     path("login/", views.PanelLoginView.as_view(), name="login"),
     path("logout/", views.PanelLogoutView.as_view(), name="logout"),
+    path("language/", views.language, name="language"),
     path("password/", views.PanelPasswordChangeView.as_view(), name="password_change"),
     path(
         "password/done/",

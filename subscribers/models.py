@@ -60,6 +60,14 @@ class Subscriber(models.Model):
         Reseller, on_delete=models.PROTECT, null=True, blank=True, related_name="subscribers"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # One of settings.LANGUAGES, chosen in the panel (not choices here: adding a language must
+    # not need a migration); empty follows the browser's language (docs/panel.md, "Languages").
+    language = models.CharField(
+        max_length=10,
+        blank=True,
+        default="",
+        help_text="Language of the client panel; empty: the browser's.",
+    )
 
     class Meta:
         ordering = ["name", "id"]

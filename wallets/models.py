@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from common.formats import format_amount
 from subscribers.models import Group, Subscription
@@ -182,11 +183,12 @@ class BalanceInterval(models.Model):
 
 
 class LedgerKind(models.TextChoices):
-    OPENING = "opening", "Opening balance"
-    TOPUP = "topup", "Top-up"
-    REDEMPTION = "redemption", "Card redemption"
-    ADJUSTMENT = "adjustment", "Adjustment"
-    REVERSAL = "reversal", "Reversal"
+    # Lazy: the panel's history shows them in the subscriber's language; elsewhere English.
+    OPENING = "opening", _("Opening balance")
+    TOPUP = "topup", _("Top-up")
+    REDEMPTION = "redemption", _("Card redemption")
+    ADJUSTMENT = "adjustment", _("Adjustment")
+    REVERSAL = "reversal", _("Reversal")
 
 
 class Channel(models.TextChoices):

@@ -60,6 +60,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The client panel in the subscriber's language; everything else stays English (docs/panel.md).
+    "panel.middleware.PanelLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # After a staff user's write, their stale-tolerant reads stay on the primary (docs/replicas.md).
     "common.replicas.ReadYourWritesMiddleware",
@@ -174,6 +176,15 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The client panel's languages (docs/panel.md, "Languages"); the admin, the REST API and the
+# reports are English whatever the browser asks. The catalogs are in locale/, .mo files
+# committed so `make run` needs no GNU gettext.
+LANGUAGES = [
+    ("en", "English"),
+    ("es", "Español"),
+    ("fr", "Français"),
+]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"

@@ -1,8 +1,10 @@
-"""Formatting for the client panel: amounts to the balance template's precision; and which
+"""Formatting for the client panel: amounts to the balance template's precision, amounts and
+dates in the page's language; and which
 message belongs to the Voucher Code field, so the field can be tied to it (docs/panel.md)."""
 
 from django import template
 from django.contrib.messages import constants
+from django.utils.translation import get_language
 
 from cards.exceptions import (
     CardAlreadyRedeemed,
@@ -16,11 +18,11 @@ from cards.exceptions import (
     RedemptionAddressUnknown,
     RedemptionLocked,
 )
-from common.formats import format_amount
+from common.formats import format_amount, format_date, format_datetime
 
 register = template.Library()
 
-__all__ = ["amount", "format_amount", "signed_amount"]
+__all__ = ["amount", "day", "format_amount", "moment", "signed_amount"]
 
 # Refusals of the code that was typed (the view tags each with its code): shown under the
 # Voucher Code field and tied to it. Other messages (a success, "try again", an account without
@@ -48,12 +50,22 @@ def _about_the_code(message) -> bool:
 
 @register.filter
 def amount(value, precision=2):
-    return format_amount(value, precision)
+    return format_amount(value, precision, language=get_language())
 
 
 @register.filter
 def signed_amount(value, precision=2):
-    return format_amount(value, precision, signed=True)
+    return format_amount(value, precision, signed=True, language=get_language())
+
+
+@register.filter
+def day(value):
+    return format_date(value) if value else ""
+
+
+@register.filter
+def moment(value):
+    return format_datetime(value) if value else ""
 
 
 @register.filter

@@ -9,6 +9,7 @@ credits before it can know which ancestors an EndTime will move.
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils.translation import gettext_noop
 
 from ..exceptions import BadData
 from ..models import Balance, BalanceInterval, Channel, LedgerEntry
@@ -67,7 +68,8 @@ def apply_to_locked(
     if locked.amount + amount < 0:
         raise BadData("Insufficient balance: the amount would become negative.")
     if locked.amount + amount >= AMOUNT_LIMIT:
-        raise BadData("The balance would exceed the largest amount it can hold.")
+        # Marked: a panel redemption shows it translated (docs/panel.md, "Languages").
+        raise BadData(gettext_noop("The balance would exceed the largest amount it can hold."))
     interval = None
     if interval_id is not None:
         interval = BalanceInterval.objects.select_for_update().get(pk=interval_id, balance=locked)

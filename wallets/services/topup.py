@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from ..exceptions import AlreadyRedeemed, BadData, NotSupported
 from ..models import (
@@ -76,8 +77,9 @@ def balance_topup(
     now = timezone.now()
     if not locked.is_live(now):
         if locked.template.kind == BalanceKind.PERIODIC:
-            raise BadData("The periodic balance has no current interval.", rule="T3")
-        raise BadData("The balance is not live (outside its start and end time).")
+            # Marked: a panel redemption shows these translated (docs/panel.md, "Languages").
+            raise BadData(gettext_noop("The periodic balance has no current interval."), rule="T3")
+        raise BadData(gettext_noop("The balance is not live (outside its start and end time)."))
     entry = apply_to_locked(
         locked=locked,
         amount=amount,

@@ -1,0 +1,45 @@
+"""The client panel in the subscriber's language (docs/panel.md, "Languages").
+
+Only requests to the panel are translated: the admin, the REST API and the reports stay English
+whatever the browser asks, so the language is activated around the panel's response alone and
+never left active on the thread for the next request.
+"""
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import translation
+from django.utils.cache import patch_vary_headers
+
+
+def supported(language: str | None) -> str | None:
+    """`language` when the panel speaks it (exactly one of settings.LANGUAGES), else None."""
+    return language if language in dict(settings.LANGUAGES) else None
+
+
+def use_saved_language(request, subscriber) -> None:
+    """Once the page knows its subscriber (loaded anyway: no query of its own), their saved
+    choice replaces the browser's for the rest of the response."""
+    language = supported(getattr(subscriber, "language", None))
+    if language:
+        translation.activate(language)
+        request.LANGUAGE_CODE = language
+
+
+class PanelLanguageMiddleware:
+    """Until the subscriber is known: the language cookie (a choice made on the login page),
+    else the browser's Accept-Language, else English."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path_info.startswith(reverse("panel:dashboard")):
+            return self.get_response(request)
+        language = translation.get_language_from_request(request)
+        with translation.override(language):
+            request.LANGUAGE_CODE = language
+            response = self.get_response(request)
+            language = translation.get_language()
+        patch_vary_headers(response, ("Accept-Language", "Cookie"))
+        response.headers.setdefault("Content-Language", language)
+        return response
