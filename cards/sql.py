@@ -576,7 +576,7 @@ WITH target AS (
     LIMIT 1
 ), card AS (
     SELECT c.id, c.series, c.number, c.amount, c.currency, c.reseller_id, c.activated_at,
-           c.blocked, c.expires_at,
+           c.blocked, c.dormant, c.expires_at,
            c.series || '-' || lpad(c.number::text, {serial_digits}, '0') AS serial
     FROM {card} c, newest
     WHERE c.id = newest.id
@@ -588,6 +588,8 @@ WITH target AS (
     FROM {balance} b, unlocked, card
     WHERE b.id = unlocked.balance_id
       AND card.activated_at IS NULL AND NOT card.blocked AND card.expires_at > %(now)s
+      -- A dormant card (box not delivered) is left to card_redeem, which answers CardDormant.
+      AND NOT card.dormant
       AND (card.reseller_id IS NULL OR card.reseller_id = unlocked.reseller_id)
       AND card.currency = unlocked.currency
       AND unlocked.kind NOT IN ('periodic', 'meter')
