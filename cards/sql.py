@@ -936,3 +936,62 @@ def import_stage_write(*, first: int, last: int, created_at) -> int:
     with connection.cursor() as cursor:
         cursor.execute(statement.as_string(), [created, first, last])
         return cursor.rowcount
+# --- monthly partitions of the card audit table (PostgreSQL) ------------------------------------
+# cards_cardevent is partitioned by month of created_at (migration 0011, docs/scaling.md); these
+# make the months ahead. A row whose month has no partition yet lands in the DEFAULT partition:
+# making that month moves such rows into it, so the month's partition and its rows appear in the
+# same transaction or not at all.
+
+CARDEVENT_TABLE = "cards_cardevent"
+CARDEVENT_DEFAULT = "cards_cardevent_default"
+_PARTITIONED_UNTIL = sql.SQL(
+    "SELECT max((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1]"
+    "::timestamptz) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "WHERE i.inhparent = {table}::regclass"
+).format(table=sql.Literal(CARDEVENT_TABLE))
+
+
+def cardevent_partitioned_until():
+    """The end of the last month that has its own partition (None: the table is not partitioned,
+    or has no ranged partition)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", [CARDEVENT_TABLE])
+        if cursor.fetchone()[0] != "p":
+            return None
+        cursor.execute(_PARTITIONED_UNTIL.as_string(cursor.connection))
+        return cursor.fetchone()[0]
+
+
+def cardevent_partition_add(*, name: str, start, end) -> int:
+    """Make the partition `name` for [start, end) with the rows the DEFAULT partition holds for
+    it; returns how many rows moved. Inside the caller's transaction: the DEFAULT partition is
+    locked against inserts until it commits, so none slips in between the move and the attach."""
+    table, default = sql.Identifier(CARDEVENT_TABLE), sql.Identifier(CARDEVENT_DEFAULT)
+    new = sql.Identifier(name)
+    with connection.cursor() as cursor:
+        raw = cursor.connection
+        cursor.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(default).as_string(raw))
+        cursor.execute(
+            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)")
+            .format(new, table)
+            .as_string(raw)
+        )
+        cursor.execute(
+            sql.SQL(
+                "WITH moved AS (DELETE FROM {default} WHERE created_at >= %s AND created_at < %s "
+                "RETURNING *) INSERT INTO {new} SELECT * FROM moved"
+            )
+            .format(default=default, new=new)
+            .as_string(raw),
+            [start, end],
+        )
+        moved = cursor.rowcount
+        # Builds the parent's indexes on the new table, and checks the DEFAULT partition holds no
+        # row of the month any more.
+        cursor.execute(
+            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM (%s) TO (%s)")
+            .format(table, new)
+            .as_string(raw),
+            [start, end],
+        )
+        return moved
