@@ -9,8 +9,6 @@ bytes, and the total per row (`pg_total_relation_size / count`, indexes included
 events it also gives the width of a row per kind (`pg_column_size`), since the kinds differ in
 what they carry. `--balance-events` first writes the balance audit rows the services write with
 each ledger entry (one per entry, `{"amount": [old, new]}`), which bench/reports.py does not.
-`--convert` times migration cards 0008 (the audit table becoming partitioned) on a database
-still at 0007.
 """
 
 import argparse
@@ -26,7 +24,6 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from bench.bulk import without_indexes  # noqa: E402
@@ -75,13 +72,31 @@ def fill_balance_events() -> None:
     print(f"wrote the balance events in {time.perf_counter() - started:.1f} s")
 
 
-def convert() -> None:
+def fill_failed(failed: int) -> None:
+    """Failed redemptions as `card_redeem_failed_event` writes them (no card found: the common
+    case), spread over the last 30 days, from 1 in 7 addresses of a /16, half over REST."""
     started = time.perf_counter()
-    call_command("migrate", "cards", "0008", verbosity=0)
-    print(
-        f"migration cards 0008 (partitioning the card events) took "
-        f"{time.perf_counter() - started:.1f} s (load average {load_average()})"
-    )
+    with connection.cursor() as cur:
+        cur.execute("DELETE FROM cards_cardevent WHERE kind = 'redeem_failed'")
+        cur.execute("SELECT min(id), max(id) FROM subscribers_subscriber")
+        low, high = cur.fetchone()
+    with connection.cursor() as cur, without_indexes(cur, ["cards_cardevent"]):
+        cur.execute(
+            """
+            INSERT INTO cards_cardevent (kind, serial, channel, ip_address, changes, created_at,
+                subscriber_id)
+            SELECT 'redeem_failed', '', CASE WHEN j %% 2 = 0 THEN 'panel' ELSE 'rest' END,
+                   ('10.20.0.0'::inet + (j * 7) %% 65536),
+                   '{"reason": "No card has this code."}'::jsonb,
+                   now() - (j %% 2592000) * interval '1 second',
+                   %s + j %% (%s - %s + 1)
+            FROM generate_series(1, %s) j
+            """,
+            [low, high, low, failed],
+        )
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE cards_cardevent")
+    print(f"wrote {failed:,} failed redemptions in {time.perf_counter() - started:.1f} s")
 
 
 def measure() -> None:
@@ -117,14 +132,14 @@ def measure() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--balance-events", action="store_true")
-    parser.add_argument("--convert", action="store_true")
+    parser.add_argument("--failed", type=int, default=0, help="failed redemptions to write")
     args = parser.parse_args()
     if connection.vendor != "postgresql" or "bench" not in connection.settings_dict["NAME"]:
         sys.exit("Run on a PostgreSQL database whose name contains 'bench'.")
-    if args.convert:
-        convert()
     if args.balance_events:
         fill_balance_events()
+    if args.failed:
+        fill_failed(args.failed)
     measure()
 
 
