@@ -466,7 +466,7 @@ class CardEventKind(models.TextChoices):
 class CardEvent(models.Model):
     """Audit record. The serial is kept so the history outlives a deleted card."""
 
-    kind = models.CharField(max_length=16, choices=CardEventKind.choices, db_index=True)
+    kind = models.CharField(max_length=16, choices=CardEventKind.choices)
     card = models.ForeignKey(
         TopUpCard, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
     )
