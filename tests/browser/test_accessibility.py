@@ -12,12 +12,15 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
 from cards import pins
-from cards.models import CardJob, CardJobStatus
+from cards.jobs import run_import_job
+from cards.models import SELECTION_AT, CardJob, CardJobKind, CardJobStatus
+from cards.services.generation import card_batch_generate
 from cards.services.redemption import card_redeem
 from tests.browser.axe import axe_violations, broken_references, too_wide
 from tests.factories import (
@@ -25,6 +28,8 @@ from tests.factories import (
     BalanceTemplateFactory,
     CardBatchFactory,
     CardJobFactory,
+    PrinterFactory,
+    PrintOrderFactory,
     ResellerFactory,
     SubscriberFactory,
     TopUpCardFactory,
@@ -305,5 +310,161 @@ def test_every_admin_page_we_render_passes_axe(request, viewport, live_server, s
     audit("Add client")
     page.get_by_role("button", name="Add client").click()
     audit("Add client with errors")
+
+    assert audit.report() == {}
+
+
+# --- admin pages merged after the walk above: import jobs, printing, delivery, resume ----------
+
+IMPORT_HEADER = "Serial Number,Amount,Currency,PIN Code,Reseller,Expiry Date\n"
+IMPORT_GOOD = IMPORT_HEADER + (
+    "41-000000001,10.00,USD,918273645546,,2030-01-01\n"
+    "41-000000002,10.00,USD,555566667777,,2030-01-01\n"
+    "41-000000003,12.50,USD,000014,,2030-01-01\n"
+)
+IMPORT_BAD = IMPORT_HEADER + (
+    "42-000000001,-1,USD,123456789012,,2030-01-01\n"
+    "42-000000001,5.00,US,223456789012,,31/12/2030\n"
+    "x-1,5.00,USD,92345678901A,Nobody,2030-01-01\n"
+)
+
+
+def _upload(page, name: str, text: str) -> CardJob:
+    """Upload a file above IMPORT_SYNC_LIMIT: its check is queued and the job page answers."""
+    page.goto("/admin/cards/topupcard/import/")
+    page.locator("select[name=format]").select_option(index=1)  # the first format: CSV
+    page.locator("input[name=import_file]").set_input_files(
+        {"name": name, "mimeType": "text/csv", "buffer": text.encode()}
+    )
+    page.get_by_role("button", name="Submit").click()
+    page.wait_for_url("**/cardjob/*/change/")
+    return CardJob.objects.latest("pk")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_import_jobs_printing_delivery_and_resume_pass_axe(
+    request, viewport, live_server, settings
+):
+    settings.IMPORT_SYNC_LIMIT = 2  # the three-row files below go to the worker
+    page = request.getfixturevalue(viewport)
+    audit = Audit(page, viewport)
+    page.context.add_cookies([_operator_cookie(live_server)])
+    operator = get_user_model().objects.get(username="operator")
+    acme = ResellerFactory(name="Acme Telecom")
+    BalanceTemplateFactory(currency="USD", name="Main USD")
+    dormant = card_batch_generate(
+        series="62",
+        quantity=3,
+        amount="25.00",
+        currency="USD",
+        pin_length=12,
+        reseller=acme,
+        expires_at=timezone.now() + dt.timedelta(days=90),
+        dormant=True,
+        actor=operator,
+    ).batch
+    printer = PrinterFactory(name="Acme Print")
+    order = PrintOrderFactory(
+        printer=printer,
+        series="62",
+        first_number=1,
+        last_number=3,
+        expected=3,
+        reseller=acme,
+        status=CardJobStatus.SUCCEEDED,
+        rows=3,
+        size=2048,
+        sha256="ab" * 32,
+        requested_by=operator,
+        finished_at=timezone.now(),
+    )
+    stopped = timezone.now() - dt.timedelta(hours=1)
+    interrupted = CardJobFactory(
+        kind=CardJobKind.MASS_EDIT,
+        status=CardJobStatus.RUNNING,
+        total=10,
+        done=4,
+        params={"filters": {"series": "62"}, "expected": 10, "changes": {"blocked": True}},
+        result={SELECTION_AT: stopped.isoformat(), "changed": {"blocked": 4}},
+        requested_by=operator,
+        started_at=stopped,
+        heartbeat_at=stopped,
+    )
+
+    page.goto("/admin/cards/topupcard/import/")
+    audit("Import, upload form")
+    job = _upload(page, "cards.csv", IMPORT_GOOD)
+    page.locator("#job-label").wait_for()
+    audit("import job, check queued")
+    CardJob.objects.filter(pk=job.pk).update(
+        status=CardJobStatus.RUNNING, done=1, started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    page.reload()
+    audit("import job, checking")
+    CardJob.objects.filter(pk=job.pk).update(status=CardJobStatus.QUEUED, done=0)
+    run_import_job.call(job.pk)  # what the worker does
+    page.reload()
+    page.get_by_role("button", name="Confirm import").wait_for()
+    audit("import job, preview with Confirm import")
+    page.get_by_role("button", name="Confirm import").click()
+    page.wait_for_url(lambda url: f"/cardjob/{job.pk}/" not in url)
+    audit("import job, import queued")
+    run_import_job.call(CardJob.objects.latest("pk").pk)
+    page.reload()
+    audit("import job, imported")
+    page.goto(f"/admin/cards/cardjob/{job.pk}/change/")
+    audit("import job, check confirmed")
+    job = _upload(page, "bad.csv", IMPORT_BAD)
+    run_import_job.call(job.pk)
+    page.reload()
+    page.locator("#import-errors").wait_for()
+    audit("import job, preview with errors")
+
+    page.goto(f"/admin/cards/cardjob/{interrupted.pk}/change/")
+    audit("Mass Edit job, interrupted with Resume")
+    page.get_by_role("button", name="Resume").click()
+    page.wait_for_load_state()
+    audit("Mass Edit job, resumed")
+
+    page.goto("/admin/cards/printer/add/")
+    audit("printing house, add form")
+    page.get_by_label("Public key").fill("-----BEGIN PGP PUBLIC KEY BLOCK-----\nnot a key\n")
+    page.get_by_role("button", name="Register").click()
+    audit("printing house, add form with a refused key")
+    page.goto(f"/admin/cards/printer/{printer.pk}/change/")
+    audit("printing house with its fingerprint")
+    page.goto("/admin/cards/printer/")
+    audit("printing houses")
+
+    page.goto("/admin/cards/printorder/add/")
+    audit("print order, add form")
+    page.get_by_role("button", name="Order").click()
+    audit("print order, add form with errors")
+    page.goto(f"/admin/cards/printorder/{order.pk}/change/")
+    audit("print order with the download button")
+    page.goto("/admin/cards/printorder/")
+    audit("print orders")
+
+    page.goto("/admin/cards/carddelivery/add/")
+    audit("delivered box, add form")
+    page.get_by_role("button", name="Check the range").click()
+    audit("delivered box, add form with errors")
+    page.get_by_label("First serial in the box").fill(dormant.first_serial)
+    page.get_by_label("Last serial in the box").fill(dormant.last_serial)
+    page.locator("#id_reference").fill("BOX-62-1")
+    page.get_by_role("button", name="Check the range").click()
+    page.get_by_role("button", name="Wake these cards").wait_for()
+    audit("delivered box, confirm")
+    page.get_by_role("button", name="Wake these cards").click()
+    page.wait_for_url("**/carddelivery/")
+    audit("delivered boxes, after waking")
+
+    page.goto("/admin/cards/topupcard/generate/")
+    page.get_by_label("Dormant until delivered").check()
+    page.locator("#generate-form input[name=_ok]").click()
+    audit("Generate, Dormant until delivered ticked, with errors")
+
+    page.goto("/admin/reports/rollforwardreport/")
+    audit("report roll-forward")
 
     assert audit.report() == {}
