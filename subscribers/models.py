@@ -62,10 +62,13 @@ class Subscriber(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # One of settings.LANGUAGES, chosen in the panel (not choices here: adding a language must
     # not need a migration); empty follows the browser's language (docs/panel.md, "Languages").
+    # db_default too: a writer that does not know the column (an older app server mid-deploy, a
+    # bulk loader) makes subscribers who follow their browser, never a NULL.
     language = models.CharField(
         max_length=10,
         blank=True,
         default="",
+        db_default="",
         help_text="Language of the client panel; empty: the browser's.",
     )
 

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='subscriber',
             name='language',
-            field=models.CharField(blank=True, default='', help_text="Language of the client panel; empty: the browser's.", max_length=10),
+            field=models.CharField(blank=True, db_default='', default='', help_text="Language of the client panel; empty: the browser's.", max_length=10),
         ),
     ]
