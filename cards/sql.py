@@ -428,12 +428,9 @@ SELECT entry.id FROM entry
 """)
 
 
-@functools.cache
-def topup_statement(lookup: str) -> str:
-    """The statement for a balance named by `lookup` (a key of REF_CONDITIONS), composed once:
-    psycopg prepares a statement by its text, which must be the same on every request."""
-    return _TOPUP.format(
-        ref_condition=REF_CONDITIONS[lookup],
+def _redemption_names() -> dict:
+    """The tables and values both redemption statements (REST's and the panel's) name."""
+    return dict(
         balance=sql.Identifier(Balance._meta.db_table),
         template=sql.Identifier(BalanceTemplate._meta.db_table),
         wallet=sql.Identifier(Wallet._meta.db_table),
@@ -453,7 +450,14 @@ def topup_statement(lookup: str) -> str:
             amount=sql.SQL("go.amount"),
             currency=sql.SQL("go.currency"),
         ),
-    ).as_string()
+    )
+
+
+@functools.cache
+def topup_statement(lookup: str) -> str:
+    """The statement for a balance named by `lookup` (a key of REF_CONDITIONS), composed once:
+    psycopg prepares a statement by its text, which must be the same on every request."""
+    return _TOPUP.format(ref_condition=REF_CONDITIONS[lookup], **_redemption_names())
 
 
 # --- panel redemption in two statements (PostgreSQL) -------------------------------------------
@@ -655,28 +659,7 @@ def panel_redeem_statement() -> str:
     """PANEL_REDEEM, composed once (a prepared statement is known by its text). One row:
     (None, card id, series, number, amount, currency, balance id, new amount, precision, entry
     id) for a redemption, (reason, None…) for a recorded failure; no row: nothing written."""
-    return _PANEL_REDEEM.format(
-        balance=sql.Identifier(Balance._meta.db_table),
-        template=sql.Identifier(BalanceTemplate._meta.db_table),
-        wallet=sql.Identifier(Wallet._meta.db_table),
-        subscription=sql.Identifier(Subscription._meta.db_table),
-        subscriber=sql.Identifier(Subscriber._meta.db_table),
-        card=sql.Identifier(TopUpCard._meta.db_table),
-        card_event=sql.Identifier(CardEvent._meta.db_table),
-        ledger_entry=sql.Identifier(LedgerEntry._meta.db_table),
-        ledger_entry_name=sql.Literal(LedgerEntry._meta.db_table),
-        balance_event=sql.Identifier(BalanceEvent._meta.db_table),
-        redeem_failed=sql.Literal(CardEventKind.REDEEM_FAILED.value),
-        rest=sql.Literal(Channel.REST.value),
-        reason=sql.Literal(events.RedeemFailed.REASON),
-        serial_digits=sql.Literal(SERIAL_NUMBER_DIGITS),
-        redeemed=sql.Literal(CardEventKind.REDEEMED.value),
-        redeemed_changes=events.redeemed_jsonb(
-            balance=sql.SQL("go.balance_id"),
-            amount=sql.SQL("go.amount"),
-            currency=sql.SQL("go.currency"),
-        ),
-    ).as_string()
+    return _PANEL_REDEEM.format(rest=sql.Literal(Channel.REST.value), **_redemption_names())
 
 
 # --- redemption lockout: one attempt at a time per shared key (PostgreSQL) ----------------------
