@@ -6,7 +6,7 @@ never left active on the thread for the next request.
 """
 
 from django.conf import settings
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
 
@@ -25,6 +25,16 @@ def use_saved_language(request, subscriber) -> None:
         request.LANGUAGE_CODE = language
 
 
+def _is_panel(request) -> bool:
+    # request.path, like reverse(), carries the script prefix of a site mounted below "/".
+    # A URLconf without the panel (a server of the REST API alone) has no panel page to
+    # translate: every request passes untouched, never a 500 from the lookup.
+    try:
+        return request.path.startswith(reverse("panel:dashboard"))
+    except NoReverseMatch:
+        return False
+
+
 class PanelLanguageMiddleware:
     """Until the subscriber is known: the language cookie (a choice made on the login page),
     else the browser's Accept-Language, else English."""
@@ -33,7 +43,7 @@ class PanelLanguageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if not request.path_info.startswith(reverse("panel:dashboard")):
+        if not _is_panel(request):
             return self.get_response(request)
         language = translation.get_language_from_request(request)
         with translation.override(language):

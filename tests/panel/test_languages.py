@@ -8,6 +8,7 @@ from pathlib import Path
 import polib
 import pytest
 from django.conf import settings
+from django.test.utils import override_script_prefix
 from django.utils import timezone, translation
 
 from cards import exceptions as card_errors
@@ -208,6 +209,26 @@ def test_the_admin_stays_english_whatever_the_browser_or_the_cookie(admin_client
 
     assert '<html lang="en-us"' in page.content.decode()
     assert "Log out" in page.content.decode() and "Cerrar sesión" not in page.content.decode()
+
+
+def test_a_site_mounted_below_a_prefix_still_translates_its_panel(client, db):
+    # As gunicorn behind a proxy that mounts the site at /topup/ (WSGIHandler sets the
+    # prefix from SCRIPT_NAME; the test client does not, hence the override).
+    with override_script_prefix("/topup/"):
+        page = client.get("/panel/login/", SCRIPT_NAME="/topup", headers={"accept-language": "es"})
+
+    assert page.status_code == 200 and "Iniciar sesión" in page.content.decode()
+
+
+def test_a_server_whose_urls_have_no_panel_answers_its_own_pages(client, db, settings):
+    # A server of the API alone (or the bench's baseline) keeps the project's middleware:
+    # the panel's language lookup must not turn each of its requests into a 500.
+    settings.ROOT_URLCONF = "tests.panel.urls_without_panel"
+
+    page = client.get("/ping/", headers={"accept-language": "es"})
+
+    assert page.status_code == 200 and page.content == b"pong"
+    assert "Content-Language" not in page
 
 
 def test_a_panel_request_in_spanish_leaves_the_next_request_english(rose, subscriber):
