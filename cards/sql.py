@@ -19,6 +19,7 @@ from psycopg import sql
 
 from subscribers.models import AccessNumber, Subscriber, Subscription
 from wallets.models import Balance, BalanceEvent, BalanceTemplate, Channel, LedgerEntry, Wallet
+from wallets.sql import compact
 
 from . import events
 from .models import (
@@ -457,7 +458,7 @@ def _redemption_names() -> dict:
 def topup_statement(lookup: str) -> str:
     """The statement for a balance named by `lookup` (a key of REF_CONDITIONS), composed once:
     psycopg prepares a statement by its text, which must be the same on every request."""
-    return _TOPUP.format(ref_condition=REF_CONDITIONS[lookup], **_redemption_names())
+    return compact(_TOPUP.format(ref_condition=REF_CONDITIONS[lookup], **_redemption_names()))
 
 
 # --- panel redemption in two statements (PostgreSQL) -------------------------------------------
@@ -476,7 +477,7 @@ def topup_statement(lookup: str) -> str:
 # nothing: it only waits for failures in flight). A redemption waits for the card and balance at
 # most REDEMPTION_LOCK_TIMEOUT, set after the two locks, which only other attempts hold.
 
-PANEL_LOCKS = (
+PANEL_LOCKS = compact(
     sql.SQL("""
 -- (The lock functions return void: as text, '', which makes the branch's boolean.)
 SELECT CASE WHEN EXISTS (SELECT FROM {card} c WHERE c.pin_digest = ANY(%(digests)s))
@@ -485,12 +486,10 @@ SELECT CASE WHEN EXISTS (SELECT FROM {card} c WHERE c.pin_digest = ANY(%(digests
        set_config('lock_timeout', %(lock_timeout)s, true),
        set_config('statement_timeout', %(statement_timeout)s, true)
 FROM (SELECT sub.id FROM {subscriber} sub WHERE sub.id = %(subscriber)s FOR UPDATE) locked
-""")
-    .format(
+""").format(
         card=sql.Identifier(TopUpCard._meta.db_table),
         subscriber=sql.Identifier(Subscriber._meta.db_table),
     )
-    .as_string()
 )
 """One row: whether the address lock is exclusive (a failure may be recorded under it)."""
 
@@ -519,7 +518,7 @@ def panel_subscriber_statement() -> str:
     from django.contrib.contenttypes.models import ContentType
 
     user_model = get_user_model()
-    return _PANEL_SUBSCRIBER.format(
+    statement = _PANEL_SUBSCRIBER.format(
         columns=sql.SQL(", ").join(
             sql.Identifier("sub", f.column) for f in Subscriber._meta.concrete_fields
         ),
@@ -529,7 +528,8 @@ def panel_subscriber_statement() -> str:
         group_permissions=sql.Identifier(Group.permissions.through._meta.db_table),
         permission=sql.Identifier(Permission._meta.db_table),
         content_type=sql.Identifier(ContentType._meta.db_table),
-    ).as_string()
+    )
+    return compact(statement)
 
 
 _PANEL_REDEEM = sql.SQL("""
@@ -659,7 +659,9 @@ def panel_redeem_statement() -> str:
     """PANEL_REDEEM, composed once (a prepared statement is known by its text). One row:
     (None, card id, series, number, amount, currency, balance id, new amount, precision, entry
     id) for a redemption, (reason, None…) for a recorded failure; no row: nothing written."""
-    return _PANEL_REDEEM.format(rest=sql.Literal(Channel.REST.value), **_redemption_names())
+    return compact(
+        _PANEL_REDEEM.format(rest=sql.Literal(Channel.REST.value), **_redemption_names())
+    )
 
 
 # --- redemption lockout: one attempt at a time per shared key (PostgreSQL) ----------------------

@@ -26,7 +26,7 @@ from django.db import connection
 
 from wallets.models import ApiClient
 from wallets.ratelimits import COUNT_SQL, sliding_count
-from wallets.sql import hot_cursor
+from wallets.sql import compact, hot_cursor
 
 # The wallets permissions the API's views require (views.*.required_permissions).
 API_CODENAMES = ("topup_balance", "adjust_balance", "view_balance")
@@ -101,11 +101,13 @@ class _Lookup:
         )
         username = user_model._meta.get_field(user_model.USERNAME_FIELD).column
         self.statements = {
-            kind: _LOOKUP.format(
-                held=held,
-                user_columns=columns,
-                user_table=quote(user_model._meta.db_table),
-                who=who.format(username_column=quote(username)),
+            kind: compact(
+                _LOOKUP.format(
+                    held=held,
+                    user_columns=columns,
+                    user_table=quote(user_model._meta.db_table),
+                    who=who.format(username_column=quote(username)),
+                )
             )
             for kind, who in _WHO.items()
         }
@@ -115,14 +117,15 @@ class _Lookup:
             f"(p.held_{codename} AND '{codename}' = ANY(%(required)s))"
             for codename in API_CODENAMES
         )
-        self.counted_statement = _LOOKUP_COUNTED.format(
-            lookup=self.statements["token"].replace(
-                "SELECT rc.slot,",
-                f"SELECT u.{quote(active)} AS active, u.{quote(superuser)} AS superuser, rc.slot,",
-                1,
-            ),
-            required=required,
-            count=COUNT_SQL,
+        flags = f"u.{quote(active)} AS active, u.{quote(superuser)} AS superuser"
+        self.counted_statement = compact(
+            _LOOKUP_COUNTED.format(
+                lookup=self.statements["token"].replace(
+                    "SELECT rc.slot,", f"SELECT {flags}, rc.slot,", 1
+                ),
+                required=required,
+                count=COUNT_SQL,
+            )
         )
         self.converters = {}
 

@@ -46,6 +46,36 @@ def _prepared_cursor_class():
     return _class
 
 
+def compact(statement) -> str:
+    """`statement` (text or composed psycopg SQL) as text without its `--` comments and
+    indentation, for the statements every request runs.
+
+    psycopg converts a statement's %(name)s placeholders on each execute, prepared or not, and
+    caches the conversion only for texts of up to 4,096 bytes (psycopg._queries,
+    MAX_CACHED_STATEMENT_LENGTH): the commented top-up statement (5.5 kB) was split by a regular
+    expression and re-encoded on every request. The comments stay in the source, where they
+    are read."""
+    if not isinstance(statement, str):
+        statement = statement.as_string()
+    lines = []
+    for line in statement.splitlines():
+        code = _without_comment(line).strip()
+        if code:
+            lines.append(code)
+    return "\n".join(lines)
+
+
+def _without_comment(line: str) -> str:
+    """The line up to a `--` that is not inside a '…' literal."""
+    quoted = False
+    for index, char in enumerate(line):
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and line.startswith("--", index):
+            return line[:index]
+    return line
+
+
 def advisory_lock(name: str) -> None:
     """Hold a lock named `name` until the transaction ends (PostgreSQL's advisory locks): for a
     check-then-insert with no row to lock. SQLite runs one writing transaction at a time anyway."""

@@ -168,3 +168,39 @@ def test_behind_a_transaction_pooler_nothing_is_prepared(client, card_client, se
     assert Api(client, "xml", card_client).topup(balance, Amount="1.00", Voucher=card.pin)
     assert LedgerEntry.objects.filter(balance=balance).count() == 1
     assert _prepared_statements() == []
+
+
+@pytest.mark.postgres
+def test_the_statements_a_rest_top_up_runs_fit_psycopgs_conversion_cache(
+    client, card_client, settings
+):
+    """psycopg rewrites a statement's %(name)s placeholders on every execute unless its text
+    is at most MAX_CACHED_STATEMENT_LENGTH bytes: the commented 5.5 kB top-up statement was
+    re-split on every request. The statements as sent carry no comments."""
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
+
+    settings.DATABASE_PREPARED_STATEMENTS = True
+    balance = make_balance()
+    card = TopUpCardFactory(amount=Decimal("1.00"), reseller=None)
+    api = Api(client, "xml", card_client)
+
+    assert api.topup(balance, Amount="1.00", Voucher=card.pin).status_code == 200
+
+    prepared = _prepared_statements()
+    assert any("wallets_ledgerentry" in statement for statement in prepared)
+    for statement in prepared:
+        assert len(statement.encode()) <= MAX_CACHED_STATEMENT_LENGTH
+        assert "--" not in statement
+
+
+def test_compact_drops_comments_and_indentation_but_not_a_literal_that_holds_dashes():
+    from wallets.sql import compact
+
+    statement = """
+    SELECT 'a -- b' AS x,  -- the label
+           1   -- one
+    -- a whole comment line
+    FROM t WHERE y = 'it''s -- kept'
+    """
+
+    assert compact(statement) == "SELECT 'a -- b' AS x,\n1\nFROM t WHERE y = 'it''s -- kept'"
