@@ -5,8 +5,10 @@ whatever the browser asks, so the language is activated around the panel's respo
 never left active on the thread for the next request.
 """
 
+import functools
+
 from django.conf import settings
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
 
@@ -26,13 +28,21 @@ def use_saved_language(request, subscriber) -> None:
 
 
 def _is_panel(request) -> bool:
+    urlconf = getattr(request, "urlconf", None) or settings.ROOT_URLCONF
+    prefix = _panel_prefix(get_script_prefix(), urlconf)
     # request.path, like reverse(), carries the script prefix of a site mounted below "/".
-    # A URLconf without the panel (a server of the REST API alone) has no panel page to
-    # translate: every request passes untouched, never a 500 from the lookup.
+    return prefix is not None and request.path.startswith(prefix)
+
+
+@functools.lru_cache(maxsize=16)
+def _panel_prefix(script_prefix: str, urlconf: str) -> str | None:
+    """Where the panel's pages start, looked up once per mount point and URLconf (every
+    request asks, the REST API's included). None for a URLconf without the panel (a server of
+    the REST API alone): its requests pass untouched, never a 500 from the lookup."""
     try:
-        return request.path.startswith(reverse("panel:dashboard"))
+        return reverse("panel:dashboard", urlconf=urlconf)
     except NoReverseMatch:
-        return False
+        return None
 
 
 class PanelLanguageMiddleware:
