@@ -16,8 +16,9 @@
 Fair to the baselines (docs: STYLE.md, "Benchmarks a skeptic accepts"): the minimal view's
 statement is prepared as the product's are (`wallets.sql.hot_cursor`), pgbench runs it prepared
 (`-M prepared`), the same indexes serve both, and the tables are ANALYZEd (and a CHECKPOINT
-asked for) after the fill, before anything is measured. Rounds alternate product, minimal
-view and panel (`--rounds`, at least 3 each), each on its own fresh cards; a warm-up of 50
+asked for) after the fill, before anything is measured. Rounds run product, minimal view and
+panel (`--rounds`, at least 3 each), each side in another place in each round (first, second,
+last) and after a CHECKPOINT of its own, each on its own fresh cards; a warm-up of 50
 requests per server is not timed but its errors count. Every figure is printed with the load
 average.
 
@@ -157,6 +158,17 @@ def fresh_statistics() -> None:
             cursor.execute("CHECKPOINT")
         except Exception:  # noqa: BLE001 (needs pg_checkpoint; the bench runs without it)
             print("  (CHECKPOINT not allowed for this role: skipped)")
+
+
+def checkpoint() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute("CHECKPOINT")
+        except Exception:  # noqa: BLE001 (needs pg_checkpoint; the bench runs without it)
+            pass
+    connection.close()
 
 
 def load_average() -> str:
@@ -425,8 +437,13 @@ def main():
     print(f"{args.clients} clients, {args.workers} gunicorn workers, {args.requests} cards a round")
     results: dict[str, list[dict]] = {"product": [], "minimal": [], "panel": []}
     browsers: list[Browser] = []
+    names = ("product", "minimal", "panel")
     for round_index in range(args.rounds):
-        for name in ("product", "minimal", "panel"):
+        # Each side takes each place in turn (first, second, last), and starts after a
+        # checkpoint: the first writes to a page after one log the whole page, which used to
+        # fall on whichever side ran first (the product's first round was always its slowest).
+        for name in names[round_index % 3 :] + names[: round_index % 3]:
+            checkpoint()
             app, settings, pin_sets = sides[name]
             pin_list = pin_sets[round_index]
             server = serve(app, 8765, args.workers, settings)
