@@ -2,14 +2,15 @@
 
 from django.urls import re_path
 
-from . import docs, views
+from . import views
+from .openapi import views as openapi_views
 
 _WALLET = r"(?P<owner>subscription|subscriber)/(?P<ref>[^/]+)/wallet"
 _BINDINGS = {"xml": r"^data/v3/", "json": r"^data/json/(?:v3/)?"}
 
 urlpatterns = [
-    re_path(r"^openapi\.json$", docs.openapi_json, name="rsgateway-openapi"),
-    re_path(r"^docs/$", docs.openapi_page, name="rsgateway-docs"),
+    re_path(r"^openapi\.json$", openapi_views.openapi_json, name="rsgateway-openapi"),
+    re_path(r"^docs/$", openapi_views.openapi_page, name="rsgateway-docs"),
 ]
 for binding, prefix in _BINDINGS.items():
     urlpatterns += [

@@ -15,7 +15,8 @@ from django.core.management import call_command
 from openapi_spec_validator import validate as validate_spec
 
 from cards.exceptions import RedemptionBusy
-from rsgateway.docs import DEMO_CLIENT, openapi
+from rsgateway.openapi.document import openapi_document
+from rsgateway.openapi.examples import DEMO_CLIENT
 from rsgateway.serializers import JSON_NUMBER_FIELDS, REQUEST_FIELDS
 from rsgateway.views import ClientRateThrottle
 from tests.rsgateway.openapi_support import (
@@ -30,7 +31,7 @@ from wallets.models import Balance, ExternalVoucher, LedgerEntry
 
 pytestmark = pytest.mark.django_db
 
-DOC = openapi()
+DOC = openapi_document()
 JSON_PREFIX, JSON_ALIAS = "/rsgateway/data/json/", "/rsgateway/data/json/v3/"
 METHODS = ("get", "put", "post", "delete", "patch", "options")
 
