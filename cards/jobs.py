@@ -35,7 +35,8 @@ from django.utils import timezone
 from django_tasks import task
 
 from cards.services.generation import card_batch_generate, generation_request_check, pin_space_check
-from cards.services.importing import cards_import, cards_import_check
+from cards.services.importing.checking import cards_import_check
+from cards.services.importing.writing import cards_import
 from cards.services.mass_edit import EXPIRE_NOW
 from cards.services.scope import pin_import_refusal
 from cards.services.selection import job_chunk_delete, job_chunk_edit, job_selection_snapshot

@@ -20,7 +20,8 @@ from .events import PinsChecked, pins_checked_event
 from .exceptions import ImportRefused
 from .exports import COLUMNS, format_activated, format_time
 from .models import PIN_MAX_LENGTH, PIN_MIN_LENGTH, TopUpCard
-from .services import importing
+from .services.importing.checking import ImportCheck, import_check
+from .services.importing.writing import MEANWHILE_MESSAGE, import_write
 from .services.scope import pin_import_refusal
 
 SERIAL, AMOUNT, CURRENCY, PIN, RESELLER, STATUS, EXPIRY, ACTIVATED, CREATED = COLUMNS
@@ -139,7 +140,7 @@ class TopUpCardImportResource(resources.ModelResource):
         super().__init__(**kwargs)
         self.user = user
         self.ip_address = ip_address
-        self.check: importing.ImportCheck | None = None
+        self.check: ImportCheck | None = None
         self.row_errors: dict[int, dict[str, list[str]]] = {}
 
     def import_data(self, dataset, dry_run=False, **kwargs):
@@ -166,7 +167,7 @@ class TopUpCardImportResource(resources.ModelResource):
         if refusal:
             raise ValidationError(refusal)
         try:
-            self.check = importing.import_check(
+            self.check = import_check(
                 header=list(dataset.headers or ()),
                 rows=iter(dataset),
                 actor=self.user,
@@ -200,10 +201,10 @@ class TopUpCardImportResource(resources.ModelResource):
             return
         try:
             with transaction.atomic():
-                importing.import_write(
+                import_write(
                     check=self.check,
                     actor=self.user or kwargs.get("user"),
                     file_name=kwargs.get("file_name", ""),
                 )
         except IntegrityError:
-            raise ImportRefused(f"Nothing was imported: {importing.MEANWHILE_MESSAGE}.") from None
+            raise ImportRefused(f"Nothing was imported: {MEANWHILE_MESSAGE}.") from None

@@ -21,7 +21,7 @@ from cards.resources import (
     TopUpCardImportResource,
 )
 from cards.selectors import card_history, cards_visible_to
-from cards.services.importing import count_rows
+from cards.services.importing.reading import count_rows
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from cards.services.scope import pin_import_refusal, pin_search_refusal
 from common.database import limit_statement_time, statement_timed_out

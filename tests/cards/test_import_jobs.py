@@ -14,11 +14,12 @@ from django.urls import reverse
 
 from cards import pins
 from cards.events import PinsChecked
+from cards.exceptions import ImportRefused
 from cards.import_storage import EncryptedImportStorage
 from cards.jobs import run_import_job
 from cards.models import CardEvent, CardEventKind, CardJob, CardJobKind, CardJobStatus, TopUpCard
 from cards.resources import TopUpCardImportResource
-from cards.services import importing
+from cards.services.importing import checking, writing
 from subscribers.models import StaffReseller
 from tests.cards.admin_helpers import CARD_PERMS, operator, snapshot
 from tests.cards.test_import_storage import (  # noqa: F401 - database_cache is a fixture
@@ -210,7 +211,7 @@ def test_a_card_committed_while_the_import_writes_rolls_everything_back(monkeypa
         port=settings["PORT"] or 5432,
         autocommit=True,
     )
-    write = importing.sql.import_stage_write
+    write = writing.sql.import_stage_write
 
     def meanwhile(**kwargs):
         other.execute(
@@ -221,10 +222,10 @@ def test_a_card_committed_while_the_import_writes_rolls_everything_back(monkeypa
         )
         return write(**kwargs)
 
-    monkeypatch.setattr(importing.sql, "import_stage_write", meanwhile)
+    monkeypatch.setattr(writing.sql, "import_stage_write", meanwhile)
     try:
-        with pytest.raises(importing.ImportRefused, match="written meanwhile"):
-            importing.cards_import(
+        with pytest.raises(ImportRefused, match="written meanwhile"):
+            writing.cards_import(
                 data=data, file_format="csv", file_name="cards.csv", actor=admin_user
             )
     finally:
@@ -344,8 +345,8 @@ def test_checking_a_file_takes_as_many_queries_for_ten_rows_as_for_a_chunk(admin
     preview; the worker's check is the same `import_check`."""
     queries_to_check(1, "60", admin_user)  # the user's permissions, cached from here on
     few = queries_to_check(10, "61", admin_user)
-    chunk = queries_to_check(importing.CHUNK, "62", admin_user)
-    two_chunks = queries_to_check(importing.CHUNK + 1, "63", admin_user)
+    chunk = queries_to_check(checking.CHUNK, "62", admin_user)
+    two_chunks = queries_to_check(checking.CHUNK + 1, "63", admin_user)
 
     assert chunk == few
     # The second chunk's own round trip (SQLite's executemany; PostgreSQL's COPY goes past
