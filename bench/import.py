@@ -110,7 +110,8 @@ def run_request(rows: int, seed: int) -> dict:
 
 def run_worker(job_id: int) -> dict:
     from cards.jobs import import_job_confirm, run_import_job
-    from cards.models import CardJob, CardJobStatus
+    from cards.models import CardJob
+    from cards.models.jobs import CardJobStatus
 
     started = time.perf_counter()
     run_import_job.call(job_id)

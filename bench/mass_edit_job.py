@@ -44,7 +44,8 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
-from cards.models import CardEvent, CardJob, CardJobStatus, TopUpCard  # noqa: E402
+from cards.models import CardEvent, CardJob, TopUpCard  # noqa: E402
+from cards.models.jobs import CardJobStatus  # noqa: E402
 
 LOAD_SQL = """
 INSERT INTO cards_topupcard (series, number, amount, currency, pin_digest, pin_encrypted,

@@ -19,7 +19,8 @@ from psycopg import sql
 from wallets.models import Channel
 
 from .exceptions import GUESS_ERRORS, RedemptionAddressUnknown, RedemptionLocked
-from .models import CardBatch, CardEvent, CardEventKind, TopUpCard
+from .models import CardBatch, CardEvent, TopUpCard
+from .models.events import CardEventKind
 
 
 class _CardFields:

@@ -20,7 +20,9 @@ from common.replicas import reachable
 
 from . import pins, sql
 from .events import cards_exported_event
-from .models import TopUpCard, card_status, serial_expression
+from .models import TopUpCard
+from .models.cards import card_status
+from .models.formats import serial_expression
 
 COLUMNS = [
     "Serial Number",

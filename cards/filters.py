@@ -32,14 +32,14 @@ from subscribers.models import Reseller, Subscriber
 from subscribers.selectors import staff_reseller
 
 from . import pins
-from .models import (
+from .models import TopUpCard
+from .models.cards import CardStatus
+from .models.formats import (
     PIN_MAX_LENGTH,
     PIN_MIN_LENGTH,
     SERIAL_NUMBER_DIGITS,
     SERIES_FORMAT,
     SERIES_MAX_DIGITS,
-    CardStatus,
-    TopUpCard,
 )
 from .services.scope import pin_search_refusal
 

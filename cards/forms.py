@@ -10,7 +10,7 @@ from django.utils import timezone
 from subscribers.models import Reseller
 
 from .currencies import card_currencies
-from .models import PIN_DEFAULT_LENGTH
+from .models.formats import PIN_DEFAULT_LENGTH
 from .selectors import series_proposal
 from .services.mass_edit import EXPIRE_NOW, PAST_EXPIRY
 

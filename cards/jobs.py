@@ -46,7 +46,8 @@ from subscribers.selectors import staff_reseller
 
 from .exceptions import CardEditError, CardPermissionDenied, GenerationError, ImportRefused
 from .import_storage import EncryptedImportStorage
-from .models import CardJob, CardJobKind, CardJobStatus
+from .models import CardJob
+from .models.jobs import CardJobKind, CardJobStatus
 from .selectors import InvalidCardSearch, card_list
 
 logger = logging.getLogger(__name__)

@@ -39,7 +39,8 @@ from common.queries import top_values
 from wallets.models import Channel
 
 from .events import RedeemFailed
-from .models import CardEvent, CardEventKind, TopUpCard
+from .models import CardEvent, TopUpCard
+from .models.events import CardEventKind
 
 # Enough rows to find any lock: refused attempts are not counted and counting is serialised per
 # key (attempt_lock_keys), so a key collects at most its limit of failures per window.

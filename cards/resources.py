@@ -19,7 +19,8 @@ from . import pins
 from .events import PinsChecked, pins_checked_event
 from .exceptions import ImportRefused
 from .exports import COLUMNS, format_activated, format_time
-from .models import PIN_MAX_LENGTH, PIN_MIN_LENGTH, TopUpCard
+from .models import TopUpCard
+from .models.formats import PIN_MAX_LENGTH, PIN_MIN_LENGTH
 from .services.importing.checking import ImportCheck, import_check
 from .services.importing.writing import MEANWHILE_MESSAGE, import_write
 from .services.scope import pin_import_refusal

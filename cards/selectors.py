@@ -24,18 +24,11 @@ from django.db.models.functions import Cast
 from subscribers.selectors import staff_reseller
 
 from .filters import CardFilter
-from .models import (
-    SERIES_MAX_DIGITS,
-    CardBatch,
-    CardEvent,
-    CardEventKind,
-    CardJob,
-    CardJobKind,
-    CardSeries,
-    CardStatus,
-    TopUpCard,
-    status_conditions,
-)
+from .models import CardBatch, CardEvent, CardJob, CardSeries, TopUpCard
+from .models.cards import CardStatus, status_conditions
+from .models.events import CardEventKind
+from .models.formats import SERIES_MAX_DIGITS
+from .models.jobs import CardJobKind
 from .services.scope import pin_import_refusal
 
 # Counting stops here: past it the changelist shows the planner's estimate ("about N").

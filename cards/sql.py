@@ -22,14 +22,9 @@ from wallets.models import Balance, BalanceEvent, BalanceTemplate, Channel, Ledg
 from wallets.sql import compact
 
 from . import events
-from .models import (
-    SERIAL_NUMBER_DIGITS,
-    CardEvent,
-    CardEventKind,
-    CardJobCard,
-    TopUpCard,
-    serial_expression,
-)
+from .models import CardEvent, CardJobCard, TopUpCard
+from .models.events import CardEventKind
+from .models.formats import SERIAL_NUMBER_DIGITS, serial_expression
 
 # --- generation: COPY of a batch's cards (PostgreSQL) -------------------------------------------
 # Stands in for `TopUpCard.objects.bulk_create` in chunks (cards.services.generation, the path

@@ -6,7 +6,7 @@ import re
 from django import forms
 from django.utils import timezone
 
-from cards.models import validate_currency, validate_series
+from cards.models.formats import validate_currency, validate_series
 from subscribers.models import Reseller
 from wallets.models import BalanceTemplate, Channel
 

@@ -12,7 +12,6 @@ from cards.models import (
     CardBatch,
     CardDelivery,
     CardEvent,
-    CardEventKind,
     CardJob,
     CardJobCard,
     CardSeries,
@@ -21,6 +20,7 @@ from cards.models import (
     PrintOrderChunk,
     TopUpCard,
 )
+from cards.models.events import CardEventKind
 from subscribers.models import (
     AccessNumber,
     Group,

@@ -14,7 +14,8 @@ from cards.events import export_action_event
 from cards.exceptions import ImportRefused
 from cards.forms import CardChangeForm
 from cards.jobs import import_job_start, runs_in_background
-from cards.models import CardJobKind, TopUpCard
+from cards.models import TopUpCard
+from cards.models.jobs import CardJobKind
 from cards.resources import (
     TextColumnsXLSX,
     TopUpCardExportResource,

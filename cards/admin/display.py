@@ -5,7 +5,8 @@ import datetime as dt
 from django.utils import timezone
 from django.utils.html import format_html
 
-from cards.models import CardStatus, TopUpCard
+from cards.models import TopUpCard
+from cards.models.cards import CardStatus
 from common.formats import count_text
 
 DATETIME = "%m/%d/%Y %H:%M:%S %z"

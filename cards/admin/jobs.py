@@ -20,7 +20,9 @@ from cards.jobs import (
     mass_job_resumable,
     mass_job_resume,
 )
-from cards.models import CardJob, CardJobKind, CardJobStatus, CardStatus
+from cards.models import CardJob
+from cards.models.cards import CardStatus
+from cards.models.jobs import CardJobKind, CardJobStatus
 from cards.selectors import jobs_visible_to
 from common.admin import ReadOnlyAdminMixin
 from common.formats import count_text, format_amount

@@ -15,7 +15,8 @@ from django.utils.html import format_html
 
 from cards.exceptions import DeliveryError, PrintError
 from cards.jobs import print_order_start
-from cards.models import CardDelivery, CardJobStatus, Printer, PrintOrder
+from cards.models import CardDelivery, Printer, PrintOrder
+from cards.models.jobs import CardJobStatus
 from cards.openpgp import group_fingerprint
 from cards.print_forms import DeliveryForm, PrinterForm, PrintOrderForm
 from cards.print_layouts import LAYOUTS

@@ -28,7 +28,8 @@ from cards.jobs import (
     mass_edit_job_start,
     runs_in_background,
 )
-from cards.models import CardJob, CardJobKind
+from cards.models import CardJob
+from cards.models.jobs import CardJobKind
 from cards.pins import format_pin
 from cards.selectors import (
     InvalidCardSearch,

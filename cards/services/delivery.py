@@ -6,7 +6,8 @@ from django.db import connection, transaction
 from cards import sql
 from cards.events import delivered_events
 from cards.exceptions import DeliveryError
-from cards.models import MAX_CARD_NUMBER, SERIES_FORMAT, SERIES_MESSAGE, CardDelivery
+from cards.models import CardDelivery
+from cards.models.formats import MAX_CARD_NUMBER, SERIES_FORMAT, SERIES_MESSAGE
 from cards.selectors import cards_visible_to
 from cards.services.scope import series_owner
 from common.formats import count_text

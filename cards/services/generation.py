@@ -15,7 +15,8 @@ from cards import pins, sql
 from cards.currencies import currency_refusal
 from cards.events import batch_generated_event
 from cards.exceptions import CardPermissionDenied, GenerationError
-from cards.models import (
+from cards.models import CardBatch, TopUpCard
+from cards.models.formats import (
     CURRENCY_FORMAT,
     CURRENCY_MESSAGE,
     MAX_CARD_NUMBER,
@@ -23,8 +24,6 @@ from cards.models import (
     PIN_MIN_LENGTH,
     SERIES_FORMAT,
     SERIES_MESSAGE,
-    CardBatch,
-    TopUpCard,
 )
 from cards.services.scope import check_reseller_scope, check_series_owner, series_claim
 from common.formats import count_text

@@ -15,17 +15,9 @@ from django.utils import timezone
 from cards import openpgp, pins
 from cards.events import print_downloaded_event, print_ordered_event
 from cards.exceptions import PrintError
-from cards.models import (
-    MAX_CARD_NUMBER,
-    SERIES_FORMAT,
-    SERIES_MESSAGE,
-    CardBatch,
-    CardJobStatus,
-    Printer,
-    PrintOrder,
-    PrintOrderChunk,
-    format_serial,
-)
+from cards.models import CardBatch, Printer, PrintOrder, PrintOrderChunk
+from cards.models.formats import MAX_CARD_NUMBER, SERIES_FORMAT, SERIES_MESSAGE, format_serial
+from cards.models.jobs import CardJobStatus
 from cards.print_layouts import LAYOUTS, PrintCard, print_lines
 from cards.selectors import cards_visible_to
 from cards.services.scope import series_owner

@@ -24,11 +24,8 @@ from cards.exceptions import (
     RedemptionBusy,
     RedemptionLocked,
 )
-from cards.models import (
-    PIN_MAX_LENGTH,
-    PIN_MIN_LENGTH,
-    TopUpCard,
-)
+from cards.models import TopUpCard
+from cards.models.formats import PIN_MAX_LENGTH, PIN_MIN_LENGTH
 from subscribers.models import Subscriber
 from wallets.models import Balance, BalanceTemplate, Channel, LedgerKind
 from wallets.selectors import subscriber_main_balance

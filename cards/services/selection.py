@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from cards import sql
 from cards.exceptions import CardEditError
-from cards.models import SELECTION_AT, CardJob, CardJobCard, CardJobKind, TopUpCard
+from cards.models import CardJob, CardJobCard, TopUpCard
+from cards.models.jobs import SELECTION_AT, CardJobKind
 from cards.selectors import cards_visible_to
 from cards.services.mass_edit import (
     PRESERVE,

@@ -9,7 +9,7 @@ from django.utils import timezone
 from cards import lockout, pins, sql
 from cards.events import RedeemFailed
 from cards.exceptions import RedemptionBusy
-from cards.models import PIN_MAX_LENGTH, PIN_MIN_LENGTH
+from cards.models.formats import PIN_MAX_LENGTH, PIN_MIN_LENGTH
 from cards.services.redemption import Redemption, card_redeem, pin_well_formed
 from wallets.exceptions import BadData
 from wallets.models import Balance, Channel

@@ -4,7 +4,7 @@ The keys of the payloads are declared by `cards/events.py`, the only code that w
 reports name them only through its classes (`Edited`, `Deleted`), in reports.selectors.history.
 """
 
-from cards.models import CardEventKind
+from cards.models.events import CardEventKind
 
 # The audit events that change what a card adds to liability: Mass Edit's edits (expires_at,
 # reseller) and blocks. Creation, redemption and reversal are dated by the card's own columns,

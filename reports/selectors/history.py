@@ -51,7 +51,8 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from cards.events import Deleted, Edited
-from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
+from cards.models import CardBatch, CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 
 from .audit import STATE_EVENT_KINDS
 from .common import as_date, trunc

@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from cards import pins
 from cards.jobs import run_import_job
-from cards.models import SELECTION_AT, CardJob, CardJobKind, CardJobStatus
+from cards.models import CardJob
+from cards.models.jobs import SELECTION_AT, CardJobKind, CardJobStatus
 from cards.services.generation import card_batch_generate
 from cards.services.redemption import card_redeem
 from tests.browser.axe import axe_violations, broken_references, too_wide

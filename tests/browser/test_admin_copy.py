@@ -9,7 +9,8 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from cards.jobs import generation_job_start, mass_edit_job_start
-from cards.models import CardJob, CardJobStatus
+from cards.models import CardJob
+from cards.models.jobs import CardJobStatus
 from tests.factories import (
     BalanceTemplateFactory,
     CardBatchFactory,

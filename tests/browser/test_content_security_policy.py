@@ -8,7 +8,9 @@ script as a `securitypolicyviolation` event, which this test collects on each pa
 import pytest
 from django.utils import timezone
 
-from cards.models import CardEvent, CardEventKind, CardJob, CardJobStatus
+from cards.models import CardEvent, CardJob
+from cards.models.events import CardEventKind
+from cards.models.jobs import CardJobStatus
 from cards.pins import format_pin
 from tests.factories import (
     BalanceFactory,

@@ -12,7 +12,9 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from cards.jobs import run_print_order
-from cards.models import CardBatch, CardJobStatus, CardStatus, PrintOrder, TopUpCard
+from cards.models import CardBatch, PrintOrder, TopUpCard
+from cards.models.cards import CardStatus
+from cards.models.jobs import CardJobStatus
 from cards.pins import decrypt_pin
 from tests.cards.gpg_keys import needs_gpg
 from tests.factories import (

@@ -11,7 +11,9 @@ from django.utils import timezone
 
 from cards.exceptions import GenerationError
 from cards.jobs import delete_all_job_start, generation_job_start, mass_edit_job_start
-from cards.models import CardEventKind, CardJob, CardJobStatus
+from cards.models import CardJob
+from cards.models.events import CardEventKind
+from cards.models.jobs import CardJobStatus
 from cards.services.generation import card_batch_generate, pin_space_check
 from cards.services.mass_edit import EXPIRE_NOW
 from cards.services.selection import SelectionChanged

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from cards import pins
 from cards.exports import COLUMNS
-from cards.models import CardEvent, CardEventKind, CardJob, TopUpCard
+from cards.models import CardEvent, CardJob, TopUpCard
+from cards.models.events import CardEventKind
 from subscribers.models import StaffReseller
 from tests.factories import ResellerFactory, TopUpCardFactory, UserFactory
 

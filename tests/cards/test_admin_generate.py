@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from cards import pins
 from cards.exports import COLUMNS
-from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
+from cards.models import CardBatch, CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from tests.cards.admin_helpers import operator
 from tests.factories import ResellerFactory, TopUpCardFactory
 

@@ -8,7 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from tests.cards.admin_helpers import operator, snapshot
 from tests.factories import ResellerFactory, TopUpCardFactory
 

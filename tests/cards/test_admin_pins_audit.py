@@ -9,7 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cards import pins
-from cards.models import CardEvent, CardEventKind
+from cards.models import CardEvent
+from cards.models.events import CardEventKind
 from cards.services.generation import card_batch_generate
 from tests.cards.admin_helpers import operator, snapshot
 from tests.factories import CardEventFactory, TopUpCardFactory

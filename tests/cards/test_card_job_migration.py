@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cards.jobs import run_generation_job
-from cards.models import CardBatch, CardJob, CardJobStatus
+from cards.models import CardBatch, CardJob
+from cards.models.jobs import CardJobStatus
 from tests.cards.test_jobs import run_worker
 from tests.factories import UserFactory
 

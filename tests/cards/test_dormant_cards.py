@@ -12,7 +12,9 @@ from django.utils import timezone
 
 from cards.events import Delivered, Generated
 from cards.exceptions import CardDormant, DeliveryError
-from cards.models import CardDelivery, CardEvent, CardEventKind, CardStatus, TopUpCard
+from cards.models import CardDelivery, CardEvent, TopUpCard
+from cards.models.cards import CardStatus
+from cards.models.events import CardEventKind
 from cards.services.delivery import cards_deliver
 from cards.services.generation import card_batch_generate
 from cards.services.redemption import card_redeem

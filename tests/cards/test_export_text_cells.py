@@ -9,7 +9,8 @@ import openpyxl
 import pytest
 from django.urls import reverse
 
-from cards.models import CardEvent, CardEventKind
+from cards.models import CardEvent
+from cards.models.events import CardEventKind
 from tests.factories import TopUpCardFactory
 
 pytestmark = pytest.mark.django_db

@@ -125,7 +125,8 @@ def test_progress_reports_rows_written(series):
 def test_export_command_writes_the_file_and_audits(series, tmp_path, capsys):
     from django.core.management import call_command
 
-    from cards.models import CardEvent, CardEventKind
+    from cards.models import CardEvent
+    from cards.models.events import CardEventKind
     from tests.factories import UserFactory
 
     UserFactory(username="ops")
@@ -178,7 +179,8 @@ def test_export_command_refuses_a_bad_series():
 
 def test_abandoned_stream_is_still_audited_as_incomplete(series):
     from cards.exports import export_with_audit
-    from cards.models import CardEvent, CardEventKind
+    from cards.models import CardEvent
+    from cards.models.events import CardEventKind
 
     stream = export_with_audit(
         TopUpCard.objects.filter(series="4"),

@@ -8,7 +8,8 @@ import pytest
 from django.utils import timezone
 
 from cards import pins
-from cards.models import CardBatch, CardEvent, CardEventKind, CardSeries, TopUpCard
+from cards.models import CardBatch, CardEvent, CardSeries, TopUpCard
+from cards.models.events import CardEventKind
 from cards.services import generation
 from cards.services.generation import card_batch_generate
 

@@ -6,7 +6,8 @@ from django.contrib.auth.models import Permission
 
 from cards import pins
 from cards.exports import COLUMNS, export_csv
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.resources import TopUpCardExportResource, TopUpCardImportResource
 from tests.factories import ResellerFactory, TopUpCardFactory, UserFactory
 

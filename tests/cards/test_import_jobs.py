@@ -17,7 +17,9 @@ from cards.events import PinsChecked
 from cards.exceptions import ImportRefused
 from cards.import_storage import EncryptedImportStorage
 from cards.jobs import run_import_job
-from cards.models import CardEvent, CardEventKind, CardJob, CardJobKind, CardJobStatus, TopUpCard
+from cards.models import CardEvent, CardJob, TopUpCard
+from cards.models.events import CardEventKind
+from cards.models.jobs import CardJobKind, CardJobStatus
 from cards.resources import TopUpCardImportResource
 from cards.services.importing import checking, writing
 from subscribers.models import StaffReseller

@@ -10,7 +10,8 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from tests.cards.admin_helpers import operator, snapshot
 from tests.factories import ResellerFactory, TopUpCardFactory
 

@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from cards.exceptions import GenerationError
 from cards.jobs import generation_job_start
-from cards.models import CardBatch, CardJob, CardJobStatus, TopUpCard
+from cards.models import CardBatch, CardJob, TopUpCard
+from cards.models.jobs import CardJobStatus
 from tests.factories import TopUpCardFactory
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,8 @@ from django_tasks_db.models import DBTaskResultQuerySet
 
 from cards.jobs import INTERRUPTED, job_interrupted
 from cards.management.commands import run_worker
-from cards.models import CardJob, CardJobStatus, TopUpCard
+from cards.models import CardJob, TopUpCard
+from cards.models.jobs import CardJobStatus
 from tests.cards.test_jobs import start
 
 pytestmark = pytest.mark.django_db(transaction=True)

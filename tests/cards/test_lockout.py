@@ -10,7 +10,8 @@ from django.utils import timezone
 from cards import pins
 from cards.exceptions import CardNotFound, RedemptionLocked
 from cards.lockout import failure_budget_status, redemption_locked_until
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.services.redemption import card_redeem
 from common.http import client_ip
 from tests.factories import (

@@ -22,7 +22,8 @@ from cards.exceptions import (
     CardNotFound,
     RedemptionLocked,
 )
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.services.redemption import card_redeem
 from tests.factories import (
     BalanceFactory,

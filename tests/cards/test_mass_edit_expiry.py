@@ -12,7 +12,9 @@ from django.utils import timezone
 
 from cards.exceptions import CardEditError
 from cards.jobs import mass_edit_job_start
-from cards.models import CardEvent, CardEventKind, CardJob, CardJobStatus, TopUpCard
+from cards.models import CardEvent, CardJob, TopUpCard
+from cards.models.events import CardEventKind
+from cards.models.jobs import CardJobStatus
 from cards.services.mass_edit import EXPIRE_NOW, PAST_EXPIRY, cards_mass_update
 from cards.services.selection import cards_selection_edit
 from tests.cards.admin_helpers import snapshot

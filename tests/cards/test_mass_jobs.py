@@ -10,14 +10,8 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from cards.models import (
-    CardEvent,
-    CardJob,
-    CardJobCard,
-    CardJobKind,
-    CardJobStatus,
-    TopUpCard,
-)
+from cards.models import CardEvent, CardJob, CardJobCard, TopUpCard
+from cards.models.jobs import CardJobKind, CardJobStatus
 from subscribers.models import StaffReseller
 from tests.cards.admin_helpers import operator, snapshot
 from tests.cards.test_jobs import run_worker, spawn_worker

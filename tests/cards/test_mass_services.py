@@ -8,7 +8,8 @@ from django.db import connections
 from django.utils import timezone
 
 from cards.exceptions import CardEditError, CardPermissionDenied
-from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
+from cards.models import CardBatch, CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.selectors import InvalidCardSearch, card_count, card_list
 from cards.services.generation import card_batch_generate
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update

@@ -5,7 +5,8 @@ import pytest
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
-from cards.models import CardStatus, TopUpCard
+from cards.models import TopUpCard
+from cards.models.cards import CardStatus
 from tests.factories import SubscriberFactory, TopUpCardFactory
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,8 @@ from django.urls import reverse
 from cards import pins
 from cards.events import PinsChecked
 from cards.lockout import failure_budget_status
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from subscribers.models import StaffReseller
 from tests.cards.admin_helpers import CARD_PERMS, operator, snapshot
 from tests.factories import ResellerFactory, TopUpCardFactory

@@ -21,7 +21,9 @@ from cards import openpgp
 from cards.events import PrintDownloaded, PrintOrdered
 from cards.exceptions import PrintError
 from cards.jobs import print_order_start, run_print_order
-from cards.models import CardEvent, CardEventKind, CardJobStatus, Printer, PrintOrder
+from cards.models import CardEvent, Printer, PrintOrder
+from cards.models.events import CardEventKind
+from cards.models.jobs import CardJobStatus
 from cards.pins import format_pin
 from cards.services.generation import card_batch_generate
 from cards.services.printing import print_order_create, printer_register

@@ -4,7 +4,8 @@ TRUSTED_PROXY_COUNT): the audit must say who saw a PIN from where."""
 import pytest
 from django.urls import reverse
 
-from cards.models import CardEvent, CardEventKind
+from cards.models import CardEvent
+from cards.models.events import CardEventKind
 from tests.cards.admin_helpers import operator
 from tests.factories import TopUpCardFactory
 

@@ -17,7 +17,8 @@ from cards.exceptions import (
     CardWrongReseller,
     GenerationError,
 )
-from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
+from cards.models import CardBatch, CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.services.generation import card_batch_generate
 from cards.services.redemption import card_redeem
 from tests.factories import ResellerFactory, TopUpCardFactory

@@ -27,7 +27,8 @@ def seed() -> None:
     from django.utils import timezone
 
     from cards import pins
-    from cards.models import CardJob, CardJobStatus
+    from cards.models import CardJob
+    from cards.models.jobs import CardJobStatus
     from tests.factories import (
         BalanceFactory,
         SubscriberFactory,

@@ -9,7 +9,8 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from cards.exceptions import CardDormant
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.services.delivery import cards_deliver
 from cards.services.generation import card_batch_generate
 from wallets.models import Balance, LedgerEntry

@@ -7,7 +7,8 @@ from django.test import Client
 from django.utils import timezone
 
 from cards import pins
-from cards.models import CardEvent, CardEventKind
+from cards.models import CardEvent
+from cards.models.events import CardEventKind
 from tests.factories import (
     BalanceFactory,
     CardEventFactory,

@@ -1,6 +1,7 @@
 """The panel when the client address cannot be read: refused, told to try later, audited."""
 
-from cards.models import CardEvent, CardEventKind
+from cards.models import CardEvent
+from cards.models.events import CardEventKind
 from tests.panel.test_redeem import REDEEM, snapshot
 
 UNREADABLE = {"HTTP_X_FORWARDED_FOR": "not-an-address"}

@@ -13,7 +13,8 @@ from django.db import connections
 
 from cards import pins
 from cards.exceptions import CardAlreadyRedeemed, CardNotFound, RedemptionLocked
-from cards.models import CardEvent, CardEventKind
+from cards.models import CardEvent
+from cards.models.events import CardEventKind
 from cards.services.redemption import card_redeem
 from tests.factories import (
     BalanceFactory,

@@ -21,7 +21,8 @@ from django.db import connection, connections
 
 from cards import pins
 from cards.exceptions import CardNotFound, RedemptionLocked
-from cards.models import CardEvent, CardEventKind
+from cards.models import CardEvent
+from cards.models.events import CardEventKind
 from cards.services.redemption import card_redeem
 from tests.factories import BalanceFactory, SubscriberFactory, TopUpCardFactory, WalletFactory
 from tests.panel.conftest import grant_redeem

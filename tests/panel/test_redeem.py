@@ -21,7 +21,8 @@ from cards.exceptions import (
     CardWrongReseller,
     NoMainBalance,
 )
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.services.reversal import card_reverse
 from tests.factories import (
     ResellerFactory,

@@ -16,7 +16,8 @@ from django.test.utils import CaptureQueriesContext
 import cards.services.redemption
 from cards import pins
 from cards.exceptions import CardCodeInvalid, CardNotFound, RedemptionLocked
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.services.redemption import card_redeem_main
 from tests.factories import BalanceFactory, SubscriberFactory, TopUpCardFactory, WalletFactory
 from tests.panel.conftest import grant_redeem

@@ -23,7 +23,8 @@ from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from cards.models import CardBatch, CardEvent, CardEventKind, CardJob, CardSeries, TopUpCard
+from cards.models import CardBatch, CardEvent, CardJob, CardSeries, TopUpCard
+from cards.models.events import CardEventKind
 from subscribers.models import Reseller
 from tests.factories import (
     AccessNumberFactory,

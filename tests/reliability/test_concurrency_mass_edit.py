@@ -13,7 +13,8 @@ from django.db import connections
 from django.utils import timezone
 
 import cards.sql
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.services.generation import card_batch_generate
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from tests.factories import BalanceTemplateFactory, TopUpCardFactory

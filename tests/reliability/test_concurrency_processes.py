@@ -24,7 +24,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
+from cards.models import CardBatch, CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.services.generation import card_batch_generate
 from tests.factories import BalanceFactory, ResellerFactory, SubscriberFactory, UserFactory
 from tests.panel.conftest import grant_redeem

@@ -18,7 +18,8 @@ from django.utils import timezone
 import cards.services.generation
 import cards.services.mass_edit
 import cards.services.redemption
-from cards.models import CardBatch, CardEvent, CardEventKind, TopUpCard
+from cards.models import CardBatch, CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from tests.factories import (
     BalanceFactory,
     BalanceTemplateFactory,

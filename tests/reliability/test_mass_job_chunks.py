@@ -22,7 +22,9 @@ from django.utils import timezone
 import cards.jobs
 import cards.sql
 from cards.jobs import mass_edit_job_start, run_mass_job
-from cards.models import CardEvent, CardEventKind, CardJob, CardJobCard, CardJobStatus, TopUpCard
+from cards.models import CardEvent, CardJob, CardJobCard, TopUpCard
+from cards.models.events import CardEventKind
+from cards.models.jobs import CardJobStatus
 from tests.factories import TopUpCardFactory
 from tests.reliability import test_redemption_beside_a_job as beside
 from tests.reliability.support import state

@@ -22,7 +22,9 @@ from django.utils import timezone
 
 import cards.sql
 from cards.jobs import mass_edit_job_start, run_mass_job
-from cards.models import CardEvent, CardEventKind, CardJob, CardJobStatus, TopUpCard
+from cards.models import CardEvent, CardJob, TopUpCard
+from cards.models.events import CardEventKind
+from cards.models.jobs import CardJobStatus
 from tests.factories import BalanceFactory, SubscriberFactory, TopUpCardFactory
 from tests.panel.conftest import grant_redeem
 from tests.reliability.pgkill import conninfo

@@ -45,7 +45,8 @@ from hypothesis.stateful import (
 )
 
 from cards import lockout, pins
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.services.generation import card_batch_generate
 from cards.services.mass_edit import EXPIRE_NOW, PRESERVE, cards_mass_delete, cards_mass_update
 from cards.services.redemption import card_redeem

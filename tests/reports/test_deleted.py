@@ -29,7 +29,8 @@ from decimal import Decimal
 
 import pytest
 
-from cards.models import CardEvent, CardEventKind, TopUpCard
+from cards.models import CardEvent, TopUpCard
+from cards.models.events import CardEventKind
 from cards.services.mass_edit import cards_mass_delete
 from reports.selectors.breakage import breakage
 from reports.selectors.common import Granularity, Period, end_of_day

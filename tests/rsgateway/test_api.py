@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from cards import pins
 from cards.exceptions import RedemptionLocked
-from cards.models import CardEvent, CardEventKind
+from cards.models import CardEvent
+from cards.models.events import CardEventKind
 from cards.services.reversal import card_reverse, entry_reverse
 from rsgateway.views import ClientRateThrottle
 from tests.factories import AccessNumberFactory, TopUpCardFactory, UserFactory, WalletFactory

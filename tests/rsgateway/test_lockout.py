@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 
 from cards import pins
-from cards.models import CardEvent, CardEventKind
+from cards.models import CardEvent
+from cards.models.events import CardEventKind
 from tests.factories import TopUpCardFactory
 from tests.rsgateway.api import TOPUP, Api, reply
 from tests.wallets.conftest import make_balance, snapshot

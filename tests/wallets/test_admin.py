@@ -11,7 +11,8 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from cards.models import CardEvent, CardEventKind
+from cards.models import CardEvent
+from cards.models.events import CardEventKind
 from cards.services.redemption import card_redeem
 from cards.services.reversal import entry_reverse
 from tests.factories import TopUpCardFactory, UserFactory

@@ -6,7 +6,9 @@ from django.db import DEFAULT_DB_ALIAS
 
 from cards.exports import export_with_audit
 from cards.management.progress import ProgressBar
-from cards.models import SERIES_FORMAT, CardStatus, TopUpCard
+from cards.models import TopUpCard
+from cards.models.cards import CardStatus
+from cards.models.formats import SERIES_FORMAT
 from common.querylog import bounded_query_log
 from common.replicas import after_all_commits
 from wallets.models import Channel

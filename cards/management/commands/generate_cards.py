@@ -10,7 +10,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from cards.exceptions import GenerationError
 from cards.management.progress import ProgressBar
-from cards.models import PIN_DEFAULT_LENGTH
+from cards.models.formats import PIN_DEFAULT_LENGTH
 from cards.services.generation import card_batch_generate
 from common.querylog import bounded_query_log
 from subscribers.models import Reseller

@@ -16,7 +16,8 @@ from django.db import transaction
 from cards import sql
 from cards.events import PinsChecked, pins_checked_event
 from cards.exceptions import ImportRefused
-from cards.models import CardSeries, TopUpCard, format_serial
+from cards.models import CardSeries, TopUpCard
+from cards.models.formats import format_serial
 from cards.services.scope import SeriesOwner, pin_import_refusal, series_owner
 from cards.services.scope import series_refusal as scope_series_refusal
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from cards import pins
 from cards.exceptions import ImportRefused
 from cards.exports import COLUMNS
-from cards.models import (
+from cards.models.formats import (
     CURRENCY_FORMAT,
     CURRENCY_MESSAGE,
     PIN_MAX_LENGTH,
