@@ -93,7 +93,7 @@ def operator():
 
 
 def run_request(rows: int, seed: int) -> dict:
-    from cards.jobs import import_job_start
+    from cards.jobs.imports import import_job_start
 
     data = import_file(rows, seed)
     upload = io.BytesIO(data)  # what Django holds of an upload: read back in 64 KB pieces
@@ -109,7 +109,8 @@ def run_request(rows: int, seed: int) -> dict:
 
 
 def run_worker(job_id: int) -> dict:
-    from cards.jobs import import_job_confirm, run_import_job
+    from cards.jobs import run_import_job
+    from cards.jobs.imports import import_job_confirm
     from cards.models import CardJob
     from cards.models.jobs import CardJobStatus
 

@@ -94,9 +94,9 @@ def queue_job(count: int) -> CardJob:
 
 def chunk_timing_worker(out: str) -> None:
     """The worker of the chunked side, each chunk's transaction timed (written to `out`)."""
-    import cards.jobs
+    import cards.jobs.mass
 
-    original, seconds = cards.jobs.job_chunk_edit, []
+    original, seconds = cards.jobs.mass.job_chunk_edit, []
 
     def timed_chunk(**kwargs):
         started = time.perf_counter()
@@ -105,7 +105,7 @@ def chunk_timing_worker(out: str) -> None:
         finally:
             seconds.append(time.perf_counter() - started)
 
-    cards.jobs.job_chunk_edit = timed_chunk
+    cards.jobs.mass.job_chunk_edit = timed_chunk
     call_command("db_worker", "--batch", "--no-startup-delay")
     Path(out).write_text(json.dumps(seconds))
 

@@ -13,7 +13,8 @@ from import_export.formats.base_formats import CSV, JSON, XLSX
 from cards.events import export_action_event
 from cards.exceptions import ImportRefused
 from cards.forms import CardChangeForm
-from cards.jobs import import_job_start, runs_in_background
+from cards.jobs.imports import import_job_start
+from cards.jobs.runner import runs_in_background
 from cards.models import TopUpCard
 from cards.models.jobs import CardJobKind
 from cards.resources import (

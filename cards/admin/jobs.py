@@ -12,14 +12,8 @@ from django.utils.html import format_html, format_html_join
 
 from cards.exceptions import CardEditError, ImportRefused
 from cards.filters import CardFilter
-from cards.jobs import (
-    EXPIRED_NOW,
-    IMPORT_WRITE,
-    import_confirmable,
-    import_job_confirm,
-    mass_job_resumable,
-    mass_job_resume,
-)
+from cards.jobs.imports import IMPORT_WRITE, import_confirmable, import_job_confirm
+from cards.jobs.mass import EXPIRED_NOW, mass_job_resumable, mass_job_resume
 from cards.models import CardJob
 from cards.models.cards import CardStatus
 from cards.models.jobs import CardJobKind, CardJobStatus
@@ -392,7 +386,7 @@ class CardJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def import_confirm_view(self, request, job_id: int):
         """The operator confirms the preview of a checked file: its import is queued (a POST;
-        who uploaded it only, cards.jobs.import_confirmable)."""
+        who uploaded it only, cards.jobs.imports.import_confirmable)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         job = get_object_or_404(self.get_queryset(request), pk=job_id)

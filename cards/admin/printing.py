@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from cards.exceptions import DeliveryError, PrintError
-from cards.jobs import print_order_start
+from cards.jobs.printing import print_order_start
 from cards.models import CardDelivery, Printer, PrintOrder
 from cards.models.jobs import CardJobStatus
 from cards.openpgp import group_fingerprint

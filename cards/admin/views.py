@@ -22,12 +22,9 @@ from django.utils.http import MAX_URL_LENGTH
 from cards.exceptions import CardEditError, GenerationError
 from cards.filters import remember_digests, remember_refusal
 from cards.forms import GenerateCardsForm, MassEditForm, reseller_choice
-from cards.jobs import (
-    delete_all_job_start,
-    generation_job_start,
-    mass_edit_job_start,
-    runs_in_background,
-)
+from cards.jobs.generation import generation_job_start
+from cards.jobs.mass import delete_all_job_start, mass_edit_job_start
+from cards.jobs.runner import runs_in_background
 from cards.models import CardJob
 from cards.models.jobs import CardJobKind
 from cards.pins import format_pin

@@ -1,5 +1,5 @@
 """Mass Edit and Delete all of a selection (the cards an Advanced Search selects), in the request
-in one transaction, or by the worker as a background job (cards.jobs) in chunks.
+in one transaction, or by the worker as a background job (cards.jobs.mass) in chunks.
 
     cards_selection_edit(*, cards, changes, delete_ids=(), expected=None, actor)
     cards_selection_delete(*, cards, expected=None, actor) -> int

@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import Permission
 
-from cards.jobs import generation_job_start, mass_edit_job_start
+from cards.jobs.generation import generation_job_start
+from cards.jobs.mass import mass_edit_job_start
 from cards.models import CardJob
 from cards.models.jobs import CardJobStatus
 from tests.factories import (

@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cards.exceptions import GenerationError
-from cards.jobs import delete_all_job_start, generation_job_start, mass_edit_job_start
+from cards.jobs.generation import generation_job_start
+from cards.jobs.mass import delete_all_job_start, mass_edit_job_start
 from cards.models import CardJob
 from cards.models.events import CardEventKind
 from cards.models.jobs import CardJobStatus

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cards.exceptions import GenerationError
-from cards.jobs import generation_job_start
+from cards.jobs.generation import generation_job_start
 from cards.models import CardBatch, CardJob, CardSeries, TopUpCard
 from cards.selectors import series_proposals
 from cards.services.generation import card_batch_generate

@@ -15,7 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from cards.exceptions import GenerationError
-from cards.jobs import generation_job_start
+from cards.jobs.generation import generation_job_start
 from cards.models import CardBatch, CardJob, TopUpCard
 from cards.models.jobs import CardJobStatus
 from tests.factories import TopUpCardFactory

@@ -12,7 +12,7 @@ from django.db import OperationalError
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResultQuerySet
 
-from cards.jobs import INTERRUPTED, job_interrupted
+from cards.jobs.runner import INTERRUPTED, job_interrupted
 from cards.management.commands import run_worker
 from cards.models import CardJob, TopUpCard
 from cards.models.jobs import CardJobStatus

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cards.exceptions import CardEditError
-from cards.jobs import mass_edit_job_start
+from cards.jobs.mass import mass_edit_job_start
 from cards.models import CardEvent, CardJob, TopUpCard
 from cards.models.events import CardEventKind
 from cards.models.jobs import CardJobStatus

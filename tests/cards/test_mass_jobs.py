@@ -442,9 +442,9 @@ def test_resume_is_refused_to_who_cannot_see_the_job_and_for_a_job_with_nothing_
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_heartbeat_keeps_a_long_job_from_looking_interrupted(monkeypatch):
-    from cards import jobs
+    from cards.jobs import mass
 
-    monkeypatch.setattr(jobs, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(mass, "HEARTBEAT_SECONDS", 0.05)
     old = timezone.now() - dt.timedelta(hours=1)
     job = CardJob.objects.create(
         kind=CardJobKind.MASS_EDIT,
@@ -453,7 +453,7 @@ def test_heartbeat_keeps_a_long_job_from_looking_interrupted(monkeypatch):
         status=CardJobStatus.RUNNING,
         heartbeat_at=old,
     )
-    heartbeat = jobs._Heartbeat(job.pk)
+    heartbeat = mass._Heartbeat(job.pk)
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -469,8 +469,8 @@ def test_heartbeat_keeps_a_long_job_from_looking_interrupted(monkeypatch):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_keeps_a_bounded_query_log_with_debug_on(settings, monkeypatch, admin_user):
-    from cards import jobs
-    from cards.jobs import mass_edit_job_start, run_mass_job
+    from cards.jobs import mass, run_mass_job
+    from cards.jobs.mass import mass_edit_job_start
 
     settings.DEBUG = True
     settings.MASS_EDIT_CHUNK_SIZE = 1
@@ -478,13 +478,13 @@ def test_the_worker_keeps_a_bounded_query_log_with_debug_on(settings, monkeypatc
     job = mass_edit_job_start(
         filters={"series": "3"}, expected=60, changes={"blocked": True}, actor=admin_user
     )
-    original, logged = jobs.job_chunk_edit, []
+    original, logged = mass.job_chunk_edit, []
 
     def chunk(**kwargs):
         logged.append(len(connection.queries_log))
         return original(**kwargs)
 
-    monkeypatch.setattr(jobs, "job_chunk_edit", chunk)
+    monkeypatch.setattr(mass, "job_chunk_edit", chunk)
     run_mass_job.call(job.pk)
 
     assert TopUpCard.objects.filter(blocked=True).count() == 60

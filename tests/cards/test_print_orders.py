@@ -20,7 +20,8 @@ from django.utils import timezone
 from cards import openpgp
 from cards.events import PrintDownloaded, PrintOrdered
 from cards.exceptions import PrintError
-from cards.jobs import print_order_start, run_print_order
+from cards.jobs import run_print_order
+from cards.jobs.printing import print_order_start
 from cards.models import CardEvent, Printer, PrintOrder
 from cards.models.events import CardEventKind
 from cards.models.jobs import CardJobStatus

@@ -19,9 +19,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-import cards.jobs
+import cards.jobs.mass
 import cards.sql
-from cards.jobs import mass_edit_job_start, run_mass_job
+from cards.jobs import run_mass_job
+from cards.jobs.mass import mass_edit_job_start
 from cards.models import CardEvent, CardJob, CardJobCard, TopUpCard
 from cards.models.events import CardEventKind
 from cards.models.jobs import CardJobStatus
@@ -102,7 +103,7 @@ class Held:
 
 def held_after_the_first_chunk(monkeypatch, actor) -> Held:
     held = Held(actor)
-    original, calls = cards.jobs.job_chunk_edit, []
+    original, calls = cards.jobs.mass.job_chunk_edit, []
 
     def chunk_then_hold(**kwargs):
         done = original(**kwargs)  # committed
@@ -111,7 +112,7 @@ def held_after_the_first_chunk(monkeypatch, actor) -> Held:
             held.hold()
         return done
 
-    monkeypatch.setattr(cards.jobs, "job_chunk_edit", chunk_then_hold)
+    monkeypatch.setattr(cards.jobs.mass, "job_chunk_edit", chunk_then_hold)
     return held
 
 

@@ -21,7 +21,8 @@ from django.test import Client
 from django.utils import timezone
 
 import cards.sql
-from cards.jobs import mass_edit_job_start, run_mass_job
+from cards.jobs import run_mass_job
+from cards.jobs.mass import mass_edit_job_start
 from cards.models import CardEvent, CardJob, TopUpCard
 from cards.models.events import CardEventKind
 from cards.models.jobs import CardJobStatus

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from django_tasks_db.models import DBTaskResult
 
-from cards.jobs import INTERRUPTED
+from cards.jobs.runner import INTERRUPTED
 from tests.reliability.soak_cluster import SoakCluster, Unavailable
 from tests.reliability.test_soak_crashes import ROOT, app_env, manage
 

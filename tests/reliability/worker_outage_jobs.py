@@ -17,7 +17,8 @@ django.setup()
 
 from django.utils import timezone  # noqa: E402
 
-from cards.jobs import generation_job_start, mass_edit_job_start  # noqa: E402
+from cards.jobs.generation import generation_job_start  # noqa: E402
+from cards.jobs.mass import mass_edit_job_start  # noqa: E402
 from tests.factories import BalanceTemplateFactory, TopUpCardFactory, UserFactory  # noqa: E402
 
 OPERATOR = "ops"

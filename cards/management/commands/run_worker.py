@@ -7,7 +7,7 @@ one waits for the database to come back (retrying every few seconds) and carries
 queue. A task the outage cut short is recorded as failed and its card job, if the job could not
 record its own failure, as interrupted: the database rolled back the transaction in progress, so
 a generation applied nothing and a Mass Edit / Delete all exactly the chunks its page counts,
-which Resume completes (cards.jobs.job_interrupted). Options are db_worker's.
+which Resume completes (cards.jobs.runner.job_interrupted). Options are db_worker's.
 """
 
 import logging
@@ -19,7 +19,7 @@ from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, run_with_reloader
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands import db_worker
 
-from cards.jobs import job_interrupted
+from cards.jobs.runner import job_interrupted
 
 logger = logging.getLogger("django_tasks_db")
 
