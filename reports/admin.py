@@ -111,7 +111,9 @@ class LiabilityReportAdmin(ReportAdmin):
     description = (
         "Face value of the cards owed at the end of the chosen day: issued by then and not yet "
         "redeemed, expired, written off or deleted. Blocked cards are still owed and included "
-        "(column “of which blocked”). Every card counts as it was then (expiry, reseller, block), "
+        "(column “of which blocked”), and so are dormant cards, issued but not redeemable until "
+        "their printed box is recorded as delivered (column “of which dormant”). Every card "
+        "counts as it was then (expiry, reseller, block, delivery), "
         "replayed from its audit history, so a past day's figure never changes."
     )
 
@@ -144,7 +146,8 @@ class ExpiringReportAdmin(ReportAdmin):
     build = staticmethod(tables.expiring_report)
     description = (
         "Cards that can be redeemed now and expire within 7, 30 or 90 days (each window includes "
-        "the shorter ones)."
+        "the shorter ones). Dormant cards, whose printed box is not recorded as delivered yet, "
+        "cannot be redeemed: they are not in the first table but in their own below it."
     )
 
 

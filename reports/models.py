@@ -69,7 +69,7 @@ class RollForwardReport(ReportEntry):
 
 class CardMovementDay(models.Model):
     """The cards' liability movements of one closed day (reports.selectors.history), added up
-    per currency, reseller, series, flag and kind: what every dated report sums instead of
+    per currency, reseller, series, flags and kind: what every dated report sums instead of
     replaying every card's history on each page view (reports/README.md, "Speed").
 
     Written only by `reports.services.movement_summary_extend`, for whole days that closed
@@ -81,6 +81,8 @@ class CardMovementDay(models.Model):
     """The reseller's id then (no foreign key: a figure outlives its reseller's row)."""
     series = models.CharField(max_length=6)
     blocked = models.BooleanField()
+    dormant = models.BooleanField(default=False)
+    """Generated dormant and not delivered yet (docs/printing.md)."""
     kind = models.CharField(max_length=12)
     cards = models.IntegerField(help_text="Signed: cards in (+) or out (−) of liability.")
     amount = models.DecimalField(max_digits=16, decimal_places=2, help_text="Signed face value.")

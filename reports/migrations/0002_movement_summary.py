@@ -4,16 +4,8 @@ from django.db import migrations, models
 
 
 def build_summary(apps, schema_editor):
-    """An existing database gets its summary now (the cards' whole history, replayed once). An
-    empty one gets none: the worker's task starts it with the first closed day."""
-    TopUpCard = apps.get_model("cards", "TopUpCard")
-    CardEvent = apps.get_model("cards", "CardEvent")
-    if not (TopUpCard.objects.exists() or CardEvent.objects.exists()):
-        return
-    # The current code, deliberately: the summary is the view's own output (reports.selectors.history).
-    from reports.services.summary import movement_summary_extend
-
-    movement_summary_extend()
+    """Nothing now: 0003_movement_dormant builds the summary for an existing database, once the
+    table has every column the current code (reports.selectors.history) writes."""
 
 
 def forget_summary(apps, schema_editor):

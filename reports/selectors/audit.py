@@ -8,5 +8,6 @@ from cards.models.events import CardEventKind
 
 # The audit events that change what a card adds to liability: Mass Edit's edits (expires_at,
 # reseller) and blocks. Creation, redemption and reversal are dated by the card's own columns,
-# a deletion by its `deleted` event.
+# a deletion by its `deleted` event. A delivery (`delivered`) flips the dormant flag only: it is
+# read beside these for the cards replayed, and set-based for the others.
 STATE_EVENT_KINDS = (CardEventKind.EDITED, CardEventKind.BLOCKED, CardEventKind.UNBLOCKED)

@@ -1,5 +1,6 @@
-"""Expiring soon: cards redeemable now that expire within the next windows of days
-(docs/reports.md, "Expiring soon")."""
+"""Expiring soon: cards redeemable now that expire within the next windows of days, and apart
+the dormant stock (not delivered, so not redeemable) that does (docs/reports.md, "Expiring
+soon")."""
 
 import datetime as dt
 
@@ -7,6 +8,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from cards.models import TopUpCard
+from cards.models.cards import CardStatus
 
 from .common import CARD_GROUPINGS, ZERO, card_filters, name_resellers, reseller_order
 
@@ -20,14 +22,20 @@ def expiring(
     reseller_id: int | None = None,
     currency: str = "",
     series: str = "",
+    dormant: bool = False,
 ) -> list[dict]:
-    """Redeemable cards expiring within 7, 30 and 90 days from now (each window includes the
-    shorter ones): `count_7`, `value_7`, `count_30`, ..."""
+    """Redeemable cards (status new) expiring within 7, 30 and 90 days from now (each window
+    includes the shorter ones): `count_7`, `value_7`, `count_30`, ... With `dormant`, the cards
+    not delivered yet instead (status dormant, blocked or not) whose expiry is still ahead."""
     now = now or timezone.now()
     keys = CARD_GROUPINGS[group_by]
     horizon = {days: now + dt.timedelta(days=days) for days in EXPIRY_WINDOWS}
+    if dormant:
+        cards = TopUpCard.objects.with_status(CardStatus.DORMANT, at=now).filter(expires_at__gt=now)
+    else:
+        cards = TopUpCard.objects.new(at=now)
     queryset = card_filters(
-        TopUpCard.objects.new(at=now).filter(expires_at__lte=horizon[max(EXPIRY_WINDOWS)]),
+        cards.filter(expires_at__lte=horizon[max(EXPIRY_WINDOWS)]),
         reseller_id=reseller_id,
         currency=currency,
         series=series,

@@ -21,11 +21,16 @@ liability, or changes reseller or flag while in it, is a movement:
 | moved       | Mass Edit moves it to another reseller while owed      | − old, + new reseller   |
 | blocked     | blocked while owed (stays in liability, "of which")    | − unblocked, + blocked  |
 | unblocked   | unblocked while owed                                   | − blocked, + unblocked  |
+| delivered   | its box is recorded delivered while owed               | − dormant, + not        |
 
 Liability as of an instant is the sum of every movement before it; breakage and the roll-forward
 are sums of movements in a period. Cards with no block, expiry or reseller change since the
 window's start are read set-based (one aggregate per kind); the others, and the deleted cards,
 are replayed here one by one from their events (a few per day in practice).
+
+A card generated dormant (docs/printing.md) is dormant until its `delivered` event: the flag a
+movement carries beside `blocked`. Delivery only flips it, so a delivered card with no other
+change stays in the set-based path (a box wakes thousands of cards at once).
 """
 
 import datetime as dt
@@ -69,6 +74,7 @@ class Kind:
     MOVED = "moved"
     BLOCKED = "blocked"
     UNBLOCKED = "unblocked"
+    DELIVERED = "delivered"
     ALL = (
         ISSUED,
         REDEEMED,
@@ -80,13 +86,15 @@ class Kind:
         MOVED,
         BLOCKED,
         UNBLOCKED,
+        DELIVERED,
     )
 
 
-KEYS = ("day", "currency", "reseller_id", "series", "blocked", "kind")
+KEYS = ("day", "currency", "reseller_id", "series", "blocked", "dormant", "kind")
 """What a movement row is grouped by; each row also has `cards` and `amount` (signed)."""
 
 _FLAG = Edited.BLOCKED  # block events say it by their kind, not in a field of their own
+_DORMANT = "dormant"  # the `delivered` event's kind says it: the card was dormant until then
 UNKNOWN_CREATION = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 """The creation time of a deleted card whose event does not say it (an imported card deleted
 before deletion events recorded it): before any date a report asks about."""
@@ -143,11 +151,31 @@ def _unchanged_cards(window: Window, filters: dict) -> QuerySet:
     return TopUpCard.objects.filter(~Exists(changed), **filters).order_by()
 
 
-def _aggregate(totals: _Totals, cards: QuerySet, *, at: str, kind: str, sign: int, blocked):
+def _dormant_at(at: str) -> Case:
+    """Whether the card was dormant just before the instant in its field `at`: dormant now, or
+    delivered at or after it (a delivery at that very instant comes after the creation and the
+    expiry, as every change does)."""
+    delivered_since = CardEvent.objects.filter(
+        card_id=OuterRef("pk"), kind=CardEventKind.DELIVERED, created_at__gte=OuterRef(at)
+    )
+    return Case(
+        When(dormant=True, then=Value(True)),
+        When(Exists(delivered_since), then=Value(True)),
+        default=Value(False),
+        output_field=BooleanField(),
+    )
+
+
+_NOT_DORMANT = Value(False, output_field=BooleanField())
+
+
+def _aggregate(
+    totals: _Totals, cards: QuerySet, *, at: str, kind: str, sign: int, blocked, dormant
+):
     """One aggregate: each card of `cards` moves its face value (times `sign`) at `at`."""
     rows = (
-        cards.annotate(day=trunc(at, "day"), was_blocked=blocked)
-        .values("day", "currency", "reseller_id", "series", "was_blocked")
+        cards.annotate(day=trunc(at, "day"), was_blocked=blocked, was_dormant=dormant)
+        .values("day", "currency", "reseller_id", "series", "was_blocked", "was_dormant")
         .annotate(cards=Count("id"), amount=Sum("amount"))
     )
     for row in rows:
@@ -157,9 +185,42 @@ def _aggregate(totals: _Totals, cards: QuerySet, *, at: str, kind: str, sign: in
             row["reseller_id"],
             row["series"],
             bool(row["was_blocked"]),
+            bool(row["was_dormant"]),
             kind,
         )
         totals.add(key, sign * row["cards"], sign * row["amount"])
+
+
+def _deliveries(totals: _Totals, window: Window, filters: dict, flag_at_creation) -> None:
+    """The unchanged cards delivered in the window while owed: from dormant to not, inside
+    liability. Read from the `delivered` events (the (kind, created_at) index), never from every
+    card. Owed then: a dormant card cannot have been redeemed, so only its expiry can have
+    passed (at the delivery's instant it comes first)."""
+    unchanged = ~Exists(_state_events(window).filter(card_id=OuterRef("card_id")))
+    deliveries = (
+        CardEvent.objects.filter(
+            window.holds("created_at"),
+            unchanged,
+            kind=CardEventKind.DELIVERED,
+            card__expires_at__gt=F("created_at"),
+            **{f"card__{name}": value for name, value in filters.items()},
+        )
+        .annotate(
+            day=trunc("created_at", "day"),
+            currency=F("card__currency"),
+            reseller_id=F("card__reseller_id"),
+            series=F("card__series"),
+            was_blocked=flag_at_creation("card__"),
+        )
+        .order_by()
+        .values("day", "currency", "reseller_id", "series", "was_blocked")
+        .annotate(cards=Count("id"), amount=Sum("card__amount"))
+    )
+    for row in deliveries:
+        key = (as_date(row["day"]), row["currency"], row["reseller_id"], row["series"])
+        flag = bool(row["was_blocked"])
+        totals.add((*key, flag, True, Kind.DELIVERED), -row["cards"], -row["amount"])
+        totals.add((*key, flag, False, Kind.DELIVERED), row["cards"], row["amount"])
 
 
 def _unchanged_movements(totals: _Totals, window: Window, filters: dict) -> None:
@@ -169,18 +230,25 @@ def _unchanged_movements(totals: _Totals, window: Window, filters: dict) -> None
     cards = _unchanged_cards(window, filters)
     never_redeemed = Q(activated_at__isnull=True)
     flag = F("blocked")
-    # Before a redemption the flag was off; a card never redeemed has had its flag since then.
-    flag_at_creation = Case(
-        When(never_redeemed, then=F("blocked")), default=Value(False), output_field=BooleanField()
-    )
+
+    def flag_before_redemption(prefix: str = "") -> Case:
+        # Before a redemption the flag was off; a card never redeemed has had its flag since.
+        return Case(
+            When(Q(**{f"{prefix}activated_at__isnull": True}), then=F(f"{prefix}blocked")),
+            default=Value(False),
+            output_field=BooleanField(),
+        )
+
     _aggregate(
         totals,
         cards.filter(window.holds("created_at")),
         at="created_at",
         kind=Kind.ISSUED,
         sign=1,
-        blocked=flag_at_creation,
+        blocked=flag_before_redemption(),
+        dormant=_dormant_at("created_at"),
     )
+    _deliveries(totals, window, filters, flag_before_redemption)
     # Breakage at the expiry, or at the creation of a card created already expired (two
     # conditions, so PostgreSQL reads the expiry's partial index and the creation's index).
     expiring = Q(window.holds("expires_at"), created_at__lt=F("expires_at")) | Q(
@@ -195,6 +263,7 @@ def _unchanged_movements(totals: _Totals, window: Window, filters: dict) -> None
         kind=Kind.BREAKAGE,
         sign=-1,
         blocked=flag,
+        dormant=_dormant_at("broken_at"),
     )
     _aggregate(
         totals,
@@ -203,6 +272,7 @@ def _unchanged_movements(totals: _Totals, window: Window, filters: dict) -> None
         kind=Kind.REDEEMED,
         sign=-1,
         blocked=Value(False, output_field=BooleanField()),
+        dormant=_NOT_DORMANT,  # a dormant card cannot be redeemed
     )
     # Reversed cards are few: read one by one. Owed again from the reversal (blocked by it),
     # broken at the expiry or, when that passed before the reversal, at the reversal itself.
@@ -223,7 +293,8 @@ def _unchanged_movements(totals: _Totals, window: Window, filters: dict) -> None
     for card in reversed_cards.values(
         "amount", "currency", "reseller_id", "series", "blocked", "reversed_at", "expires_at"
     ):
-        key = (card["currency"], card["reseller_id"], card["series"], card["blocked"])
+        # Redeemed before, so delivered before: never dormant in the window.
+        key = (card["currency"], card["reseller_id"], card["series"], card["blocked"], False)
         if window.contains(card["reversed_at"]):
             day = timezone.localtime(card["reversed_at"]).date()
             totals.add((day, *key, Kind.REVERSED), 1, card["amount"])
@@ -268,6 +339,7 @@ class _Card:
     expires_at: dt.datetime
     blocked: bool
     created_at: dt.datetime | None
+    dormant: bool = False
     activated_at: dt.datetime | None = None
     reversed_at: dt.datetime | None = None
     deleted_at: dt.datetime | None = None
@@ -280,6 +352,8 @@ def _change(event: dict) -> _Change:
         old = event["changes"].get(Edited.OLD)
         if field == Edited.EXPIRES_AT:
             old = parse_instant(old)
+    elif event["kind"] == CardEventKind.DELIVERED:
+        field, old = _DORMANT, True
     else:
         # Mass Edit writes a block event only when the flag flips: the kind says what it was.
         field, old = _FLAG, event["kind"] == CardEventKind.UNBLOCKED
@@ -304,6 +378,7 @@ def _replay(card: _Card, window: Window, totals: _Totals) -> None:
         Edited.EXPIRES_AT: card.expires_at,
         Edited.RESELLER: card.reseller_id,
         _FLAG: card.blocked,
+        _DORMANT: card.dormant,
     }
     # The value each change sets: the `old` of the next change of that field, or the value now.
     sets: list[object] = [None] * len(changes)
@@ -327,13 +402,14 @@ def _replay(card: _Card, window: Window, totals: _Totals) -> None:
         and state[Edited.EXPIRES_AT] >= since
     )
 
-    def move(at, kind, sign, reseller=_SAME, blocked=None):
+    def move(at, kind, sign, reseller=_SAME, blocked=None, dormant=None):
         key = (
             timezone.localtime(at).date(),
             card.currency,
             state[Edited.RESELLER] if reseller is _SAME else reseller,
             card.series,
             bool(state[_FLAG] if blocked is None else blocked),
+            bool(state[_DORMANT] if dormant is None else dormant),
             kind,
         )
         totals.add(key, sign, sign * card.amount)
@@ -396,6 +472,10 @@ def _replay(card: _Card, window: Window, totals: _Totals) -> None:
                     kind = Kind.BLOCKED if new else Kind.UNBLOCKED
                     move(at, kind, -1)
                     move(at, kind, 1, blocked=new)
+            elif change.field == _DORMANT:
+                if live and state[_DORMANT] and not new:
+                    move(at, Kind.DELIVERED, -1)
+                    move(at, Kind.DELIVERED, 1, dormant=False)
             state[change.field] = new
         elif action == "delete":
             if live:
@@ -429,6 +509,7 @@ def _deleted_card(event: dict, batch_created: dict, batch_series: dict) -> _Card
         reseller_id=changes.get(Deleted.RESELLER),
         expires_at=parse_instant(changes[Deleted.EXPIRES_AT]),
         blocked=_flag(changes.get(Deleted.BLOCKED)),
+        dormant=_flag(changes.get(Deleted.DORMANT)),
         created_at=created,
         deleted_at=event["created_at"],
         changes=[],
@@ -443,6 +524,7 @@ _CARD_FIELDS = (
     "reseller_id",
     "expires_at",
     "blocked",
+    "dormant",
     "created_at",
     "activated_at",
     "reversed_at",
@@ -450,9 +532,17 @@ _CARD_FIELDS = (
 
 
 def _replayed_cards(window: Window, filters: dict) -> Iterable[_Card]:
-    events = list(
-        _state_events(window).values("id", "kind", "card_id", "serial", "changes", "created_at")
+    # With the changes, the deliveries of the cards replayed: of those changed, and of those
+    # deleted (unlinked). Another card's delivery is read set-based (_deliveries).
+    replayed = Q(card_id__isnull=True) | Exists(
+        _state_events(window).filter(card_id=OuterRef("card_id"))
     )
+    events = CardEvent.objects.filter(
+        Q(kind__in=STATE_EVENT_KINDS) | Q(replayed, kind=CardEventKind.DELIVERED)
+    )
+    if window.since is not None:
+        events = events.filter(created_at__gte=window.since)
+    events = list(events.values("id", "kind", "card_id", "serial", "changes", "created_at"))
     by_card: dict[int, list[_Change]] = defaultdict(list)
     unlinked: dict[str, list[dict]] = defaultdict(list)
     for event in events:

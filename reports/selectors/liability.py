@@ -17,13 +17,14 @@ def liability(
     series: str = "",
 ) -> list[dict]:
     """Count and face value of the cards owed just before `as_of` (issued, not redeemed, expired,
-    written off or deleted by then; blocked ones included, `blocked_value` says how much), by
+    written off or deleted by then; blocked ones included, `blocked_value` says how much, and
+    dormant ones, `dormant_value`), by
     currency (+ reseller, + series), each card under the reseller it had then."""
     keys = CARD_GROUPINGS[group_by]
     rows: dict[tuple, dict] = {}
     for total in movement_totals(
         until=as_of,
-        keys=(*keys, "blocked"),
+        keys=(*keys, "blocked", "dormant"),
         reseller_id=reseller_id,
         currency=currency,
         series=series,
@@ -36,12 +37,15 @@ def liability(
                 "count": 0,
                 "value": Decimal(0),
                 "blocked_value": Decimal(0),
+                "dormant_value": Decimal(0),
             },
         )
         row["count"] += total["cards"]
         row["value"] += total["amount"]
         if total["blocked"]:
             row["blocked_value"] += total["amount"]
+        if total["dormant"]:
+            row["dormant_value"] += total["amount"]
     result = name_resellers([row for row in rows.values() if row["count"] or row["value"]])
     result.sort(
         key=lambda r: (

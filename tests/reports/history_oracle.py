@@ -3,7 +3,8 @@ events, with none of the product's report code: the yardstick of test_history.py
 
 A card's field at an instant T (the state just before T) is the `old` of its earliest change at
 or after T, else the value the card has now (or had when deleted). Deleted cards come from their
-`deleted` event, their earlier changes from the unlinked events with their serial.
+`deleted` event, their earlier changes from the unlinked events with their serial. A `delivered`
+event is a change of the dormant flag from true to false.
 """
 
 import datetime as dt
@@ -47,34 +48,37 @@ def _cards_cte() -> str:
     if connection.vendor == "postgresql":
         serial = "c.series || '-' || lpad(c.number::text, 9, '0')"
     deleted_flag = _true(_j("e.changes", "blocked"))
+    deleted_dormant = f"COALESCE({_true(_j('e.changes', 'dormant'))}, {_false()})"
     return f"""
     cards_all AS (
         SELECT 'c' || c.id AS ident, c.id AS card_id, NULL AS deletion_id, {serial} AS serial,
                c.amount AS amount, c.currency AS currency, c.reseller_id AS reseller_id,
                {_ts("c.expires_at")} AS expires_at, c.blocked AS blocked,
                {_ts("c.created_at")} AS created_at, {_ts("c.activated_at")} AS activated_at,
-               {_ts("c.reversed_at")} AS reversed_at, NULL AS deleted_at
+               {_ts("c.reversed_at")} AS reversed_at, NULL AS deleted_at, c.dormant AS dormant
         FROM cards_topupcard c
         UNION ALL
         SELECT 'd' || e.id, NULL, e.id, e.serial,
                CAST({_j("e.changes", "amount")} AS numeric), {_j("e.changes", "currency")},
                CAST({_j("e.changes", "reseller")} AS bigint),
                {_ts(_j("e.changes", "expires_at"))}, {deleted_flag},
-               {_ts(_j("e.changes", "created_at"))}, NULL, NULL, {_ts("e.created_at")}
+               {_ts(_j("e.changes", "created_at"))}, NULL, NULL, {_ts("e.created_at")},
+               {deleted_dormant}
         FROM cards_cardevent e WHERE e.kind = 'deleted'
     ),
     ev AS (
         SELECT x.ident, e.id, {_ts("e.created_at")} AS at,
-               CASE WHEN e.kind = 'edited' THEN {_j("e.changes", "field")} ELSE 'blocked' END
-                   AS field,
+               CASE WHEN e.kind = 'edited' THEN {_j("e.changes", "field")}
+                    WHEN e.kind = 'delivered' THEN 'dormant' ELSE 'blocked' END AS field,
                CASE WHEN e.kind = 'blocked' THEN 'false' WHEN e.kind = 'unblocked' THEN 'true'
+                    WHEN e.kind = 'delivered' THEN 'true'
                     ELSE CAST({_j("e.changes", "old")} AS text) END AS old,
                CAST({_j("e.changes", "new")} AS text) AS new
         FROM cards_cardevent e JOIN cards_all x
           ON (e.card_id = x.card_id)
           OR (e.card_id IS NULL AND x.deletion_id IS NOT NULL AND e.serial = x.serial
               AND {_ts("e.created_at")} <= x.deleted_at)
-        WHERE e.kind IN ('edited', 'blocked', 'unblocked')
+        WHERE e.kind IN ('edited', 'blocked', 'unblocked', 'delivered')
     )
     """
 
@@ -125,6 +129,19 @@ def _flag_at(instant: str) -> str:
     )
 
 
+def _false() -> str:
+    return "(1 = 0)" if connection.vendor == "sqlite" else "false"
+
+
+def _dormant_at(instant: str) -> str:
+    """Dormant just before `instant`: delivered at or after it, else dormant now (or when
+    deleted)."""
+    after = f"f.at >= {instant}"
+    now = _true("x.dormant") if connection.vendor == "sqlite" else "x.dormant"
+    first = _true(_first_old("dormant", after))
+    return f"(CASE WHEN {_has('dormant', after)} THEN {first} ELSE {now} END)"
+
+
 def _rows(query: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(query, params)
@@ -135,8 +152,9 @@ def _money(value) -> Decimal:
     return D(str(value)).quantize(D("0.01")) if value is not None else D("0.00")
 
 
-def liability(as_of: dt.datetime) -> dict[tuple, tuple[int, Decimal, Decimal]]:
-    """(currency, reseller id) → (cards, face value, of which blocked) owed just before `as_of`."""
+def liability(as_of: dt.datetime) -> dict[tuple, tuple[int, Decimal, Decimal, Decimal]]:
+    """(currency, reseller id) → (cards, face value, of which blocked, of which dormant) owed
+    just before `as_of`."""
     T = "%(t)s"
     flag = _flag_at(T)
     if connection.vendor == "sqlite":
@@ -146,11 +164,12 @@ def liability(as_of: dt.datetime) -> dict[tuple, tuple[int, Decimal, Decimal]]:
     owed AS (
         SELECT x.currency, {_reseller_at(T)} AS reseller, x.amount,
                {_expiry_at(T)} AS expiry, {flag} AS flag, x.created_at, x.deleted_at,
-               x.activated_at, x.reversed_at
+               x.activated_at, x.reversed_at, {_dormant_at(T)} AS dormant
         FROM cards_all x
     )
     SELECT currency, reseller, COUNT(*), SUM(amount),
-           SUM(CASE WHEN flag THEN amount ELSE 0 END)
+           SUM(CASE WHEN flag THEN amount ELSE 0 END),
+           SUM(CASE WHEN dormant THEN amount ELSE 0 END)
     FROM owed
     WHERE (created_at IS NULL OR created_at < {T})
       AND (deleted_at IS NULL OR deleted_at >= {T})
@@ -160,7 +179,7 @@ def liability(as_of: dt.datetime) -> dict[tuple, tuple[int, Decimal, Decimal]]:
     GROUP BY currency, reseller
     """
     rows = _rows(query, {"t": _param(as_of)})
-    return {(c, r): (n, _money(v), _money(b)) for c, r, n, v, b in rows}
+    return {(c, r): (n, _money(v), _money(b), _money(d)) for c, r, n, v, b, d in rows}
 
 
 def movements(start: dt.datetime, end: dt.datetime) -> dict[tuple, Decimal]:

@@ -151,12 +151,12 @@ def test_a_reseller_scoped_user_sees_the_cards_that_were_theirs_then(edited, r1_
     after = r1_client.get(url("liabilityreport"), {"as_of": edited.day + dt.timedelta(days=1)})
 
     assert table_rows(on_d) == [
-        ["EUR", "Reseller 1", "1", "5.00", "0.00"],
-        ["USD", "Reseller 1", "15", "388,733.00", "264,400.00"],
+        ["EUR", "Reseller 1", "1", "5.00", "0.00", "0.00"],
+        ["USD", "Reseller 1", "15", "388,733.00", "264,400.00", "0.00"],
     ]
     assert table_rows(after) == [
-        ["EUR", "Reseller 1", "1", "5.00", "0.00"],
-        ["USD", "Reseller 1", "11", "272,933.00", "265,960.00"],
+        ["EUR", "Reseller 1", "1", "5.00", "0.00", "0.00"],
+        ["USD", "Reseller 1", "11", "272,933.00", "265,960.00", "0.00"],
     ]
 
 

@@ -185,15 +185,23 @@ class TestLiability:
             url("liabilityreport"), {"as_of": deletions.day, "group_by": "series", "format": "csv"}
         )
         assert csv_rows(response) == [
-            ["Currency", "Reseller", "Series", "Cards", "Liability", "of which blocked"],
-            ["EUR", "Reseller 1", "300", "2", "1280005.00", "0.00"],
-            ["GBP", "Reseller 1", "600", "1", "20480000.00", "0.00"],
-            ["USD", "Reseller 1", "100", "9", "99730.00", "86400.00"],
-            ["USD", "Reseller 1", "200", "1", "3.00", "0.00"],
-            ["USD", "Reseller 1", "500", "1", "10240000.00", "0.00"],
-            ["EUR", "Total", "", "2", "1280005.00", "0.00"],
-            ["GBP", "Total", "", "1", "20480000.00", "0.00"],
-            ["USD", "Total", "", "11", "10339733.00", "86400.00"],
+            [
+                "Currency",
+                "Reseller",
+                "Series",
+                "Cards",
+                "Liability",
+                "of which blocked",
+                "of which dormant",
+            ],
+            ["EUR", "Reseller 1", "300", "2", "1280005.00", "0.00", "0.00"],
+            ["GBP", "Reseller 1", "600", "1", "20480000.00", "0.00", "0.00"],
+            ["USD", "Reseller 1", "100", "9", "99730.00", "86400.00", "0.00"],
+            ["USD", "Reseller 1", "200", "1", "3.00", "0.00", "0.00"],
+            ["USD", "Reseller 1", "500", "1", "10240000.00", "0.00", "0.00"],
+            ["EUR", "Total", "", "2", "1280005.00", "0.00", "0.00"],
+            ["GBP", "Total", "", "1", "20480000.00", "0.00", "0.00"],
+            ["USD", "Total", "", "11", "10339733.00", "86400.00", "0.00"],
         ]
 
 

@@ -4,7 +4,9 @@ A history of 125 days is built through the product's services under a controlled
 (time-machine): 3 resellers, USD and EUR, batches generated over time, redemptions, reversals
 (one after the card's expiry), blocks and unblocks, expiries moved forward, back, to "now" and
 into the past, expired cards given a new expiry, moves between resellers, deletions (of edited,
-blocked and expired cards), some at midnight exactly. Then, for every day of it, liability,
+blocked and expired cards), some at midnight exactly; batches generated dormant, their boxes
+delivered in parts days later, dormant cards blocked, moved, deleted and expired before their
+delivery. Then, for every day of it, liability,
 breakage and the roll-forward are compared with history_oracle.py (plain SQL over the cards and
 their audit events), first with the daily summary the worker builds night after night while the
 history goes on, then replayed from the events alone.
@@ -22,6 +24,7 @@ from django.utils import timezone
 
 from cards import events, sql
 from cards.models import CardEvent, TopUpCard
+from cards.services.delivery import cards_deliver
 from cards.services.generation import card_batch_generate
 from cards.services.mass_edit import EXPIRE_NOW, cards_mass_delete, cards_mass_update
 from cards.services.redemption import card_redeem
@@ -37,6 +40,7 @@ from tests.factories import (
     BalanceTemplateFactory,
     ResellerFactory,
     SubscriberFactory,
+    UserFactory,
     WalletFactory,
 )
 
@@ -76,11 +80,15 @@ class History:
                 )
         self.pins: dict[int, str] = {}
         self.series = 100
+        self.operator = UserFactory(is_staff=True, is_superuser=True)
+        self.dormant_batches = []
 
     def at(self, instant: dt.datetime) -> None:
         self.traveller.move_to(instant)
 
-    def generate(self, reseller, currency: str, quantity: int, amount: str, days: int) -> None:
+    def generate(
+        self, reseller, currency: str, quantity: int, amount: str, days: int, dormant=False
+    ) -> None:
         self.series += 1
         result = card_batch_generate(
             series=str(self.series),
@@ -90,7 +98,10 @@ class History:
             pin_length=12,
             reseller=reseller,
             expires_at=timezone.now() + dt.timedelta(days=days),
+            dormant=dormant,
         )
+        if dormant:
+            self.dormant_batches.append(result.batch)
         numbers = range(result.batch.first_number, result.batch.first_number + quantity)
         by_number = dict(
             TopUpCard.objects.filter(series=result.batch.series).values_list("number", "pk")
@@ -105,9 +116,28 @@ class History:
     def open_cards(self):
         return TopUpCard.objects.filter(activated_at__isnull=True)
 
+    def dormant_cards(self):
+        return self.open_cards().filter(dormant=True)
+
+    def deliver(self, batch, first: int, last: int) -> None:
+        """The box of `batch`'s cards `first`…`last` (counted from 1) arrives."""
+        if self.dormant_cards().filter(
+            series=batch.series,
+            number__gte=batch.first_number + first - 1,
+            number__lte=batch.first_number + last - 1,
+        ):
+            cards_deliver(
+                series=batch.series,
+                first_number=batch.first_number + first - 1,
+                last_number=batch.first_number + last - 1,
+                reference=f"box {batch.series} {first}-{last}",
+                actor=self.operator,
+            )
+
     def redeem(self, n: int) -> None:
         now = timezone.now()
-        for pk in self.pick(self.open_cards().filter(blocked=False, expires_at__gt=now), n):
+        redeemable = self.open_cards().filter(blocked=False, dormant=False, expires_at__gt=now)
+        for pk in self.pick(redeemable, n):
             card = TopUpCard.objects.get(pk=pk)
             # A card of no reseller is anyone's: Reseller 1's subscriber redeems it.
             reseller_id = card.reseller_id or self.resellers[0].pk
@@ -159,6 +189,30 @@ def build(traveller, *, summarize: bool = False) -> History:
                 h.generate(reseller, "EUR", 8, eur, days=45)
         if day % 30 == 12:
             h.generate(h.rng.choice(h.resellers), "USD", 10, "15", days=10)
+        if day % 30 == 2:
+            # A dormant batch: its boxes arrive in parts on later days, one never does (its
+            # cards expire dormant), and some of its cards are blocked, moved or deleted first.
+            h.generate(h.rng.choice(h.resellers), "USD", 12, "30", days=25, dormant=True)
+            h.generate(r2, "EUR", 6, "40", days=8 + day % 4, dormant=True)
+        if day % 30 == 4:
+            h.at(_at(day, 10))
+            h.edit(2, h.dormant_cards(), blocked=True)
+            h.edit(1, h.dormant_cards(), reseller=h.rng.choice(h.resellers))
+            h.delete(1, h.dormant_cards())
+        if day % 30 == 6:
+            h.at(_at(day, 10, 30))
+            batch = h.dormant_batches[-2]
+            h.deliver(batch, 1, 5)  # some of the box blocked: they wake, still blocked
+        if day % 30 == 9:
+            # At midnight exactly: the delivery belongs to this day.
+            h.at(_at(day, 0))
+            h.deliver(h.dormant_batches[-2], 6, 9)
+            h.at(_at(day, 10, 30))
+            h.edit(1, h.dormant_cards(), expires_at=EXPIRE_NOW)
+        if day % 30 == 20:
+            h.at(_at(day, 10, 30))
+            # After the EUR batch's expiry: its cards wake expired, no longer owed.
+            h.deliver(h.dormant_batches[-1], 1, 6)
         h.at(_at(day, 9, 30))
         h.redeem(h.rng.randint(0, 3))
         if day % 7 == 3:
@@ -209,7 +263,12 @@ def build(traveller, *, summarize: bool = False) -> History:
 
 def _product_liability(day: dt.date) -> dict:
     return {
-        (row["currency"], row["reseller_id"]): (row["count"], row["value"], row["blocked_value"])
+        (row["currency"], row["reseller_id"]): (
+            row["count"],
+            row["value"],
+            row["blocked_value"],
+            row["dormant_value"],
+        )
         for row in liability(as_of=end_of_day(day), group_by="reseller")
     }
 
@@ -226,6 +285,9 @@ def _by_day(rows, fields):
 def _check_every_figure(days: list[dt.date]) -> None:
     # Liability as of every day, by currency and reseller, with its blocked part.
     expected_liability = {day: oracle.liability(end_of_day(day)) for day in days}
+    # Dormant stock on many days, blocked dormant stock on some: the flags are exercised.
+    dormant_days = [day for day in days if any(v[3] for v in expected_liability[day].values())]
+    assert len(dormant_days) > 20
     for day in days:
         assert _product_liability(day) == expected_liability[day], day
 
@@ -233,7 +295,7 @@ def _check_every_figure(days: list[dt.date]) -> None:
     # The oracle ties on its own: liability(D - 1) + movements(D) = liability(D).
     for previous, day in zip(days, days[1:], strict=False):
         carried = defaultdict(D)
-        for (currency, reseller), (_, value, _) in expected_liability[previous].items():
+        for (currency, reseller), (_, value, _, _) in expected_liability[previous].items():
             carried[(currency, reseller)] += value
         for (kind, currency, reseller), value in expected[day].items():
             if kind != "breakage_blocked":
@@ -302,6 +364,7 @@ def test_every_dated_figure_equals_an_independent_recomputation_on_every_day():
         # The history holds every kind of change the reports must replay.
         kinds = set(CardEvent.objects.values_list("kind", flat=True))
         assert {"generated", "redeemed", "reversed", "edited", "blocked", "unblocked"} <= kinds
+        assert {"delivered"} <= kinds
         assert "deleted" in kinds
         assert CardEvent.objects.filter(kind="edited", card__isnull=True).exists()
         assert history.pins
