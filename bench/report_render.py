@@ -34,7 +34,7 @@ from django.test import RequestFactory  # noqa: E402
 
 from reports.charts import bar_chart, fold_series  # noqa: E402
 from reports.models import RollForwardReport  # noqa: E402
-from reports.tables import Column, ReportResult, Section, period_label  # noqa: E402
+from reports.tables.section import Column, ReportResult, Section, period_label  # noqa: E402
 
 TEMPLATE = "admin/reports/report.html"
 KINDS = ("issued", "redeemed", "reversed", "breakage", "written_off", "reinstated", "deleted")

@@ -1,8 +1,9 @@
 """The "Reports" section of the admin index: one entry per report, each a single read-only page.
 
 Each report is a ModelAdmin on a table-less model (reports/models.py) whose only URL is its
-"changelist", so the admin index links to it and its `view` permission guards it. The view is thin:
-permission check, filter form, one call into reports.tables, then an HTML page or a CSV file.
+"changelist", so the admin index links to it and its `view` permission guards it. The view is
+thin: permission check, filter form, one call into its builder in reports/tables/, then an HTML
+page or a CSV file.
 """
 
 import csv
@@ -19,7 +20,7 @@ from common.admin import ReadOnlyAdminMixin
 from common.replicas import stale_ok_view
 from subscribers.selectors import staff_reseller_id
 
-from . import forms, tables
+from . import forms
 from .models import (
     BalanceReport,
     BreakageReport,
@@ -28,6 +29,13 @@ from .models import (
     RedemptionReport,
     RollForwardReport,
 )
+from .tables.balances import balances_report
+from .tables.breakage import breakage_report
+from .tables.expiring import expiring_report
+from .tables.liability import liability_report
+from .tables.redemptions import redemptions_report
+from .tables.rollforward import rollforward_report
+from .tables.section import csv_cells
 
 # Spreadsheet programs run a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -41,7 +49,7 @@ def _csv_safe(text: str, numeric: bool) -> str:
 
 class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     form_class: type[forms.ReportForm]
-    build = staticmethod(tables.liability_report)
+    build = staticmethod(liability_report)
     description = ""
 
     def get_urls(self):
@@ -97,9 +105,7 @@ class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         for row in [*section.rows, *section.totals]:
             writer.writerow(
                 _csv_safe(cell, column.numeric)
-                for cell, column in zip(
-                    tables.csv_cells(section, row), section.columns, strict=True
-                )
+                for cell, column in zip(csv_cells(section, row), section.columns, strict=True)
             )
         return response
 
@@ -107,7 +113,7 @@ class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(LiabilityReport)
 class LiabilityReportAdmin(ReportAdmin):
     form_class = forms.LiabilityForm
-    build = staticmethod(tables.liability_report)
+    build = staticmethod(liability_report)
     description = (
         "Face value of the cards owed at the end of the chosen day: issued by then and not yet "
         "redeemed, expired, written off or deleted. Blocked cards are still owed and included "
@@ -121,7 +127,7 @@ class LiabilityReportAdmin(ReportAdmin):
 @admin.register(RedemptionReport)
 class RedemptionReportAdmin(ReportAdmin):
     form_class = forms.RedemptionForm
-    build = staticmethod(tables.redemptions_report)
+    build = staticmethod(redemptions_report)
     description = (
         "Cards redeemed in the period, by the time of redemption, with the channel the subscriber "
         "used (client panel or REST API). Redemptions later reversed are included."
@@ -131,7 +137,7 @@ class RedemptionReportAdmin(ReportAdmin):
 @admin.register(BreakageReport)
 class BreakageReportAdmin(ReportAdmin):
     form_class = forms.BreakageForm
-    build = staticmethod(tables.breakage_report)
+    build = staticmethod(breakage_report)
     description = (
         "Cards that reached their expiry date without being redeemed, booked in the period in "
         "which they expired and never moved afterwards. An expiry moved later shows in the "
@@ -143,7 +149,7 @@ class BreakageReportAdmin(ReportAdmin):
 @admin.register(ExpiringReport)
 class ExpiringReportAdmin(ReportAdmin):
     form_class = forms.ExpiringForm
-    build = staticmethod(tables.expiring_report)
+    build = staticmethod(expiring_report)
     description = (
         "Cards that can be redeemed now and expire within 7, 30 or 90 days (each window includes "
         "the shorter ones). Dormant cards, whose printed box is not recorded as delivered yet, "
@@ -154,7 +160,7 @@ class ExpiringReportAdmin(ReportAdmin):
 @admin.register(BalanceReport)
 class BalanceReportAdmin(ReportAdmin):
     form_class = forms.BalanceForm
-    build = staticmethod(tables.balances_report)
+    build = staticmethod(balances_report)
     description = (
         "Subscribers' balances now, per currency (or unit) and balance template, and the ledger "
         "movements of the period: top-ups, card redemptions, adjustments and reversals."
@@ -164,7 +170,7 @@ class BalanceReportAdmin(ReportAdmin):
 @admin.register(RollForwardReport)
 class RollForwardReportAdmin(ReportAdmin):
     form_class = forms.RollForwardForm
-    build = staticmethod(tables.rollforward_report)
+    build = staticmethod(rollforward_report)
     description = (
         "How the liability on unredeemed cards moved in each period: opening liability, cards "
         "issued, redeemed, redemptions reversed, breakage, written off, reinstated, deleted and "

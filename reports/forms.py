@@ -1,4 +1,4 @@
-"""Report filters. They only validate; reports/tables.py turns clean values into figures."""
+"""Report filters. They only validate; reports/tables/ turns clean values into figures."""
 
 import datetime as dt
 import re

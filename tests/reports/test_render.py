@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.template import Context, Template
 
-from reports.tables import Column, Section
+from reports.tables.section import Column, Section
 
 # The template's loops the rows were written with before (templates/admin/reports/report.html).
 CELL_LOOPS = Template(
