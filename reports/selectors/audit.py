@@ -1,7 +1,8 @@
 """What the reports read of the cards' audit events (`CardEvent.changes`, written by cards only).
 
 The keys of the payloads are declared by `cards/events.py`, the only code that writes them; the
-reports name them only through its classes (`Edited`, `Deleted`), in reports.selectors.history.
+reports name them only through its classes (`Edited`, `Deleted`), in
+reports.selectors.history (replay.py, replayed.py).
 """
 
 from cards.models.events import CardEventKind

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from .common import Period, finish_period_rows
-from .history import Kind
+from .history.window import Kind
 from .movements import PERIOD, movement_totals
 
 BREAKAGE_BREAKDOWNS = {

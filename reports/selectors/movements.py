@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from ..models import CardMovementDay, CardMovementSummary
 from .common import Granularity, period_start, start_of_day
-from .history import movements
+from .history.view import movements
 
 PERIOD = "period"
 CENT = Decimal("0.01")  # the places of a card's amount; SQLite's sums come back longer

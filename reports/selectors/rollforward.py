@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from .common import Period, finish_period_rows, periods
-from .history import Kind
+from .history.window import Kind
 from .movements import PERIOD, movement_totals
 
 ROLLFORWARD_BREAKDOWNS = {"reseller": ("reseller_id",), "none": ()}

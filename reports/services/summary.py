@@ -16,7 +16,7 @@ from wallets.sql import advisory_lock
 
 from ..models import CardMovementDay, CardMovementSummary
 from ..selectors.common import start_of_day
-from ..selectors.history import movements
+from ..selectors.history.view import movements
 
 LOCK = "reports.movement_summary"
 

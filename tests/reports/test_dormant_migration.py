@@ -15,7 +15,7 @@ from cards.models import TopUpCard
 from cards.services.generation import card_batch_generate
 from reports.models import CardMovementDay, CardMovementSummary
 from reports.selectors.common import end_of_day, start_of_day
-from reports.selectors.history import movements
+from reports.selectors.history.view import movements
 from reports.selectors.liability import liability
 from tests.factories import BalanceTemplateFactory, ResellerFactory
 
