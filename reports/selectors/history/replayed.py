@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from cards.events import Deleted
 from cards.models import CardBatch, CardEvent, TopUpCard
@@ -59,9 +59,20 @@ _CARD_FIELDS = (
 )
 
 
+# How many events (of changed cards) or deletions one read brings into memory: the summary's
+# first build replays a whole history (30M events at 10M cards), which read at once took more
+# memory than the machine had (23 GB when the kernel stopped it).
+CHUNK = 20_000
+
+
 def replayed_cards(window: Window, filters: dict) -> Iterable[Card]:
+    yield from _changed_cards(window, filters)
+    yield from _deleted_cards(window, filters)
+
+
+def _window_events(window: Window) -> QuerySet:
     # With the changes, the deliveries of the cards replayed: of those changed, and of those
-    # deleted (unlinked). Another card's delivery is read set-based (_deliveries).
+    # deleted (unlinked). Another card's delivery is read set-based (unchanged._deliveries).
     replayed = Q(card_id__isnull=True) | Exists(
         state_events(window).filter(card_id=OuterRef("card_id"))
     )
@@ -70,31 +81,70 @@ def replayed_cards(window: Window, filters: dict) -> Iterable[Card]:
     )
     if window.since is not None:
         events = events.filter(created_at__gte=window.since)
-    events = list(events.values("id", "kind", "card_id", "serial", "changes", "created_at"))
-    by_card: dict[int, list[Change]] = defaultdict(list)
-    unlinked: dict[str, list[dict]] = defaultdict(list)
-    for event in events:
-        if event["card_id"] is not None:
-            by_card[event["card_id"]].append(change_of(event))
-        else:
-            unlinked[event["serial"]].append(event)
-    if by_card:
-        changed = TopUpCard.objects.filter(
-            Exists(state_events(window).filter(card_id=OuterRef("pk"))), **filters
-        ).order_by()
-        for row in changed.values(*_CARD_FIELDS).iterator(chunk_size=2000):
-            card_id = row.pop("pk")
-            yield Card(**row, changes=by_card.get(card_id, []))
+    return events
 
-    # Also those deleted after the window: they existed in it.
+
+def _pages(rows: QuerySet, key: str, fields: tuple[str, ...]) -> Iterable[list[dict]]:
+    """`rows` (ordered by `key` first) CHUNK at a time, keyset-paginated on `key`: the rows
+    of one `key` value always in the same page."""
+    after = None
+    while True:
+        page = rows if after is None else rows.filter(**{f"{key}__gt": after})
+        found = list(page.values(*fields)[:CHUNK])
+        if not found:
+            return
+        if len(found) < CHUNK:  # the last page
+            yield found
+            return
+        last = found[-1][key]
+        if found[0][key] == last:  # one key with more rows than a page: all of them
+            found = list(page.filter(**{key: last}).values(*fields))
+        else:  # the last key may go on in the next page: all of it goes there
+            found = [row for row in found if row[key] != last]
+            last = found[-1][key]
+        yield found
+        after = last
+
+
+_EVENT_FIELDS = ("id", "kind", "card_id", "serial", "changes", "created_at")
+
+
+def _changed_cards(window: Window, filters: dict) -> Iterable[Card]:
+    events = _window_events(window).filter(card_id__isnull=False).order_by("card_id", "id")
+    for page in _pages(events, "card_id", _EVENT_FIELDS):
+        by_card: dict[int, list[Change]] = defaultdict(list)
+        for event in page:
+            by_card[event["card_id"]].append(change_of(event))
+        if not by_card:
+            return
+        cards = TopUpCard.objects.filter(pk__in=list(by_card), **filters).order_by()
+        for row in cards.values(*_CARD_FIELDS):
+            card_id = row.pop("pk")
+            yield Card(**row, changes=by_card[card_id])
+
+
+def _deleted_cards(window: Window, filters: dict) -> Iterable[Card]:
+    """The cards deleted since the window's start (they existed in it): the deletions of a
+    page of serials, then those serials' unlinked events."""
     deletions = CardEvent.objects.filter(kind=CardEventKind.DELETED)
     if window.since is not None:
         deletions = deletions.filter(created_at__gte=window.since)
-    deleted = list(
-        deletions.order_by("created_at", "id").values(
-            "id", "serial", "batch_id", "changes", "created_at"
-        )
-    )
+    deletions = deletions.order_by("serial", "created_at", "id")
+    fields = ("id", "serial", "batch_id", "changes", "created_at")
+    for page in _pages(deletions, "serial", fields):
+        yield from _deleted_chunk(window, filters, page)
+
+
+def _deleted_chunk(window: Window, filters: dict, deleted: list[dict]) -> Iterable[Card]:
+    unlinked: dict[str, list[dict]] = defaultdict(list)
+    serials = {event["serial"] for event in deleted}
+    for event in (
+        _window_events(window)
+        .filter(card_id__isnull=True, serial__in=serials)
+        .order_by("created_at", "id")
+        .values(*_EVENT_FIELDS)
+    ):
+        unlinked[event["serial"]].append(event)
     batches = {event["batch_id"] for event in deleted if event["batch_id"] is not None}
     batch_created, batch_series = {}, {}
     if batches:
@@ -114,7 +164,7 @@ def replayed_cards(window: Window, filters: dict) -> Iterable[Card]:
             continue
         # The card's earlier changes lost their link when it went; they keep its serial. A
         # serial freed by a deletion may be given again: a change belongs to the first deletion
-        # of its serial at or after it.
+        # of its serial at or after it (deletions of a serial come in time order).
         mine = [e for e in unlinked.get(event["serial"], ()) if e["created_at"] <= card.deleted_at]
         for e in mine:
             unlinked[event["serial"]].remove(e)
