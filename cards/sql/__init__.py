@@ -17,14 +17,13 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from psycopg import sql
 
+from cards import events
+from cards.models import CardEvent, CardJobCard, TopUpCard
+from cards.models.events import CardEventKind
+from cards.models.formats import SERIAL_NUMBER_DIGITS, serial_expression
 from subscribers.models import AccessNumber, Subscriber, Subscription
 from wallets.models import Balance, BalanceEvent, BalanceTemplate, Channel, LedgerEntry, Wallet
 from wallets.sql import compact
-
-from . import events
-from .models import CardEvent, CardJobCard, TopUpCard
-from .models.events import CardEventKind
-from .models.formats import SERIAL_NUMBER_DIGITS, serial_expression
 
 # --- generation: COPY of a batch's cards (PostgreSQL) -------------------------------------------
 # Stands in for `TopUpCard.objects.bulk_create` in chunks (cards.services.generation, the path
