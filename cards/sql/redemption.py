@@ -1,14 +1,15 @@
-"""The redemption statements (PostgreSQL): the REST card top-up in one statement, the panel's
-redemption in two, the panel's subscriber with its right to redeem, and what every redemption
-path shares: the lockout's advisory locks and how long a redemption waits for a lock.
+"""The redemption statements: the REST card top-up in one statement and the panel's redemption
+in two (PostgreSQL), the panel's subscriber with its right to redeem (every database), and what
+every redemption path shares on PostgreSQL: the lockout's advisory locks and how long a
+redemption waits for a lock.
 
 Raw SQL for round trips: a person or a partner waits for a redemption, and its common cases take
 one prepared statement (REST) or two (panel) where the panel's ORM path took about 25 round trips
 ("Speed on PostgreSQL" in docs/panel.md and docs/rest-api.md). That path (card_redeem, in
 cards.services.redemption and .topup) is the reference: a statement changes nothing in a case it
-does not handle and leaves it to that path. Each statement is composed and compacted once
-(wallets.sql.compact): psycopg prepares a statement by its text, which must not change between
-requests.
+does not handle and leaves it to that path. The prepared statements are composed and compacted
+once (wallets.sql.compact): psycopg prepares a statement by its text, which must not change
+between requests.
 """
 
 import functools
