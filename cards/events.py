@@ -4,9 +4,10 @@ One function per kind of event writes it. A class per kind names the keys of its
 the code that reads them (cards.lockout, the finance reports): the JSON is a record, so a key or
 the format of its value never changes once events carry it.
 
-Mass Edit and Delete all write one event per card in one INSERT … SELECT (cards.sql); their
-payloads are database expressions over each card's columns, made here too (`*_events`). So is
-the payload the REST top-up statement writes in SQL (`redeemed_jsonb`).
+Mass Edit and Delete all write one event per card in one INSERT … SELECT
+(cards.sql.selection); their payloads are database expressions over each card's columns, made
+here too (`*_events`). So is the payload the REST top-up statement writes in SQL
+(`redeemed_jsonb`).
 """
 
 from dataclasses import dataclass
@@ -361,7 +362,7 @@ def print_downloaded_event(*, order, actor, ip_address) -> CardEvent:
 
 @dataclass(frozen=True)
 class EachCardEvent:
-    """An event cards.sql.insert_card_events writes for each selected card."""
+    """An event cards.sql.selection.insert_card_events writes for each selected card."""
 
     kind: str
     changes: JSONObject

@@ -129,9 +129,9 @@ class RedemptionAddressUnknown(RedemptionLocked):
 
 class RedemptionBusy(WalletError):
     """The card (or balance) is held by other work, e.g. a background Mass Edit, for longer than
-    a redemption waits (cards.sql.REDEMPTION_LOCK_TIMEOUT). Nothing was written and nothing is
-    audited or counted: the same request a moment later may succeed. REST: Result 1, HTTP 503
-    with Retry-After (docs/rest-api.md)."""
+    a redemption waits (cards.sql.redemption.REDEMPTION_LOCK_TIMEOUT). Nothing was written and
+    nothing is audited or counted: the same request a moment later may succeed. REST: Result 1,
+    HTTP 503 with Retry-After (docs/rest-api.md)."""
 
     result = Result.INTERNAL_ERROR
     http_status = 503

@@ -18,11 +18,12 @@ from django.utils import timezone
 
 from common.replicas import reachable
 
-from . import pins, sql
+from . import pins
 from .events import cards_exported_event
 from .models import TopUpCard
 from .models.cards import card_status
 from .models.formats import serial_expression
+from .sql import exports as sql
 
 COLUMNS = [
     "Serial Number",

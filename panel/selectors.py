@@ -2,7 +2,7 @@
 
 from django.db import connection
 
-from cards.sql import panel_subscriber_statement
+from cards.sql.redemption import panel_subscriber_statement
 from subscribers.models import Subscriber
 from wallets.sql import hot_cursor
 

@@ -3,13 +3,13 @@ cards of its serial range, each with a `delivered` event, in one transaction."""
 
 from django.db import connection, transaction
 
-from cards import sql
 from cards.events import delivered_events
 from cards.exceptions import DeliveryError
 from cards.models import CardDelivery
 from cards.models.formats import MAX_CARD_NUMBER, SERIES_FORMAT, SERIES_MESSAGE
 from cards.selectors import cards_visible_to
 from cards.services.scope import series_owner
+from cards.sql import selection as sql
 from common.formats import count_text
 
 
@@ -64,7 +64,7 @@ def cards_deliver(
     )
     if connection.vendor == "postgresql":
         # Locked in primary-key order, then changed by id: a card redeemed or delivered
-        # meanwhile by someone else is not touched twice (cards.sql).
+        # meanwhile by someone else is not touched twice (cards.sql.selection).
         cards, count = sql.lock_selection(cards)
     else:
         count = cards.count()

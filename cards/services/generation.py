@@ -11,7 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from cards import pins, sql
+from cards import pins
 from cards.currencies import currency_refusal
 from cards.events import batch_generated_event
 from cards.exceptions import CardPermissionDenied, GenerationError
@@ -26,6 +26,7 @@ from cards.models.formats import (
     SERIES_MESSAGE,
 )
 from cards.services.scope import check_reseller_scope, check_series_owner, series_claim
+from cards.sql import generation as sql
 from common.formats import count_text
 from subscribers.models import Reseller
 

@@ -8,10 +8,11 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from cards import events, sql
+from cards import events
 from cards.exceptions import CardEditError
 from cards.models import CardEvent
 from cards.services.scope import check_reseller_scope
+from cards.sql import selection as sql
 from subscribers.models import Reseller
 
 PRESERVE: Any = object()
@@ -59,7 +60,8 @@ def editable_cards(cards: QuerySet) -> QuerySet:
 
 def _lock_cards(cards: QuerySet) -> tuple[QuerySet, int]:
     """The selected cards locked until the commit, and their number. Every later statement of
-    the edit works on exactly these rows, never on cards committed meanwhile (see sql.py)."""
+    the edit works on exactly these rows, never on cards committed meanwhile
+    (cards.sql.selection)."""
     if connection.vendor != "postgresql":
         # SQLite: the first write takes the database's write lock until the commit, so no other
         # transaction can add a card between this edit's statements.

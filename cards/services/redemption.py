@@ -6,7 +6,7 @@ from decimal import Decimal
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from cards import lockout, pins, sql
+from cards import lockout, pins
 from cards.events import RedeemFailed, card_redeem_failed_event, card_redeemed_event
 from cards.exceptions import (
     CardAlreadyRedeemed,
@@ -26,6 +26,7 @@ from cards.exceptions import (
 )
 from cards.models import TopUpCard
 from cards.models.formats import PIN_MAX_LENGTH, PIN_MIN_LENGTH
+from cards.sql import redemption as sql
 from subscribers.models import Subscriber
 from wallets.models import Balance, BalanceTemplate, Channel, LedgerKind
 from wallets.selectors import subscriber_main_balance
@@ -67,7 +68,7 @@ def _redeem_locked(
 ) -> Redemption:
     if connection.vendor == "postgresql":
         # The card's row may be held by a background job for minutes: wait a moment at most
-        # (cards.sql.REDEMPTION_LOCK_TIMEOUT). Set here, after the subscriber's and the
+        # (cards.sql.redemption.REDEMPTION_LOCK_TIMEOUT). Set here, after the subscriber's and the
         # lockout's locks, which only other attempts hold, and only briefly.
         sql.limit_redemption_waits()
     card = card_find_by_pin(pin, for_update=True)
@@ -208,7 +209,8 @@ def card_redeem_main(
     required, the subscriber's own earlier success answered as a replay (docs/panel.md).
 
     NoMainBalance, with nothing written or audited, when the subscriber has no main balance.
-    On PostgreSQL the commonest cases take two statements (cards.sql.PANEL_REDEEM).
+    On PostgreSQL the commonest cases take two statements
+    (cards.sql.redemption.panel_redeem_statement).
     """
     redemption = _redeem_main_in_two_statements(
         pin=pin, subscriber=subscriber, actor=actor, ip_address=ip_address
@@ -231,8 +233,9 @@ def card_redeem_main(
 
 
 def _redeem_main_in_two_statements(*, pin, subscriber, actor, ip_address) -> Redemption | None:
-    """cards.sql.PANEL_LOCKS then PANEL_REDEEM; None when they wrote nothing, and card_redeem
-    must run. A code no card has raises its CardError once its failure is committed."""
+    """cards.sql.redemption.PANEL_LOCKS then panel_redeem_statement; None when they wrote
+    nothing, and card_redeem must run. A code no card has raises its CardError once its failure
+    is committed."""
     if connection.vendor != "postgresql" or ip_address is None:
         return None
     if getattr(actor, "pk", None) is None or subscriber.pk is None:

@@ -22,7 +22,6 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from cards import sql
 from cards.exceptions import CardEditError
 from cards.models import CardJob, CardJobCard, TopUpCard
 from cards.models.jobs import SELECTION_AT, CardJobKind
@@ -33,6 +32,7 @@ from cards.services.mass_edit import (
     cards_mass_update,
     editable_cards,
 )
+from cards.sql import selection as sql
 from common.formats import count_text
 
 MASS_EDIT_FIELDS = ("expires_at", "reseller", "blocked")

@@ -6,11 +6,12 @@ from decimal import Decimal
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from cards import lockout, pins, sql
+from cards import lockout, pins
 from cards.events import RedeemFailed
 from cards.exceptions import RedemptionBusy
 from cards.models.formats import PIN_MAX_LENGTH, PIN_MIN_LENGTH
 from cards.services.redemption import Redemption, card_redeem, pin_well_formed
+from cards.sql import redemption as sql
 from wallets.exceptions import BadData
 from wallets.models import Balance, Channel
 from wallets.selectors import MAX_RESOURCE_ID, balance_by_ref, owner_filter
@@ -71,8 +72,8 @@ def card_topup(
 def _topup_in_one_statement(
     *, owner, ref, resource_id, pin, amount, end_time, start_time, actor, channel, request_id
 ) -> bool:
-    """The common REST card top-up as one statement (cards.sql.topup_statement); False when it
-    did nothing, and the ORM path must run."""
+    """The common REST card top-up as one statement (cards.sql.redemption.topup_statement);
+    False when it did nothing, and the ORM path must run."""
     if connection.vendor != "postgresql" or owner != "subscription":
         return False
     if end_time is not None or start_time is not None or getattr(actor, "pk", None) is None:

@@ -366,7 +366,7 @@ def test_worker_killed_mid_mass_edit_has_done_exactly_what_it_reports_and_resume
 def test_a_job_that_fails_mid_way_reports_what_it_did_and_resuming_does_only_the_rest(
     settings, monkeypatch, admin_client
 ):
-    from cards import sql as card_sql
+    from cards.sql import selection as card_sql
 
     settings.MASS_EDIT_SYNC_LIMIT = 1
     settings.MASS_EDIT_CHUNK_SIZE = 2

@@ -1,6 +1,6 @@
-"""The panel's two-statement redemption (PostgreSQL, cards.sql.PANEL_REDEEM): few queries a
-POST, the same rows as card_redeem, the same answers, and lockout counts that hold under
-parallel requests (docs/panel.md)."""
+"""The panel's two-statement redemption (PostgreSQL, cards.sql.redemption): few queries a POST,
+the same rows as card_redeem, the same answers, and lockout counts that hold under parallel
+requests (docs/panel.md)."""
 
 import os
 import threading

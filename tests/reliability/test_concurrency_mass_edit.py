@@ -12,7 +12,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-import cards.sql
+import cards.sql.selection
 from cards.models import CardEvent, TopUpCard
 from cards.models.events import CardEventKind
 from cards.services.generation import card_batch_generate
@@ -45,7 +45,7 @@ def generate_in_another_transaction():
 @pytest.fixture
 def commit_a_batch_after_the_first_audit_insert(monkeypatch):
     BalanceTemplateFactory(currency="USD")  # the batch's currency must be a balance's
-    original = cards.sql.insert_card_events
+    original = cards.sql.selection.insert_card_events
     calls = []
 
     def patched(*args, **kwargs):
@@ -55,7 +55,7 @@ def commit_a_batch_after_the_first_audit_insert(monkeypatch):
             generate_in_another_transaction()
         return inserted
 
-    monkeypatch.setattr(cards.sql, "insert_card_events", patched)
+    monkeypatch.setattr(cards.sql.selection, "insert_card_events", patched)
 
 
 def test_mass_update_changes_and_audits_only_the_cards_it_locked(

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import cards.jobs.mass
-import cards.sql
+import cards.sql.selection
 from cards.jobs import run_mass_job
 from cards.jobs.mass import mass_edit_job_start
 from cards.models import CardEvent, CardJob, CardJobCard, TopUpCard
@@ -118,7 +118,7 @@ def held_after_the_first_chunk(monkeypatch, actor) -> Held:
 
 def held_inside_the_second_chunk(monkeypatch, actor) -> Held:
     held = Held(actor)
-    original, calls = cards.sql.insert_card_events, []
+    original, calls = cards.sql.selection.insert_card_events, []
 
     def insert_then_hold(*args, **kwargs):
         inserted = original(*args, **kwargs)
@@ -127,7 +127,7 @@ def held_inside_the_second_chunk(monkeypatch, actor) -> Held:
             held.hold()
         return inserted
 
-    monkeypatch.setattr(cards.sql, "insert_card_events", insert_then_hold)
+    monkeypatch.setattr(cards.sql.selection, "insert_card_events", insert_then_hold)
     return held
 
 

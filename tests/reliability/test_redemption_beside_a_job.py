@@ -20,7 +20,7 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-import cards.sql
+import cards.sql.selection
 from cards.jobs import run_mass_job
 from cards.jobs.mass import mass_edit_job_start
 from cards.models import CardEvent, CardJob, TopUpCard
@@ -69,7 +69,7 @@ class HeldJob:
     def __init__(self, monkeypatch, actor):
         self.holding = threading.Event()
         self.release_now = threading.Event()
-        original = cards.sql.insert_card_events
+        original = cards.sql.selection.insert_card_events
 
         def held(*args, **kwargs):
             inserted = original(*args, **kwargs)
@@ -78,7 +78,7 @@ class HeldJob:
                 assert self.release_now.wait(60)
             return inserted
 
-        monkeypatch.setattr(cards.sql, "insert_card_events", held)
+        monkeypatch.setattr(cards.sql.selection, "insert_card_events", held)
         self.job = mass_edit_job_start(
             filters={"series": SERIES}, expected=5, changes={"blocked": True}, actor=actor
         )

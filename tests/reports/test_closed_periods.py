@@ -17,10 +17,11 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
-from cards import events, sql
+from cards import events
 from cards.models import TopUpCard
 from cards.services.generation import card_batch_generate
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
+from cards.sql import selection as sql
 from reports.models import CardMovementDay, CardMovementSummary
 from reports.selectors.breakage import breakage
 from reports.selectors.common import Granularity, Period, end_of_day

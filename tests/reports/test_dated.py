@@ -25,9 +25,10 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from cards import events, sql
+from cards import events
 from cards.models import CardEvent, TopUpCard
 from cards.services.mass_edit import cards_mass_update
+from cards.sql import selection as sql
 from reports.selectors.common import NO_RESELLER, end_of_day
 from reports.selectors.liability import liability
 from tests.factories import TopUpCardFactory

@@ -22,13 +22,14 @@ import time_machine
 from django.db import transaction
 from django.utils import timezone
 
-from cards import events, sql
+from cards import events
 from cards.models import CardEvent, TopUpCard
 from cards.services.delivery import cards_deliver
 from cards.services.generation import card_batch_generate
 from cards.services.mass_edit import EXPIRE_NOW, cards_mass_delete, cards_mass_update
 from cards.services.redemption import card_redeem
 from cards.services.reversal import card_reverse
+from cards.sql import selection as sql
 from reports.models import CardMovementDay, CardMovementSummary
 from reports.selectors.breakage import breakage
 from reports.selectors.common import Granularity, Period, end_of_day, start_of_day

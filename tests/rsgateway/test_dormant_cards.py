@@ -57,8 +57,8 @@ def test_a_dormant_card_answers_42_until_its_box_is_delivered(client, binding, c
 
 @pytest.mark.django_db(transaction=True)
 def test_card_topup_by_ref_refuses_a_dormant_card_in_one_statement_too(card_client):
-    """On PostgreSQL the common top-up is one SQL statement (cards.sql): a dormant card must
-    fall through it to the path that answers Result 42, never be credited."""
+    """On PostgreSQL the common top-up is one SQL statement (cards.sql.redemption): a dormant
+    card must fall through it to the path that answers Result 42, never be credited."""
     balance = make_balance()
     pins = dormant_cards(2)
     ref = f"ExternalId+{balance.wallet.subscription.external_id}"

@@ -1,7 +1,7 @@
 """The redemption lockout as a partner's system sees it, in both bindings (docs/panel.md).
 
-On PostgreSQL the common top-up runs as one statement (cards.sql): it must honour the same
-locks as card_redeem.
+On PostgreSQL the common top-up runs as one statement (cards.sql.redemption): it must honour
+the same locks as card_redeem.
 """
 
 from decimal import Decimal

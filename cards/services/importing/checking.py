@@ -1,7 +1,7 @@
 """Checking an import file as a whole (docs/cards.md, "Import"), and the preview service.
 
 The rows RowReader has read go into a temporary table in chunks, one round trip each
-(cards.sql.import_stage_rows), with one look-up per chunk of the chunk's PINs under every older
+(cards.sql.importing), with one look-up per chunk of the chunk's PINs under every older
 digest key. The checks across rows and against the cards (a serial or PIN twice in the file, a
 serial or PIN a card has, the series rule) are then a few statements over the whole table.
 """
@@ -13,13 +13,13 @@ from typing import BinaryIO
 
 from django.db import transaction
 
-from cards import sql
 from cards.events import PinsChecked, pins_checked_event
 from cards.exceptions import ImportRefused
 from cards.models import CardSeries, TopUpCard
 from cards.models.formats import format_serial
 from cards.services.scope import SeriesOwner, pin_import_refusal, series_owner
 from cards.services.scope import series_refusal as scope_series_refusal
+from cards.sql import importing as sql
 
 from .reading import FIELDS, RowErrors, RowReader, file_rows
 

@@ -100,7 +100,8 @@ def count_rows(chunks: Iterable[bytes], file_format: str) -> int:
 
 
 class RowReader:
-    """Turns rows into staged tuples (cards.sql.IMPORT_STAGE_COLUMNS) and per-row problems."""
+    """Turns rows into staged tuples (cards.sql.importing.IMPORT_STAGE_COLUMNS) and per-row
+    problems."""
 
     def __init__(self, header: list[str]):
         missing = [name for name in REQUIRED_COLUMNS if name not in header]

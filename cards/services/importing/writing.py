@@ -7,10 +7,10 @@ from typing import BinaryIO
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from cards import sql
 from cards.events import PinsChecked, cards_imported_event
 from cards.exceptions import CardPermissionDenied, ImportRefused
 from cards.services.scope import series_claim
+from cards.sql import importing as sql
 from subscribers.models import Reseller
 
 from .checking import (
