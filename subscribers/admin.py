@@ -1,3 +1,5 @@
+from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin as AuthGroupAdmin
@@ -42,6 +44,18 @@ class SubscriberAdmin(ResellerScopedAdmin):
     list_select_related = ["user", "reseller"]
     search_fields = ["name", "user__username"]
     autocomplete_fields = ["user", "reseller"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "language":
+            # The panel's languages as they are now (the model keeps no choices, so a new
+            # language needs no migration): a language the panel does not speak is refused.
+            return forms.ChoiceField(
+                choices=[("", "The browser's language")] + list(settings.LANGUAGES),
+                required=False,
+                label="Panel language",
+                help_text=db_field.help_text,
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         reseller_id = staff_reseller_id(request.user)
