@@ -117,7 +117,16 @@ WITH target AS (
       AND b.start_time <= %(now)s AND (b.end_time IS NULL OR b.end_time > %(now)s)
       AND b.amount + card.amount < %(limit)s
     FOR UPDATE OF b
-), activated AS (
+), {writes}
+)
+SELECT entry.id FROM entry
+""")
+
+
+# The writes of a redemption, the same in the REST and the panel statements: the card
+# activated, the balance credited, its ledger entry, the balance event and the card event
+# (`go` is the one row each statement has checked and locked).
+_WRITES = sql.SQL("""activated AS (
     UPDATE {card} c
     SET activated_at = %(now)s, activated_by_id = go.subscriber_id, ledger_entry_id = go.entry_id
     FROM go WHERE c.id = go.card_id
@@ -131,7 +140,7 @@ WITH target AS (
         (id, balance_id, interval_id, amount, kind, channel, voucher, reason, actor_id,
          request_id, reverses_id, created_at)
     SELECT go.entry_id, go.balance_id, NULL, go.amount, 'redemption', %(channel)s, go.serial, '',
-           %(actor)s, %(request_id)s, NULL, %(now)s
+           %(actor)s, {request_id}, NULL, %(now)s
     FROM go
     RETURNING id
 ), balance_event AS (
@@ -141,7 +150,7 @@ WITH target AS (
     SELECT credit.id, 'redemption', %(channel)s, %(actor)s, entry.id,
            jsonb_build_object('amount', jsonb_build_array(
                (credit.amount - go.amount)::text, credit.amount::text)),
-           '', %(request_id)s, %(now)s
+           '', {request_id}, %(now)s
     FROM credit, go, entry
 ), card_event AS (
     INSERT INTO {card_event}
@@ -150,8 +159,6 @@ WITH target AS (
     SELECT {redeemed}, activated.id, go.serial, NULL, %(actor)s, go.subscriber_id, %(channel)s,
            NULL, {redeemed_changes}, %(now)s
     FROM activated, go
-)
-SELECT entry.id FROM entry
 """)
 
 
@@ -184,7 +191,9 @@ def _redemption_names() -> dict:
 def topup_statement(lookup: str) -> str:
     """The statement for a balance named by `lookup` (a key of REF_CONDITIONS), composed once:
     psycopg prepares a statement by its text, which must be the same on every request."""
-    return compact(_TOPUP.format(ref_condition=REF_CONDITIONS[lookup], **_redemption_names()))
+    names = _redemption_names()
+    writes = _WRITES.format(request_id=sql.SQL("%(request_id)s"), **names)
+    return compact(_TOPUP.format(ref_condition=REF_CONDITIONS[lookup], writes=writes, **names))
 
 
 # --- panel redemption in two statements (PostgreSQL) -------------------------------------------
@@ -327,39 +336,7 @@ WITH target AS (
       AND b.start_time <= %(now)s AND (b.end_time IS NULL OR b.end_time > %(now)s)
       AND b.amount + card.amount < %(limit)s
     FOR UPDATE OF b
-), activated AS (
-    UPDATE {card} c
-    SET activated_at = %(now)s, activated_by_id = go.subscriber_id, ledger_entry_id = go.entry_id
-    FROM go WHERE c.id = go.card_id
-    RETURNING c.id
-), credit AS (
-    UPDATE {balance} b SET amount = b.amount + go.amount
-    FROM go WHERE b.id = go.balance_id
-    RETURNING b.id, b.amount
-), entry AS (
-    INSERT INTO {ledger_entry}
-        (id, balance_id, interval_id, amount, kind, channel, voucher, reason, actor_id,
-         request_id, reverses_id, created_at)
-    SELECT go.entry_id, go.balance_id, NULL, go.amount, 'redemption', %(channel)s, go.serial, '',
-           %(actor)s, '', NULL, %(now)s
-    FROM go
-    RETURNING id
-), balance_event AS (
-    INSERT INTO {balance_event}
-        (balance_id, kind, channel, actor_id, ledger_entry_id, changes, reason, request_id,
-         created_at)
-    SELECT credit.id, 'redemption', %(channel)s, %(actor)s, entry.id,
-           jsonb_build_object('amount', jsonb_build_array(
-               (credit.amount - go.amount)::text, credit.amount::text)),
-           '', '', %(now)s
-    FROM credit, go, entry
-), card_event AS (
-    INSERT INTO {card_event}
-        (kind, card_id, serial, batch_id, actor_id, subscriber_id, channel, ip_address, changes,
-         created_at)
-    SELECT {redeemed}, activated.id, go.serial, NULL, %(actor)s, go.subscriber_id, %(channel)s,
-           NULL, {redeemed_changes}, %(now)s
-    FROM activated, go
+), {writes}
 ), failed AS (
     -- No card has the code: the failure card_redeem would record (card_redeem_failed_event),
     -- under the exclusive address lock only.
@@ -385,8 +362,10 @@ def panel_redeem_statement() -> str:
     """PANEL_REDEEM, composed once (a prepared statement is known by its text). One row:
     (None, card id, series, number, amount, currency, balance id, new amount, precision, entry
     id) for a redemption, (reason, None…) for a recorded failure; no row: nothing written."""
+    names = _redemption_names()
+    writes = _WRITES.format(request_id=sql.Literal(""), **names)  # a page has no request id
     return compact(
-        _PANEL_REDEEM.format(rest=sql.Literal(Channel.REST.value), **_redemption_names())
+        _PANEL_REDEEM.format(rest=sql.Literal(Channel.REST.value), writes=writes, **names)
     )
 
 
