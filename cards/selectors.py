@@ -105,6 +105,11 @@ def card_count(queryset: QuerySet, *, cap: int = COUNT_CAP) -> CardCount:
     return CardCount(max(estimate, cap + 1), False)
 
 
+def exceeds(queryset: QuerySet, limit: int) -> bool:
+    """Whether `queryset` has more than `limit` rows, counting no further than limit + 1."""
+    return queryset.order_by()[: limit + 1].count() > limit
+
+
 def card_history(card: TopUpCard) -> QuerySet:
     """A card's audit trail: its own events and its batch's generation, newest first."""
     condition = Q(card=card)

@@ -1,12 +1,14 @@
 """CSV downloads of cards from the admin: the one-time download of a freshly generated batch (its
 PINs are decrypted only then) and the streamed, audited export."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
 
 from cards.exports import export_with_audit
 from cards.models import CardBatch, TopUpCard
+from cards.selectors import exceeds
 from wallets.models import Channel
 
 DOWNLOADS_SESSION_KEY = "cards_batch_downloads"
@@ -32,13 +34,35 @@ def take_download(request, batch: CardBatch) -> bool:
     return True
 
 
+def export_refused(request, cards, *, series: str = "") -> bool:
+    """Refuse (with the way round, as a message) an export too long for one request
+    (settings.EXPORT_HTTP_MAX_CARDS): it would be cut off half-way, the client left with part
+    of a file. Counts at most the limit + 1 cards."""
+    limit = settings.EXPORT_HTTP_MAX_CARDS
+    if not exceeds(cards, limit):
+        return False
+    command = f"manage.py export_cards --series {series or 'SERIES'} --output FILE"
+    messages.error(
+        request,
+        f"This export has more than {limit:,} cards: a download that long would be cut off by "
+        f"the web server's time limit on a request. Export part of it (a batch, or a search "
+        f"by serial range), or have it exported on the server with {command} (add --with-pins "
+        f"for PINs), or send it to a printing house as a print order.",
+    )
+    return True
+
+
 def batch_download(request, batch: CardBatch):
     """The one-time CSV of a freshly generated batch, with PINs for those who may see them."""
+    back = HttpResponseRedirect(reverse("admin:cards_cardbatch_change", args=[batch.pk]))
+    # Checked before the offer is taken: a refused download stays offered.
+    if export_refused(request, TopUpCard.objects.filter(batch=batch), series=batch.series):
+        return back
     if not take_download(request, batch):
         messages.error(
             request, "This batch has already been downloaded (a download is offered once)."
         )
-        return HttpResponseRedirect(reverse("admin:cards_cardbatch_change", args=[batch.pk]))
+        return back
     return csv_response(
         request,
         TopUpCard.objects.filter(batch=batch),

@@ -53,7 +53,7 @@ from .changelist import (
     selection_params,
 )
 from .display import activated_text, cards_text, created_text, mass_edit_summary, status_badge
-from .downloads import csv_response, offer_download
+from .downloads import csv_response, export_refused, offer_download
 
 
 class CardScreens:
@@ -438,6 +438,8 @@ class CardScreens:
         wants_pins = request.GET.get("with_pins") == "1"
         if wants_pins and not request.user.has_perm("cards.view_pin"):
             raise PermissionDenied("You are not allowed to export PINs.")
+        if export_refused(request, selection, series=params.get("series", "")):
+            return self._back_with_search(request, query)
         return csv_response(
             request,
             selection,

@@ -283,6 +283,11 @@ MASS_EDIT_SYNC_LIMIT = int(env("MASS_EDIT_SYNC_LIMIT", "50000"))
 # rows) that runs or waits longer than this; the operator is told to narrow the search instead of
 # waiting for gunicorn to kill the request at 30 s (a search held up by a lock waits here too).
 CARD_SEARCH_TIMEOUT_MS = int(env("CARD_SEARCH_TIMEOUT_MS", "10000"))
+# The admin streams an export of at most this many cards. gunicorn's sync worker is killed 30 s
+# into a request, streaming or not: 1M cards with PINs are about 120 MB and 7 s on a quiet
+# server, 10M would be cut off half-way. Larger selections are refused with the way round
+# (a narrower search, `manage.py export_cards`, a print order): docs/cards.md, "Export".
+EXPORT_HTTP_MAX_CARDS = int(env("EXPORT_HTTP_MAX_CARDS", "1000000"))
 # A background Mass Edit / Delete all changes this many cards per transaction: a redemption of a
 # card in its selection waits for one chunk at most (docs/cards.md, Background jobs).
 MASS_EDIT_CHUNK_SIZE = int(env("MASS_EDIT_CHUNK_SIZE", "1000"))

@@ -320,3 +320,26 @@ def test_export_action_cannot_reach_another_resellers_cards(client, cards):
     # The foreign pk is not a valid choice: the form is shown again, nothing is exported.
     assert response.status_code == 200 and theirs.serial not in response.content.decode()
     assert not CardEvent.objects.filter(kind=CardEventKind.EXPORTED).exists()
+
+
+# --- an export too long for one request ------------------------------------------------------
+
+
+def test_an_export_longer_than_a_request_may_last_is_refused_with_the_way_round(
+    admin_client, cards, settings
+):
+    """gunicorn kills a sync worker 30 s into a request, streaming or not: a 10M-card series
+    (about 70 s) arrived cut off half-way. Past EXPORT_HTTP_MAX_CARDS the export is refused
+    before any row is read or any audit event written, and the page says what to do instead."""
+    settings.EXPORT_HTTP_MAX_CARDS = 2
+
+    response = admin_client.get(EXPORT, {"series": "4", "with_pins": "1"}, follow=True)
+
+    assert not response.streaming
+    page = response.content.decode()
+    assert "more than 2 cards" in page
+    assert "manage.py export_cards --series 4 --output FILE" in page
+    assert not CardEvent.objects.filter(kind=CardEventKind.EXPORTED).exists()
+    assert not any(c.pin in page for c in cards["r1"])
+    # At the limit it streams as before.
+    assert len(rows(admin_client.get(EXPORT, {"series": "5", "with_pins": "1"}))) == 3

@@ -303,3 +303,20 @@ def test_a_bad_like_parameter_just_opens_an_empty_form(admin_client, like):
     initial = response.context["form"].initial
     assert response.status_code == 200 and "amount" not in initial
     assert initial["series"] == "1"  # the next free series: none is used yet
+
+
+def test_a_batch_too_large_for_one_download_keeps_its_offer(admin_client, settings):
+    """The one-time download is taken only once it can be served: refused for its size (see
+    EXPORT_HTTP_MAX_CARDS), it stays offered and works once the limit allows it."""
+    admin_client.post(URL, form(quantity="3"))
+    batch = CardBatch.objects.get()
+    settings.EXPORT_HTTP_MAX_CARDS = 2
+
+    refused = admin_client.post(
+        reverse("admin:cards_cardbatch_download", args=[batch.pk]), follow=True
+    )
+
+    assert "more than 2 cards" in refused.content.decode()
+    assert not CardEvent.objects.filter(kind=CardEventKind.EXPORTED).exists()
+    settings.EXPORT_HTTP_MAX_CARDS = 3
+    assert len(read_csv(download(admin_client, batch))) == 4
