@@ -152,6 +152,12 @@ class PrintOrderAdmin(ResellerScopedAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # History, as a delivery is: which cards went to which printing house, in which file
+        # (its SHA-256 is in the download events). Deleting a running order would also pull
+        # the rows from under the worker writing it.
+        return False
+
     @admin.display(description="Key fingerprint")
     def fingerprint_text(self, order):
         return group_fingerprint(order.key_fingerprint)

@@ -457,3 +457,23 @@ def test_the_order_page_offers_the_download_only_to_holders_of_the_permission(
     client.force_login(staff("cards.view_printorder"))
     assert download_url not in client.get(page).content.decode()
     assert client.get(download_url).status_code == 405  # never a link: a POST
+
+
+def test_a_print_order_cannot_be_deleted_even_by_a_superuser(
+    printer, admin_user, admin_client, reseller
+):
+    """An order is history (which cards went to which printing house, in which file): the
+    admin offers no Delete, on the page or as a list action, and the delete URL is refused."""
+    batch = batch_of(2, reseller=reseller, actor=admin_user)
+    order = produced(
+        print_order_create(printer=printer, layout="standard", batch=batch.batch, actor=admin_user)
+    )
+    delete_url = reverse("admin:cards_printorder_delete", args=[order.pk])
+
+    page = admin_client.get(reverse("admin:cards_printorder_change", args=[order.pk]))
+    listing = admin_client.get(reverse("admin:cards_printorder_changelist"))
+
+    assert delete_url not in page.content.decode()
+    assert "delete_selected" not in listing.content.decode()
+    assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
+    assert PrintOrder.objects.filter(pk=order.pk).exists()
