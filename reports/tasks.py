@@ -1,4 +1,4 @@
-"""The worker's recurring task: the finance reports' daily summary takes each day once it closed.
+"""The worker's recurring task: the finance reports' daily summaries take each day once it closed.
 
 As wallets.tasks: the task queues its next run before it works, and `summary_schedule` starts the
 chain (`manage.py summarize_reports --schedule`, at every deploy), never a second one. Without a
@@ -17,6 +17,7 @@ from django_tasks_db.models import DBTaskResult
 
 from wallets.sql import advisory_lock
 
+from .services.day_summaries import day_summaries_extend
 from .services.summary import movement_summary_extend
 
 EVERY = dt.timedelta(hours=1)
@@ -24,9 +25,10 @@ EVERY = dt.timedelta(hours=1)
 
 @task()
 def summarize_closed_days() -> int:
-    """Queue the next run, then summarize the days closed since the last one (rows written)."""
+    """Queue the next run, then summarize the days closed since the last one (rows written):
+    the liability movements, the redemptions and the ledger's flows."""
     summary_schedule(at=timezone.now() + EVERY)
-    return movement_summary_extend()
+    return movement_summary_extend() + day_summaries_extend()
 
 
 def summary_schedule(*, at: dt.datetime | None = None) -> bool:

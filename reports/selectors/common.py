@@ -6,11 +6,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import DateTimeField, QuerySet
+from django.db.models import DateField, DateTimeField, F, QuerySet
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from subscribers.models import Reseller
+
+from ..models import DaySummary
 
 ZERO = Decimal("0")
 NO_RESELLER = "(no reseller)"
@@ -87,6 +89,8 @@ def trunc(field: str, granularity: str) -> Trunc:
 def as_date(value) -> dt.date:
     if isinstance(value, dt.datetime):
         return timezone.localtime(value).date() if timezone.is_aware(value) else value.date()
+    if isinstance(value, str):  # a date computed by SQLite
+        return dt.date.fromisoformat(value[:10])
     return value
 
 
@@ -144,3 +148,21 @@ def finish_period_rows(rows: list[dict], breakdown_keys: tuple[str, ...] = ()) -
 
     rows.sort(key=lambda r: (r["period"], r["currency"], order(r)))
     return rows
+
+
+def day_summary_until(name: str) -> dt.date | None:
+    """The first day the daily summary `name` does not hold; None when there is none, or when
+    it was built in another time zone than the one the reports now use (its days would not be
+    the report's days: everything is then computed live)."""
+    state = DaySummary.objects.filter(name=name).values_list("until", "time_zone").first()
+    if state is None or state[1] != timezone.get_current_timezone_name():
+        return None
+    return state[0]
+
+
+def summary_period(granularity: str):
+    """The period of a summary row's `day`, computed by the database (a day lies wholly in one
+    ISO week and one month, so a week or month is the sum of its days)."""
+    if granularity == Granularity.DAY:
+        return F("day")
+    return Trunc("day", granularity, output_field=DateField())

@@ -1,15 +1,16 @@
 from django.core.management.base import BaseCommand
 
+from reports.services.day_summaries import day_summaries_extend, day_summaries_rebuild
 from reports.services.summary import movement_summary_extend, movement_summary_rebuild
 from reports.tasks import summary_schedule
 
 
 class Command(BaseCommand):
     help = (
-        "Add the days closed since the last run to the finance reports' daily summary (run it "
+        "Add the days closed since the last run to the finance reports' daily summaries (run it "
         "from cron), or with --schedule queue the worker's recurring task that does it every "
-        "hour (idempotent: run it at every deploy); --rebuild forgets the summary and builds it "
-        "again from the audit events."
+        "hour (idempotent: run it at every deploy); --rebuild forgets the summaries and builds "
+        "them again from the audit events, the cards and the ledger."
     )
 
     def add_arguments(self, parser):
@@ -31,3 +32,5 @@ class Command(BaseCommand):
             return
         rows = movement_summary_rebuild() if rebuild else movement_summary_extend()
         self.stdout.write(self.style.SUCCESS(f"{rows} movement row(s) summarized."))
+        rows = day_summaries_rebuild() if rebuild else day_summaries_extend()
+        self.stdout.write(self.style.SUCCESS(f"{rows} redemption and ledger row(s) summarized."))
