@@ -19,6 +19,13 @@ days over the last 400, each changing one field (in turn block, expiry, reseller
 box of 500 consecutive cards that existed and were unredeemed then. Liability reads the changes
 since its date: 95,000 for "a year ago". `--edits` changes their number.
 
+`--existing` measures a database already filled (e.g. the 10M one, whose fill took an hour) as
+it is: it never loads, truncates or rewrites anything but the reports' summaries, whatever the
+counts. `--rebuild-summary` times building every summary again (the movements' and the
+Redemptions and Balances reports' daily ones, with the peak RSS); otherwise they are extended as
+the worker's hourly task does. `--compare-live` also measures the Redemptions and Balances pages
+computed wholly live (the daily summaries not read), in alternating rounds with the summaries.
+
 Each report page is requested through Django's test client (the whole admin view: permission,
 form, aggregate queries, chart, template) `--repeat` times after one warm-up; the median is
 printed beside the median of `SELECT count(*) FROM cards_topupcard` measured in the same run.
@@ -465,7 +472,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--reload", action="store_true", help="rebuild the data")
     parser.add_argument(
-        "--rebuild-summary", action="store_true", help="time building the daily summary again"
+        "--rebuild-summary", action="store_true", help="time building the daily summaries again"
+    )
+    parser.add_argument(
+        "--existing", action="store_true", help="measure the data as it is: never load anything"
+    )
+    parser.add_argument(
+        "--compare-live",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="rounds of the Redemptions and Balances pages with their summaries, then without",
     )
     args = parser.parse_args()
 
@@ -473,17 +490,20 @@ def main() -> None:
         sys.exit("Run on a PostgreSQL database whose name contains 'bench' (it is truncated).")
     call_command("migrate", verbosity=0)
     loaded = False
-    if args.reload or count_rows() != (args.cards, args.entries):
-        load(args.cards, args.entries)
-        loaded = True
+    if not args.existing:
+        if args.reload or count_rows() != (args.cards, args.entries):
+            load(args.cards, args.entries)
+            loaded = True
+        cards, entries = count_rows()
+        if args.reload or count_deleted() != args.deleted:
+            load_deleted(args.deleted, cards)
+            loaded = True
+        if args.reload or count_edits() != args.edits:
+            load_edits(args.edits)
+            loaded = True
     cards, entries = count_rows()
-    if args.reload or count_deleted() != args.deleted:
-        load_deleted(args.deleted, cards)
-        loaded = True
-    if args.reload or count_edits() != args.edits:
-        load_edits(args.edits)
-        loaded = True
     from reports.models import CardMovementSummary
+    from reports.services.day_summaries import day_summaries_extend, day_summaries_rebuild
     from reports.services.summary import movement_summary_extend, movement_summary_rebuild
 
     if loaded or args.rebuild_summary or not CardMovementSummary.objects.exists():
@@ -496,6 +516,22 @@ def main() -> None:
         )
     else:
         movement_summary_extend()  # what the worker's hourly task does
+    if loaded or args.rebuild_summary:
+        # What the worker's first run does on a database upgraded to them.
+        started = time.perf_counter()
+        rows = day_summaries_rebuild()
+        print(
+            f"built the redemption and ledger daily summaries ({rows:,} rows) in "
+            f"{time.perf_counter() - started:.1f} s, peak RSS of this process so far "
+            f"{peak_rss_mb():.0f} MB (load average {load_average()})"
+        )
+    else:
+        started = time.perf_counter()
+        rows = day_summaries_extend()
+        print(
+            f"extended the redemption and ledger daily summaries ({rows:,} rows) in "
+            f"{time.perf_counter() - started:.1f} s (load average {load_average()})"
+        )
     print(
         f"{cards:,} cards, {entries:,} ledger entries, {count_deleted():,} deleted cards, "
         f"{count_edits():,} Mass Edit events; median of {args.repeat} requests; "
@@ -546,6 +582,47 @@ def main() -> None:
     print(
         f"\nslowest page {worst:.1f} ms = {worst / baseline:.1f}× one count(*) ({baseline:.1f} ms)"
     )
+    if args.compare_live:
+        compare_live(clients, args.compare_live, args.repeat)
+
+
+SUMMARIZED_PAGES = ("redemptionreport", "balancereport")
+
+
+def compare_live(clients: dict, rounds: int, repeat: int) -> None:
+    """The Redemptions and Balances pages with their daily summaries and without (every day
+    computed live, as before them), alternating, on the same data."""
+    from reports.selectors import balances, redemptions
+
+    summarized = redemptions.day_summary_until, balances.day_summary_until
+    print(f"\n{'page (summaries / live)':<44} {'summaries':>10} {'live':>10}  rounds alternate")
+    for round_ in range(1, rounds + 1):
+        for who, client in clients.items():
+            for label, model, params in pages():
+                if model not in SUMMARIZED_PAGES:
+                    continue
+                url = reverse(f"admin:reports_{model}_changelist")
+
+                def request(url=url, params=params, client=client):
+                    response = client.get(url, params)
+                    assert response.status_code == 200, (url, params, response.status_code)
+
+                figures = []
+                for live in (False, True):
+                    redemptions.day_summary_until = (lambda name: None) if live else summarized[0]
+                    balances.day_summary_until = (lambda name: None) if live else summarized[1]
+                    figures.append(median_ms(request, repeat))
+                redemptions.day_summary_until, balances.day_summary_until = summarized
+                print(
+                    f"{who[:8] + ': ' + label:<44} {figures[0]:8.1f} ms {figures[1]:8.1f} ms"
+                    f"  round {round_}   load {load_average()}"
+                )
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ def _extend(name: str, model: type[models.Model], until: dt.date | None, write) 
         model.objects.all().delete()
         state.delete()
         state = None
+    if state is None:
+        model.objects.all().delete()  # rows without a state are not trusted: start again
     since = state.until if state else None
     if since is not None and since >= target:
         return 0
