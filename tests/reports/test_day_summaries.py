@@ -16,6 +16,7 @@ oracle, and the pages (CSV) with the summary against the same pages without it.
 
 import datetime as dt
 import random
+import threading
 import zoneinfo
 from collections import defaultdict
 from decimal import Decimal
@@ -23,6 +24,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.contrib.auth.models import Permission
+from django.db import connection, connections
 from django.db.models import Count, DateTimeField, F, Q, Sum
 from django.db.models.functions import Trunc
 from django.urls import reverse
@@ -495,3 +497,60 @@ def test_extending_twice_writes_each_day_once(santiago):
             created_at__lt=start_of_day(day + dt.timedelta(days=1)),
         )
         assert entries == day_entries.count()
+
+
+needs_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs PostgreSQL: set DATABASE_URL=postgres://…"
+)
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_runs_summarize_each_day_once():
+    subscriber = SubscriberFactory(reseller=ResellerFactory(name="Reseller 1"))
+    balance = BalanceFactory(wallet=WalletFactory(subscription__subscriber=subscriber))
+    now = timezone.now()
+    for days in range(1, 8):
+        TopUpCardFactory(
+            reseller=subscriber.reseller,
+            amount=D(days),
+            activated_at=now - days * dt.timedelta(days=1),
+            activated_by=subscriber,
+        )
+        LedgerEntry.objects.create(
+            balance=balance,
+            amount=D(days),
+            kind=LedgerKind.TOPUP,
+            created_at=now - days * dt.timedelta(days=1),
+        )
+    period = Period(timezone.localdate() - dt.timedelta(days=10), timezone.localdate(), "week")
+    live = product_redemptions(period=period, breakdown="reseller"), product_flows(period=period)
+    workers = 4
+    barrier = threading.Barrier(workers)
+    written, errors = [], []
+
+    def extend():
+        try:
+            barrier.wait()
+            written.append(day_summaries_extend())
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=extend) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    # Each summary is written by one run (not always the same for both); the others, waiting
+    # on its lock, found its days done: nothing twice, so the sums are the live ones.
+    assert DaySummary.objects.count() == 2
+    assert RedemptionDay.objects.count() + LedgerFlowDay.objects.count() == sum(written) > 0
+    summarized = (
+        product_redemptions(period=period, breakdown="reseller"),
+        product_flows(period=period),
+    )
+    assert summarized == live
