@@ -137,3 +137,23 @@ def test_the_interval_task_runs_while_another_client_holds_a_transaction(monkeyp
         last = BalanceInterval.objects.filter(balance=balance).order_by("end_time").last()
         assert last is not None and last.end_time >= horizon
     assert made == BalanceInterval.objects.count()
+
+
+def test_jit_is_off_on_a_direct_connection_and_left_to_the_pooler_behind_one(monkeypatch):
+    """PostgreSQL's JIT compiled for up to a second queries that run in milliseconds (report
+    pages at 10M cards). The app turns it off where it connects directly; a pooler refuses
+    startup options, so behind one the pooler's connect_query does it (deploy/pgbouncer/)."""
+    direct = _settings(monkeypatch)
+    pooled = _settings(monkeypatch, DATABASE_POOLER="transaction")
+
+    assert "-c jit=off" in direct["DATABASES"]["default"]["OPTIONS"]["options"]
+    assert "options" not in pooled["DATABASES"]["default"].get("OPTIONS", {})
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_connection_runs_without_jit():
+    """Directly (the app's option) and through PgBouncer (.ci/pgbouncer's connect_query)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
