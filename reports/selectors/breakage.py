@@ -30,7 +30,8 @@ def breakage(
     series: str = "",
 ) -> list[dict]:
     """Per period (up to now), currency and breakdown: `count` and `value` of the cards whose
-    expiry passed unredeemed, `blocked_value` of them blocked then, `written_off` (expiry moved to
+    expiry passed unredeemed, `blocked_value` of them blocked then, `dormant_value` of them still
+    dormant then (never delivered: stock that was never for sale), `written_off` (expiry moved to
     the edit's time or earlier), `reinstated` (an expired card given a later expiry) and `net`
     (value + written_off − reinstated), each under the reseller the card had then."""
     now = now or timezone.now()
@@ -40,7 +41,7 @@ def breakage(
     for total in movement_totals(
         since=period.start,
         until=min(period.end, now),
-        keys=(*keys, "blocked", "kind"),
+        keys=(*keys, "blocked", "dormant", "kind"),
         kinds=BREAKAGE_KINDS,
         granularity=period.granularity,
         reseller_id=reseller_id,
@@ -62,6 +63,8 @@ def breakage(
             row["value"] -= amount
             if total["blocked"]:
                 row["blocked_value"] -= amount
+            if total["dormant"]:
+                row["dormant_value"] -= amount
         elif total["kind"] == Kind.WRITTEN_OFF:
             row["written_off"] -= amount
         else:
@@ -72,4 +75,4 @@ def breakage(
     return finish_period_rows(kept, extra)
 
 
-_FIGURES = ("value", "blocked_value", "written_off", "reinstated", "net")
+_FIGURES = ("value", "blocked_value", "dormant_value", "written_off", "reinstated", "net")

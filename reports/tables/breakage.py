@@ -26,6 +26,7 @@ def breakage_report(form) -> ReportResult:
         figures=[
             Column("value", "Breakage", "money"),
             Column("blocked_value", "of which blocked", "money"),
+            Column("dormant_value", "of which dormant", "money"),
             Column("written_off", "Written off", "money"),
             Column("reinstated", "Reinstated", "money"),
             Column("net", "Net breakage", "money"),

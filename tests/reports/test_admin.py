@@ -189,13 +189,24 @@ def test_breakage_and_balances_csv(finance_client, finance):
             "Cards",
             "Breakage",
             "of which blocked",
+            "of which dormant",
             "Written off",
             "Reinstated",
             "Net breakage",
         ],
-        [str(day - dt.timedelta(days=4)), "USD", "1", "0.50", "0.50", "0.00", "0.00", "0.50"],
-        [str(day), "USD", "1", "160.00", "0.00", "0.00", "0.00", "160.00"],
-        ["Total", "USD", "2", "160.50", "0.50", "0.00", "0.00", "160.50"],
+        [
+            str(day - dt.timedelta(days=4)),
+            "USD",
+            "1",
+            "0.50",
+            "0.50",
+            "0.00",
+            "0.00",
+            "0.00",
+            "0.50",
+        ],
+        [str(day), "USD", "1", "160.00", "0.00", "0.00", "0.00", "0.00", "160.00"],
+        ["Total", "USD", "2", "160.50", "0.50", "0.00", "0.00", "0.00", "160.50"],
     ]
     totals = finance_client.get(url("balancereport"), {"format": "csv", "table": "totals"})
     assert totals["Content-Disposition"] == 'attachment; filename="balances-totals.csv"'

@@ -27,6 +27,7 @@ from cards.services.generation import card_batch_generate
 from cards.services.mass_edit import cards_mass_delete, cards_mass_update
 from cards.services.redemption import card_redeem
 from reports.models import CardMovementDay
+from reports.selectors.breakage import breakage
 from reports.selectors.common import Granularity, Period, end_of_day
 from reports.selectors.liability import liability
 from reports.selectors.rollforward import rollforward
@@ -210,3 +211,44 @@ def test_liability_page_and_csv_carry_the_dormant_column(history, admin_client):
     page = admin_client.get(url("liabilityreport"), query).content.decode()
     assert '<th scope="col" class="num">of which dormant</th>' in page
     assert timezone.now() == _at(5, 12)
+
+
+def test_breakage_shows_the_part_that_expired_still_dormant(history, admin_client, admin_user):
+    """When batch 501 expires (day 60), the cards of the box never delivered are breakage of
+    stock that was never for sale: "of which dormant", under the reseller each had then. The
+    delivered ones (3, 4; 2 blocked) and batch 502 (day 20) are breakage with none dormant."""
+    history["clock"].move_to(_at(61, 12))
+    period = Period(DAY0, DAY0 + dt.timedelta(days=61), Granularity.DAY)
+    names = {history["r1"]: "r1", history["r2"]: "r2"}
+
+    rows = {
+        (row["period"], names[row["reseller_id"]]): (
+            row["count"],
+            row["value"],
+            row["blocked_value"],
+            row["dormant_value"],
+        )
+        for row in breakage(period=period, breakdown="reseller")
+        if row["count"]
+    }
+
+    day20, day60 = DAY0 + dt.timedelta(days=20), DAY0 + dt.timedelta(days=60)
+    assert rows == {
+        (day20, "r1"): (2, D("10.00"), D(0), D(0)),
+        (day60, "r1"): (7, D("70.00"), D("10.00"), D("40.00")),
+        (day60, "r2"): (1, D("10.00"), D(0), D("10.00")),
+    }
+    query = {
+        "date_from": DAY0.isoformat(),
+        "date_to": day60.isoformat(),
+        "granularity": "month",
+        "breakdown": "reseller",
+    }
+    admin_client.force_login(admin_user)  # the session of day 5 has expired by day 61
+    page = admin_client.get(url("breakagereport"), query).content.decode()
+    assert '<th scope="col" class="num">of which dormant</th>' in page
+    rows = csv_rows(admin_client.get(url("breakagereport"), {**query, "format": "csv"}))
+    header = rows[0]
+    total = rows[-1]
+    assert header[header.index("Breakage") + 2] == "of which dormant"
+    assert total[header.index("of which dormant")] == "50.00"
