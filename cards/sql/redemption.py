@@ -219,7 +219,11 @@ SELECT CASE WHEN EXISTS (SELECT FROM {card} c WHERE c.pin_digest = ANY(%(digests
             THEN pg_advisory_xact_lock_shared(%(address_lock)s)::text IS NULL
             ELSE pg_advisory_xact_lock(%(address_lock)s)::text IS NOT NULL END,
        set_config('lock_timeout', %(lock_timeout)s, true),
-       set_config('statement_timeout', %(statement_timeout)s, true)
+       set_config('statement_timeout', %(statement_timeout)s, true),
+       -- PANEL_REDEEM then runs its one generic plan. Left to choose, PostgreSQL kept planning it
+       -- for each POST's parameters at 10M cards (2.3 ms planning, 0.9 ms running; generic:
+       -- 0.7 ms running, planned once per connection).
+       set_config('plan_cache_mode', 'force_generic_plan', true)
 FROM (SELECT sub.id FROM {subscriber} sub WHERE sub.id = %(subscriber)s FOR UPDATE) locked
 """).format(
         card=sql.Identifier(TopUpCard._meta.db_table),

@@ -314,3 +314,26 @@ def test_the_panels_statements_are_prepared_once_per_connection(rose, subscriber
     assert any("pg_advisory_xact_lock_shared" in statement for statement in prepared)  # locks
     assert any("wallets_ledgerentry" in statement for statement in prepared)  # the redemption
     assert len(prepared) == 3
+
+
+@pytest.mark.skipif(
+    os.environ.get("DATABASE_POOLER", "").strip().lower() == "transaction",
+    reason="behind a pooler in transaction mode prepared statements are off (README)",
+)
+@pytest.mark.django_db
+def test_the_redemption_statement_is_planned_once_not_per_redemption(rose, subscriber):
+    """PostgreSQL plans a prepared statement's first five runs for their parameters and then
+    keeps doing so while that looks cheaper than one plan for all: at 10M cards it re-planned
+    the panel's redemption on every POST (2.3 ms planning against 0.9 ms running, 187 req/s).
+    The statement runs with its one generic plan (0.7 ms running, 245 req/s there)."""
+    for _ in range(7):
+        redeem(rose, TopUpCardFactory(reseller=subscriber.reseller).pin)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
+            ["%wallets_ledgerentry%"],
+        )
+        generic, custom = cursor.fetchone()
+    assert (generic, custom) == (7, 0)
