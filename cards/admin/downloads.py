@@ -34,12 +34,13 @@ def take_download(request, batch: CardBatch) -> bool:
     return True
 
 
-def export_refused(request, cards, *, series: str = "") -> bool:
+def export_refused(request, cards, *, series: str = "", at_most: int | None = None) -> bool:
     """Refuse (with the way round, as a message) an export too long for one request
     (settings.EXPORT_HTTP_MAX_CARDS): it would be cut off half-way, the client left with part
-    of a file. Counts at most the limit + 1 cards."""
+    of a file. Counts at most the limit + 1 cards, and none when `at_most` (a bound known
+    without counting, such as a batch's quantity) is within the limit."""
     limit = settings.EXPORT_HTTP_MAX_CARDS
-    if not exceeds(cards, limit):
+    if (at_most is not None and at_most <= limit) or not exceeds(cards, limit):
         return False
     command = f"manage.py export_cards --series {series or 'SERIES'} --output FILE"
     messages.error(
@@ -56,7 +57,9 @@ def batch_download(request, batch: CardBatch):
     """The one-time CSV of a freshly generated batch, with PINs for those who may see them."""
     back = HttpResponseRedirect(reverse("admin:cards_cardbatch_change", args=[batch.pk]))
     # Checked before the offer is taken: a refused download stays offered.
-    if export_refused(request, TopUpCard.objects.filter(batch=batch), series=batch.series):
+    cards = TopUpCard.objects.filter(batch=batch)
+    # A batch never has more cards than it was generated with (some may have been deleted).
+    if export_refused(request, cards, series=batch.series, at_most=batch.quantity):
         return back
     if not take_download(request, batch):
         messages.error(
@@ -65,7 +68,7 @@ def batch_download(request, batch: CardBatch):
         return back
     return csv_response(
         request,
-        TopUpCard.objects.filter(batch=batch),
+        cards,
         description={"batch": batch.pk, "series": batch.series, "what": "one-time download"},
         filename=f"cards-{batch.first_serial}-{batch.last_serial}.csv",
         with_pins=request.user.has_perm("cards.view_pin"),
