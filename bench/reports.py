@@ -84,6 +84,15 @@ TABLES = [
 ]
 
 
+BALANCES_FROM_LEDGER = """
+UPDATE wallets_balance b SET amount = coalesce(t.total, 0)
+FROM wallets_balance a
+LEFT JOIN (SELECT balance_id, sum(amount) AS total FROM wallets_ledgerentry GROUP BY balance_id) t
+    ON t.balance_id = a.id
+WHERE b.id = a.id AND b.amount IS DISTINCT FROM coalesce(t.total, 0)
+"""
+
+
 def load(cards: int, entries: int) -> None:
     redeemed = int(entries * REDEEMED_SHARE)
     started = time.perf_counter()
@@ -190,6 +199,10 @@ def load(cards: int, entries: int) -> None:
             {"series": SERIES, "resellers": RESELLERS, "subs": SUBSCRIBERS},
         )
         cur.execute("DROP TABLE bench_cards")
+        # Each balance holds what its ledger entries add up to, as the product's writes keep it
+        # (check_ledger): the figures above gave balances and entries independent amounts, and
+        # every bench run on this data ended with check_ledger reporting the fill, not the run.
+        cur.execute(BALANCES_FROM_LEDGER)
         # Audit events as the services write them, so the cards' audit table has a realistic size:
         # one per redemption and reversal, and block events for the blocked cards (half of them
         # blocked, unblocked, blocked again).
