@@ -16,7 +16,6 @@ oracle, and the pages (CSV) with the summary against the same pages without it.
 
 import datetime as dt
 import random
-import threading
 import zoneinfo
 from collections import defaultdict
 from decimal import Decimal
@@ -24,7 +23,6 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.contrib.auth.models import Permission
-from django.db import connection, connections
 from django.db.models import Count, DateTimeField, F, Q, Sum
 from django.db.models.functions import Trunc
 from django.urls import reverse
@@ -50,6 +48,7 @@ from tests.factories import (
     UserFactory,
     WalletFactory,
 )
+from tests.parallel import run_together
 from wallets.models import Channel, LedgerEntry, LedgerKind
 from wallets.services.adjust import balance_adjust
 from wallets.services.ledger import balance_apply
@@ -499,12 +498,7 @@ def test_extending_twice_writes_each_day_once(santiago):
         assert entries == day_entries.count()
 
 
-needs_postgres = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="needs PostgreSQL: set DATABASE_URL=postgres://…"
-)
-
-
-@needs_postgres
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_parallel_runs_summarize_each_day_once():
     subscriber = SubscriberFactory(reseller=ResellerFactory(name="Reseller 1"))
@@ -525,26 +519,9 @@ def test_parallel_runs_summarize_each_day_once():
         )
     period = Period(timezone.localdate() - dt.timedelta(days=10), timezone.localdate(), "week")
     live = product_redemptions(period=period, breakdown="reseller"), product_flows(period=period)
-    workers = 4
-    barrier = threading.Barrier(workers)
-    written, errors = [], []
 
-    def extend():
-        try:
-            barrier.wait()
-            written.append(day_summaries_extend())
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-        finally:
-            connections.close_all()
+    written = run_together([day_summaries_extend] * 4)
 
-    threads = [threading.Thread(target=extend) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
     # Each summary is written by one run (not always the same for both); the others, waiting
     # on its lock, found its days done: nothing twice, so the sums are the live ones.
     assert DaySummary.objects.count() == 2

@@ -2,11 +2,10 @@
 it is being built. The reports' figures never depend on whether, or how far, it is built."""
 
 import datetime as dt
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from reports.models import CardMovementDay, CardMovementSummary
@@ -15,6 +14,7 @@ from reports.selectors.liability import liability
 from reports.services import summary
 from reports.services.summary import movement_summary_extend
 from tests.factories import ResellerFactory, TopUpCardFactory
+from tests.parallel import run_together
 
 D = Decimal
 DAY = dt.timedelta(days=1)
@@ -77,25 +77,9 @@ def test_parallel_runs_summarize_each_day_once():
     _history()
     replayed = _figures()
     workers = 4
-    barrier = threading.Barrier(workers)
-    written, errors = [], []
 
-    def extend():
-        try:
-            barrier.wait()
-            written.append(movement_summary_extend())
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-        finally:
-            connections.close_all()
+    written = run_together([movement_summary_extend] * workers)
 
-    threads = [threading.Thread(target=extend) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
     # One run wrote the days; the others, waiting on its lock, found them done.
     assert sorted(written)[:-1] == [0] * (workers - 1) and written.count(0) == workers - 1
     assert CardMovementSummary.objects.count() == 1

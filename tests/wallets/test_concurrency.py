@@ -6,11 +6,11 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
 from tests.factories import TopUpCardFactory
+from tests.parallel import run_together
 from tests.rsgateway.api import Api, reply
 from tests.wallets.conftest import DAY, make_balance, make_client_user
 from wallets.durations import parse_duration
@@ -20,30 +20,6 @@ from wallets.services.validity import balance_change_end, balance_change_start
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 20
-
-
-def run_together(calls):
-    """Run each call in its own thread and connection, released at once by a barrier."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-    errors: list = []
-
-    def work(index, call):
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except Exception as exc:  # reported by the assertion below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=work, args=(n, c)) for n, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    return results
 
 
 def ledger_ok():
