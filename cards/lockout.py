@@ -152,8 +152,15 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+# An API client's key is this base plus its user's id, so the REST top-up statement computes it
+# in SQL from the caller it looks up itself (cards.sql.redemption.topup_statement). The base lies
+# outside the 32-bit numbers hashtext() gives wallets.sql.advisory_lock; an address's 64-bit
+# digest meets this range of 2^31 numbers with a chance of one in 2^33.
+CLIENT_LOCK_BASE = 0x4150_4943_0000_0000  # "APIC", then 32 zero bits
+
+
 def client_lock_key(actor) -> int:
-    return advisory_key(f"api-client:{actor.pk}")
+    return CLIENT_LOCK_BASE + actor.pk
 
 
 def attempt_lock_keys(*, actor, channel: str, ip_address: str | None) -> list[int]:

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import OperationalError, connection
 
-from wallets.models import ApiClient
+from cards.sql import redemption as redemption_sql
+from wallets.models import ApiClient, VoucherMode
 from wallets.ratelimits import COUNT_SQL, sliding_count
 from wallets.sql import compact, hot_cursor
 
@@ -82,6 +83,19 @@ WITH principal AS ({lookup}), counted AS (
 SELECT principal.*, counted.previous, counted.current, counted.allowed
 FROM principal LEFT JOIN counted ON true
 """
+# The lookup (read only) with a card top-up (cards.sql.redemption.topup_statement) for the
+# user found, when that user is the one the view expects (the token's user this process saw
+# before, whose request is counted already: views.ClientRateThrottle's lease) and passes the
+# view's checks as above, their API client is in card mode and their address is clearly below
+# the stop on wrong credentials (the sliding count is at most previous + current). Otherwise
+# the top-up changes nothing, and the view decides with the lookup's row as without it.
+_CALLER = """principal AS ({lookup}), caller AS (
+    SELECT p.u0 AS actor_id FROM principal p
+    WHERE p.u0 = %(expected_user)s AND p.active AND NOT p.scoped AND (p.superuser OR {required})
+      AND p.voucher_mode IS DISTINCT FROM {external}
+      AND (p.slot IS NULL OR p.previous + p.current < %(address_limit)s)
+)"""
+_CALLER_RESULT = "SELECT principal.*, (SELECT entry.id FROM entry) FROM principal"
 
 
 class _Lookup:
@@ -118,14 +132,21 @@ class _Lookup:
             for codename in API_CODENAMES
         )
         flags = f"u.{quote(active)} AS active, u.{quote(superuser)} AS superuser"
+        flagged = self.statements["token"].replace(
+            "SELECT rc.slot,", f"SELECT {flags}, rc.slot,", 1
+        )
         self.counted_statement = compact(
-            _LOOKUP_COUNTED.format(
-                lookup=self.statements["token"].replace(
-                    "SELECT rc.slot,", f"SELECT {flags}, rc.slot,", 1
-                ),
-                required=required,
-                count=COUNT_SQL,
-            )
+            _LOOKUP_COUNTED.format(lookup=flagged, required=required, count=COUNT_SQL)
+        )
+        self.caller = (
+            compact(
+                _CALLER.format(
+                    lookup=flagged,
+                    required=required,
+                    external=f"'{VoucherMode.EXTERNAL.value}'",
+                )
+            ),
+            _CALLER_RESULT,
         )
         self.converters = {}
 
@@ -150,6 +171,13 @@ class _Lookup:
 _lookup: _Lookup | None = None
 
 
+def _the_lookup() -> _Lookup:
+    global _lookup
+    if _lookup is None:
+        _lookup = _Lookup()
+    return _lookup
+
+
 def principal_lookup(
     *,
     token: str | None = None,
@@ -163,15 +191,13 @@ def principal_lookup(
     `count` (a token, on PostgreSQL only): the throttle's `throttle_prefix` (its key less the
     user's id), the view's `required` codenames and wallets.ratelimits.hit_params: the request
     is counted in the same query (Principal.counted)."""
-    global _lookup
-    if _lookup is None:
-        _lookup = _Lookup()
+    lookup = _the_lookup()
     kind = "token" if token is not None else "username" if username is not None else None
     params = {"address_key": address_key, "credential": token if token is not None else username}
     counting = count is not None and kind == "token" and connection.vendor == "postgresql"
-    statement = _lookup.statements[kind]
+    statement = lookup.statements[kind]
     if counting:
-        statement = _lookup.counted_statement
+        statement = lookup.counted_statement
         params.update(count)
     with hot_cursor() as cursor:
         cursor.execute(statement, params)
@@ -180,6 +206,49 @@ def principal_lookup(
     if counting:
         row, hit = row[2:-3], row[-3:]  # less the two flags before, the counter's row after
         counted = None if hit[0] is None else (hit[0], hit[1], bool(hit[2]))
+    return _principal(row, counted=counted, address_period=address_period)
+
+
+def principal_lookup_and_topup(
+    *,
+    token: str,
+    expected_user: int,
+    required: list[str],
+    address_key: str,
+    address_period: float,
+    address_limit: float,
+    topup: tuple[str, dict],
+) -> tuple[Principal, bool] | None:
+    """principal_lookup for a token (nothing counted), and in the same statement the card
+    top-up `topup` (cards.services.topup.one_statement_topup) when the user found is
+    `expected_user` and may make it (_CALLER; `required`: the view's codenames). Returns (the
+    principal, whether the top-up was made); None when a lock the top-up needed stayed taken
+    past its lock timeout: then nothing was written. PostgreSQL only."""
+    lookup = _the_lookup()
+    kind, params = topup
+    params = {
+        **params,
+        "address_key": address_key,
+        "credential": token,
+        "expected_user": expected_user,
+        "required": required,
+        "address_limit": address_limit,
+    }
+    try:
+        with hot_cursor() as cursor:
+            cursor.execute(redemption_sql.topup_statement(kind, lookup.caller), params)
+            row = list(cursor.fetchone())
+    except OperationalError as error:
+        if redemption_sql.gave_up_waiting(error):
+            return None
+        raise
+    principal = _principal(row[2:-1], counted=None, address_period=address_period)
+    return principal, row[-1] is not None
+
+
+def _principal(row: list, *, counted, address_period: float) -> Principal:
+    """The Principal of a lookup's row (less the counted statement's flags and counter)."""
+    lookup = _the_lookup()
     slot, previous, current, client_id, voucher_mode, scoped = row[:6]
     held = row[6 : 6 + len(API_CODENAMES)]
     failures = (
@@ -188,7 +257,7 @@ def principal_lookup(
     values = row[6 + len(API_CODENAMES) :]
     if values[0] is None:
         return Principal(user=None, address_failures=failures)
-    user = _lookup.user_model.from_db(connection.alias, _lookup.names, _lookup.convert(values))
+    user = lookup.user_model.from_db(connection.alias, lookup.names, lookup.convert(values))
     client = None
     if client_id is not None:
         client = ApiClient.from_db(

@@ -4,6 +4,7 @@ Every failure of a /rsgateway/ request, DRF's own included, becomes an `MtxRespo
 request's binding; nothing else (no HTML page, no DRF default JSON) leaves the API.
 """
 
+import functools
 import logging
 import math
 import uuid
@@ -68,6 +69,16 @@ def mtx_response(
         status=status or HTTP_STATUS[result],
         headers=headers,
     )
+
+
+@functools.cache
+def _ok_body(binding: str) -> bytes:
+    return renderer_for(binding).render(mtx_data(Result.OK, "OK"))
+
+
+def mtx_ok(binding: str) -> HttpResponse:
+    """mtx_response() in a binding, rendered once: the reply of most requests."""
+    return HttpResponse(_ok_body(binding), content_type=content_type_of(renderer_for(binding)))
 
 
 def mtx_data(result: int, text: str, *, name: str = "MtxResponse", **extra) -> dict:

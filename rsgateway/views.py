@@ -1,8 +1,10 @@
 """The MATRIXX-style REST API: parse, select, call one service, render (docs/rest-api.md)."""
 
+import io
 import time
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.utils import timezone
 from rest_framework.authentication import BasicAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed, Throttled
@@ -10,12 +12,19 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from cards.services.topup import card_topup_by_ref
+from cards.exceptions import RedemptionBusy
+from cards.services.topup import card_topup_by_ref, one_statement_topup
 from common.http import client_ip
 from subscribers.selectors import staff_reseller_id
-from wallets.exceptions import Malformed, NotFound
+from wallets.exceptions import Malformed, NotFound, WalletError
 from wallets.models import Channel, VoucherMode
-from wallets.ratelimits import hit_decision, hit_params, rate_count_add, rate_limit_hit
+from wallets.ratelimits import (
+    RateDecision,
+    hit_decision,
+    hit_params,
+    rate_count_add,
+    rate_limit_hit,
+)
 from wallets.selectors import balance_by_ref, wallet_balances
 from wallets.services.adjust import balance_adjust, request_fingerprint
 from wallets.services.topup import balance_topup_external
@@ -26,8 +35,10 @@ from .credentials import (
     basic_password_ok,
     credentials_in,
     principal_lookup,
+    principal_lookup_and_topup,
 )
-from .errors import mtx_exception_handler, mtx_response, request_id_of
+from .errors import mtx_exception_handler, mtx_ok, mtx_response, request_id_of
+from .leases import lease_size, leases, token_hints
 from .parsers import (
     MtxJSONParser,
     MtxMessage,
@@ -99,21 +110,30 @@ class ClientRateThrottle(UserRateThrottle):
         if key is None:
             return True
         counted = getattr(request, "mtx_counted", None)
+        decision = None
         if counted is not None and counted[0] == key:
-            decision = counted[1]  # MtxView.initial's query counted this request
-        else:
+            decision = counted[1]  # MtxView.initial counted this request (or a lease of them)
+            if not decision.allowed and counted[2] > 1:
+                decision = None  # a lease did not fit under the rate; one request may
+        if decision is None:
             decision = rate_limit_hit(key=key, limit=self.num_requests, period=self.duration)
         self._wait = decision.wait
         return decision.allowed
 
     def count_in_lookup(self, view, now: float) -> dict | None:
-        """principal_lookup's `count`: this throttle's key and rate, the view's permissions."""
+        """principal_lookup's `count`: this throttle's key and rate, the view's permissions,
+        and a lease of requests to count at once (rsgateway.leases)."""
         if self.rate is None:
             return None
         return {
             "throttle_prefix": self.cache_format % {"scope": self.scope, "ident": ""},
             "required": sorted(perm.split(".", 1)[1] for perm in view.required_permissions),
-            **hit_params(limit=self.num_requests, period=self.duration, now=now),
+            **hit_params(
+                limit=self.num_requests,
+                period=self.duration,
+                now=now,
+                n=lease_size(self.num_requests) if view.leases_requests else 1,
+            ),
         }
 
     def wait(self) -> float | None:
@@ -147,6 +167,9 @@ class MtxView(APIView):
     binding = "xml"
     mtx_request: str | None = None
     required_permissions: tuple[str, ...] = ()
+    # Whether a token's requests are counted a lease at a time (rsgateway.leases): for a view
+    # whose requests are mostly one statement with it (TopupView).
+    leases_requests = False
     authentication_classes = [ClientTokenAuthentication, ClientBasicAuthentication]
     permission_classes = [IsAuthenticated, HasRequiredPermission]
     throttle_classes = [ClientRateThrottle]
@@ -192,6 +215,7 @@ class MtxView(APIView):
         return super().handle_exception(exc)
 
     def initial(self, request, *args, **kwargs):
+        request.request_id = request_id_of(request)
         if self.authentication_classes:
             # One query: this address's wrong credentials, and the user the credentials name
             # (authentication, permissions and the API client then need no query of their own).
@@ -203,35 +227,108 @@ class MtxView(APIView):
             count = None
             if throttle is not None and self.required_permissions and token is not None:
                 count = throttle.count_in_lookup(self, now)
-            principal = principal_lookup(
-                token=token,
-                username=username,
-                address_key=self._auth_failure_key(request),
-                address_period=AUTH_FAILURE_WINDOW,
-                count=count,
-            )
-            request.mtx_principal = ((token, username), principal)
-            if principal.counted is not None:
-                previous, current, allowed = principal.counted
-                decision = hit_decision(
-                    previous,
-                    current,
-                    allowed,
-                    limit=throttle.num_requests,
-                    period=throttle.duration,
-                    now=now,
+            principal = None
+            if count is not None and connection.vendor == "postgresql":
+                principal = self._lookup_on_lease(request, token, count)
+            if principal is None:
+                principal = principal_lookup(
+                    token=token,
+                    username=username,
+                    address_key=self._auth_failure_key(request),
+                    address_period=AUTH_FAILURE_WINDOW,
+                    count=count,
                 )
-                key = f"{count['throttle_prefix']}{principal.user.pk}"
-                request.mtx_counted = (key, decision)
+                if principal.counted is not None:
+                    self._counted(request, token, principal, throttle, count, now)
+            request.mtx_principal = ((token, username), principal)
             if principal.address_failures >= AUTH_FAILURE_LIMIT:
                 raise Throttled(
                     AUTH_FAILURE_WINDOW, "Too many wrong credentials from this address."
                 )
-        request.request_id = request_id_of(request)
         super().initial(request, *args, **kwargs)
         if self.mtx_request and is_chunked(request):
             # After authentication: nobody unknown makes us read a body.
             read_chunked_body(request._request)
+
+    @staticmethod
+    def _counted(request, token, principal, throttle, count, now) -> None:
+        """What the credentials query counted: the request's throttle decision, and the rest of
+        a lease kept for the next requests of this token (rsgateway.leases)."""
+        previous, current, allowed = principal.counted
+        decision = hit_decision(
+            previous,
+            current,
+            allowed,
+            limit=throttle.num_requests,
+            period=throttle.duration,
+            now=now,
+        )
+        key = f"{count['throttle_prefix']}{principal.user.pk}"
+        request.mtx_counted = (key, decision, count["n"])
+        if allowed:
+            leases.keep(key, count["slot"], count["n"] - 1)
+            token_hints.remember(token, principal.user.pk)
+
+    def _lookup_on_lease(self, request, token, count):
+        """With a token this process authenticated before and a request left of its client's
+        lease (rsgateway.leases): the caller looked up without counting, and with the view's
+        work in the same statement when it has one (one_statement). The Principal; None (a
+        request taken back, nothing done) to look up and count as usual."""
+        user_id = token_hints.user_of(token)
+        if user_id is None:
+            return None
+        key, slot = f"{count['throttle_prefix']}{user_id}", count["slot"]
+        if not leases.take(key, slot):
+            return None
+        address_key = self._auth_failure_key(request)
+        planned = self.one_statement(request)
+        if planned is None:
+            principal = principal_lookup(
+                token=token, address_key=address_key, address_period=AUTH_FAILURE_WINDOW
+            )
+            done = False
+        else:
+            looked = principal_lookup_and_topup(
+                token=token,
+                expected_user=user_id,
+                required=count["required"],
+                address_key=address_key,
+                address_period=AUTH_FAILURE_WINDOW,
+                address_limit=AUTH_FAILURE_LIMIT,
+                topup=planned,
+            )
+            if looked is None:
+                # A lock stayed taken: nothing written. The usual lookup counts the request,
+                # and the view answers that it may be sent again.
+                leases.give_back(key, slot)
+                request.mtx_busy = True
+                return None
+            principal, done = looked
+        user = principal.user
+        if user is None or user.pk != user_id or not self.passes_checks(principal):
+            # Not counted, as the credentials query would not count it.
+            leases.give_back(key, slot)
+            if user is None or user.pk != user_id:
+                token_hints.forget(token)
+            return principal
+        request.mtx_counted = (key, RateDecision(allowed=True), 1)
+        request.mtx_one_statement = planned is not None
+        request.mtx_topped_up = done
+        return principal
+
+    def one_statement(self, request):
+        """The view's work as a statement credentials.principal_lookup_and_topup runs with
+        the lookup (TopupView), or None."""
+        return None
+
+    def passes_checks(self, principal) -> bool:
+        """Whether the Principal passes authentication and HasRequiredPermission here: what
+        the credentials query counts."""
+        user = principal.user
+        if user is None or not user.is_active or principal.reseller_scoped:
+            return False
+        codenames = {perm.split(".", 1)[1] for perm in self.required_permissions}
+        return user.is_superuser or bool(principal.permissions & codenames)
 
     def message(self, request) -> MtxMessage:
         data = request.data
@@ -245,8 +342,51 @@ class TopupView(MtxView):
 
     mtx_request = TOPUP
     required_permissions = ("wallets.topup_balance",)
+    leases_requests = True
+    # The largest body one_statement reads before the caller's checks (a top-up is ~150 B).
+    BODY_BEFORE_CHECKS = 4096
+
+    def one_statement(self, request):
+        """one_statement_topup for this request's body, or None: read with the parser DRF
+        would choose, and any body it would refuse is left for it to refuse. Only for a token
+        that authenticated before (MtxView._lookup_on_lease), and a small body."""
+        if request.method != "PUT":
+            return None
+        length = request.META.get("CONTENT_LENGTH") or ""
+        if is_chunked(request) or not length.isdigit():
+            return None
+        if int(length) > self.BODY_BEFORE_CHECKS or client_ip(request) is None:
+            return None
+        parser = request.negotiator.select_parser(request, request.parsers)
+        if parser is None:
+            return None
+        try:
+            message = parser.parse(
+                io.BytesIO(request._request.body),
+                request.content_type,
+                {"view": self, "request": request},
+            )
+            topup = TopupRequest.from_fields(message.fields)
+        except WalletError:
+            return None
+        kwargs = self.kwargs
+        return one_statement_topup(
+            owner=kwargs["owner"],
+            ref=kwargs["ref"],
+            resource_id=int(kwargs["resource_id"]),
+            pin=topup.voucher,
+            amount=topup.amount,
+            end_time=topup.end_time,
+            start_time=topup.start_time,
+            channel=Channel.REST,
+            request_id=request.request_id,
+        )
 
     def put(self, request, owner, ref, resource_id):
+        if getattr(request, "mtx_topped_up", False):
+            return mtx_ok(self.binding)
+        if getattr(request, "mtx_busy", False):
+            raise RedemptionBusy()
         topup = TopupRequest.from_fields(self.message(request).fields)
         client = getattr(request.user, "api_client", None)
         if client is not None and client.voucher_mode == VoucherMode.EXTERNAL:
@@ -276,8 +416,9 @@ class TopupView(MtxView):
                 ip_address=client_ip(request),
                 address_required=True,
                 request_id=request.request_id,
+                one_statement=not getattr(request, "mtx_one_statement", False),
             )
-        return mtx_response()
+        return mtx_ok(self.binding)
 
 
 class AdjustmentView(MtxView):

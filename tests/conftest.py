@@ -2,6 +2,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from rsgateway.leases import leases, token_hints
 from tests.factories import BalanceFactory, ResellerFactory, SubscriberFactory, WalletFactory
 
 
@@ -20,6 +21,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if marker in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_remembered_between_tests():
+    """What an app server process keeps between REST requests (rate leases, token hints) must not
+    carry one test's client into the next."""
+    leases.clear()
+    token_hints.clear()
+    yield
+    leases.clear()
+    token_hints.clear()
 
 
 @pytest.fixture

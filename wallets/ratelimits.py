@@ -15,7 +15,8 @@ from .sql import hot_cursor
 
 _NO_LIMIT = 2**62
 # r: the row as it was. previous/current: its counts seen from this request's slot. The
-# request is allowed when previous * weight + current + 1 <= limit; only then is it counted.
+# %(n)s requests (1, or a REST client's lease: rsgateway.views.ClientRateThrottle) are allowed
+# when previous * weight + current + n <= limit; only then are they counted.
 COUNT_SQL = """
 ON CONFLICT (key) DO UPDATE SET
     previous = CASE WHEN r.slot = excluded.slot THEN r.previous
@@ -23,11 +24,11 @@ ON CONFLICT (key) DO UPDATE SET
     current = CASE WHEN r.slot = excluded.slot THEN r.current ELSE 0 END + CASE WHEN
         (CASE WHEN r.slot = excluded.slot THEN r.previous
               WHEN r.slot = excluded.slot - 1 THEN r.current ELSE 0 END) * %(weight)s
-        + (CASE WHEN r.slot = excluded.slot THEN r.current ELSE 0 END) + 1 <= %(limit)s
-        THEN 1 ELSE 0 END,
+        + (CASE WHEN r.slot = excluded.slot THEN r.current ELSE 0 END) + %(n)s <= %(limit)s
+        THEN %(n)s ELSE 0 END,
     allowed = (CASE WHEN r.slot = excluded.slot THEN r.previous
                     WHEN r.slot = excluded.slot - 1 THEN r.current ELSE 0 END) * %(weight)s
-        + (CASE WHEN r.slot = excluded.slot THEN r.current ELSE 0 END) + 1 <= %(limit)s,
+        + (CASE WHEN r.slot = excluded.slot THEN r.current ELSE 0 END) + %(n)s <= %(limit)s,
     slot = excluded.slot
 RETURNING previous, current, allowed
 """
@@ -67,15 +68,16 @@ def _wait(previous: int, current: int, limit: int, period: float, now: float) ->
     return (period - into) + (1.0 - needed) * period
 
 
-def hit_params(*, limit: int, period: float, now: float) -> dict:
-    """COUNT_SQL's parameters but the key."""
+def hit_params(*, limit: int, period: float, now: float, n: int = 1) -> dict:
+    """COUNT_SQL's parameters but the key, for `n` requests at once."""
     slot, weight = _slot(period, now)
     return {
         "slot": slot,
         "weight": weight,
         "limit": limit,
-        "first": 1 if limit >= 1 else 0,
-        "first_allowed": limit >= 1,
+        "n": n,
+        "first": n if limit >= n else 0,
+        "first_allowed": limit >= n,
     }
 
 

@@ -30,6 +30,40 @@ _EXPLICIT_ONLY = 2**31 - 1
 _class = None
 
 
+def _hot_query_class():
+    """psycopg's query converter, remembering its conversions of every length.
+
+    psycopg turns a statement's %(name)s placeholders into $n on every execute, prepared or not,
+    and remembers the result only for texts of up to 4,096 bytes (psycopg._queries,
+    MAX_CACHED_STATEMENT_LENGTH): ORMs make long statements that seldom repeat. The few hot
+    statements here repeat on every request, and the REST top-up with its caller's lookup is
+    6.4 kB: re-split by a regular expression on each request, it cost as much Python as the rest
+    of the execute. None (psycopg's own) if a psycopg release has changed the private API."""
+    import functools
+
+    try:
+        from psycopg._queries import PostgresQuery, _query2pg_nocache
+    except ImportError:
+        return None
+    if not all(hasattr(PostgresQuery, name) for name in ("convert", "dump")):
+        return None
+    converted = functools.lru_cache(maxsize=64)(_query2pg_nocache)
+
+    class HotQuery(PostgresQuery):
+        __slots__ = ()
+
+        def convert(self, query, vars):
+            if vars is None or not isinstance(query, str):
+                return super().convert(query, vars)
+            encoding = self._tx.encoding
+            self.query, self._want_formats, self._order, self._parts = converted(
+                query.encode(encoding), encoding
+            )
+            self.dump(vars)
+
+    return HotQuery
+
+
 def _prepared_cursor_class():
     global _class
     if _class is None:
@@ -37,6 +71,8 @@ def _prepared_cursor_class():
 
         class PreparedCursor(ServerBindingCursor):
             """Server-side parameters, and every statement prepared (psycopg keeps them)."""
+
+            _query_cls = _hot_query_class() or ServerBindingCursor._query_cls
 
             def execute(self, query, params=None, *, prepare=None, binary=None):
                 prepare = True if prepare is None else prepare

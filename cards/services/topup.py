@@ -69,44 +69,65 @@ def card_topup(
     )
 
 
-def _topup_in_one_statement(
-    *, owner, ref, resource_id, pin, amount, end_time, start_time, actor, channel, request_id
-) -> bool:
-    """The common REST card top-up as one statement (cards.sql.redemption.topup_statement);
-    False when it did nothing, and the ORM path must run."""
+def one_statement_topup(
+    *, owner, ref, resource_id, pin, amount, end_time, start_time, channel, request_id
+) -> tuple[str, dict] | None:
+    """The common REST card top-up as one statement: (the REF_CONDITIONS key that finds the
+    balance, the parameters of cards.sql.redemption.topup_statement but %(actor)s), or None
+    when the request is not that case and the ORM path must run."""
     if connection.vendor != "postgresql" or owner != "subscription":
-        return False
-    if end_time is not None or start_time is not None or getattr(actor, "pk", None) is None:
-        return False
+        return None
+    if end_time is not None or start_time is not None:
+        return None
     amount = Decimal(amount)
     if not amount.is_finite() or amount <= 0 or resource_id > MAX_RESOURCE_ID:
-        return False
+        return None
     pin = pins.normalize_pin(pin)
     if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin_well_formed(pin)):
-        return False
+        return None
     ((lookup, value),) = owner_filter(owner, ref).items()
     now = timezone.now()
-    params = {
+    return lookup, {
         "ref": value,
         "resource_id": resource_id,
         "places": decimal_places(amount),
-        "actor": actor.pk,
         "channel": channel,
         "since": now - lockout.lockout_window() - lockout.lockout_duration(),
         "guesses": list(RedeemFailed.GUESSES),
         "needed": lockout.lockout_failures(channel),
         "client_needed": lockout.shared_lockout_failures(channel),
-        "client_lock": lockout.client_lock_key(actor),
         "digests": pins.pin_digests(pin),
         "now": now,
         "amount": amount,
-        "limit": AMOUNT_LIMIT,
+        "amount_limit": AMOUNT_LIMIT,
         "request_id": request_id,
         "lock_timeout": sql.REDEMPTION_LOCK_TIMEOUT,
     }
+
+
+def _topup_in_one_statement(
+    *, owner, ref, resource_id, pin, amount, end_time, start_time, actor, channel, request_id
+) -> bool:
+    """one_statement_topup for `actor`; False when it did nothing, and the ORM path must run."""
+    if getattr(actor, "pk", None) is None:
+        return False
+    planned = one_statement_topup(
+        owner=owner,
+        ref=ref,
+        resource_id=resource_id,
+        pin=pin,
+        amount=amount,
+        end_time=end_time,
+        start_time=start_time,
+        channel=channel,
+        request_id=request_id,
+    )
+    if planned is None:
+        return False
+    lookup, params = planned
     try:
         with hot_cursor() as cursor:
-            cursor.execute(sql.topup_statement(lookup), params)
+            cursor.execute(sql.topup_statement(lookup), {**params, "actor": actor.pk})
             return cursor.fetchone() is not None
     except OperationalError as error:
         # The balance stayed locked past the statement's lock_timeout: nothing was written.
@@ -129,23 +150,29 @@ def card_topup_by_ref(
     ip_address: str | None = None,
     address_required: bool = False,
     request_id: str = "",
+    one_statement: bool = True,
 ) -> None:
-    """`card_topup` onto the balance a REST path names; the common case in one statement.
+    """`card_topup` onto the balance a REST path names; the common case in one statement,
+    unless `one_statement` is False (the caller ran one_statement_topup's statement already).
 
     With `address_required`, an attempt whose client address could not be read (None) is
     refused and audited by card_redeem (docs/panel.md).
     """
-    if not (address_required and ip_address is None) and _topup_in_one_statement(
-        owner=owner,
-        ref=ref,
-        resource_id=resource_id,
-        pin=pin,
-        amount=amount,
-        end_time=end_time,
-        start_time=start_time,
-        actor=actor,
-        channel=channel,
-        request_id=request_id,
+    if (
+        one_statement
+        and not (address_required and ip_address is None)
+        and _topup_in_one_statement(
+            owner=owner,
+            ref=ref,
+            resource_id=resource_id,
+            pin=pin,
+            amount=amount,
+            end_time=end_time,
+            start_time=start_time,
+            actor=actor,
+            channel=channel,
+            request_id=request_id,
+        )
     ):
         return
     balance = balance_by_ref(owner=owner, ref=ref, resource_id=resource_id)

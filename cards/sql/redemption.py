@@ -19,7 +19,7 @@ import psycopg.errors
 from django.db import connection
 from psycopg import sql
 
-from cards import events
+from cards import events, lockout
 from cards.models import CardEvent, TopUpCard
 from cards.models.events import CardEventKind
 from cards.models.formats import SERIAL_NUMBER_DIGITS
@@ -48,15 +48,16 @@ REF_CONDITIONS = {
     "wallet__subscription_id": sql.SQL("s.id = %(ref)s"),
 }
 _TOPUP = sql.SQL("""
-WITH target AS (
+WITH {caller} target AS (
     SELECT b.id AS balance_id, sub.id AS subscriber_id, sub.reseller_id, t.currency
     FROM {balance} b
     JOIN {template} t ON t.id = b.template_id
     JOIN {wallet} w ON w.id = b.wallet_id
     JOIN {subscription} s ON s.id = w.subscription_id
     JOIN {subscriber} sub ON sub.id = s.subscriber_id
-    -- set_config first: every lock below waits at most this long (docs/rest-api.md, Result 1).
-    WHERE set_config('lock_timeout', %(lock_timeout)s, true) IS NOT NULL
+    -- Whether the caller may act first (topup_statement): otherwise nothing is locked.
+    -- set_config next: every lock below waits at most this long (docs/rest-api.md, Result 1).
+    WHERE {allowed} AND set_config('lock_timeout', %(lock_timeout)s, true) IS NOT NULL
       AND b.resource_id = %(resource_id)s AND {ref_condition}
       AND t.kind NOT IN ('periodic', 'meter') AND t.precision >= %(places)s
     -- SKIP LOCKED: while card_redeem holds the subscriber (an attempt being checked and
@@ -74,7 +75,7 @@ WITH target AS (
         SELECT count(*) FROM (
             SELECT 1 FROM {card_event} e
             WHERE e.kind = {redeem_failed} AND e.subscriber_id = target.subscriber_id
-              AND e.actor_id = %(actor)s AND e.channel = %(channel)s
+              AND e.actor_id = {actor} AND e.channel = %(channel)s
               AND e.created_at > %(since)s AND (e.changes ->> {reason}) = ANY(%(guesses)s)
             LIMIT %(needed)s
         ) failures
@@ -82,12 +83,13 @@ WITH target AS (
     AND (
         SELECT count(*) FROM (
             SELECT 1 FROM {card_event} e
-            WHERE e.kind = {redeem_failed} AND e.actor_id = %(actor)s AND e.channel = %(channel)s
+            WHERE e.kind = {redeem_failed} AND e.actor_id = {actor} AND e.channel = %(channel)s
               AND e.created_at > %(since)s AND (e.changes ->> {reason}) = ANY(%(guesses)s)
             LIMIT %(client_needed)s
         ) failures
     ) < %(client_needed)s
-    AND pg_try_advisory_xact_lock_shared(%(client_lock)s)
+    -- cards.lockout.client_lock_key, in SQL.
+    AND pg_try_advisory_xact_lock_shared({client_lock_base} + {actor})
 ), newest AS (
     -- The card card_find_by_pin picks (the newest, should two keys' digests both match).
     SELECT c.id FROM {card} c, unlocked
@@ -115,11 +117,11 @@ WITH target AS (
       AND (card.reseller_id IS NULL OR card.reseller_id = unlocked.reseller_id)
       AND card.currency = unlocked.currency AND card.amount = %(amount)s
       AND b.start_time <= %(now)s AND (b.end_time IS NULL OR b.end_time > %(now)s)
-      AND b.amount + card.amount < %(limit)s
+      AND b.amount + card.amount < %(amount_limit)s
     FOR UPDATE OF b
 ), {writes}
 )
-SELECT entry.id FROM entry
+{result}
 """)
 
 
@@ -140,14 +142,14 @@ _WRITES = sql.SQL("""activated AS (
         (id, balance_id, interval_id, amount, kind, channel, voucher, reason, actor_id,
          request_id, reverses_id, created_at)
     SELECT go.entry_id, go.balance_id, NULL, go.amount, 'redemption', %(channel)s, go.serial, '',
-           %(actor)s, {request_id}, NULL, %(now)s
+           {actor}, {request_id}, NULL, %(now)s
     FROM go
     RETURNING id
 ), balance_event AS (
     INSERT INTO {balance_event}
         (balance_id, kind, channel, actor_id, ledger_entry_id, changes, reason, request_id,
          created_at)
-    SELECT credit.id, 'redemption', %(channel)s, %(actor)s, entry.id,
+    SELECT credit.id, 'redemption', %(channel)s, {actor}, entry.id,
            jsonb_build_object('amount', jsonb_build_array(
                (credit.amount - go.amount)::text, credit.amount::text)),
            '', {request_id}, %(now)s
@@ -156,7 +158,7 @@ _WRITES = sql.SQL("""activated AS (
     INSERT INTO {card_event}
         (kind, card_id, serial, batch_id, actor_id, subscriber_id, channel, ip_address, changes,
          created_at)
-    SELECT {redeemed}, activated.id, go.serial, NULL, %(actor)s, go.subscriber_id, %(channel)s,
+    SELECT {redeemed}, activated.id, go.serial, NULL, {actor}, go.subscriber_id, %(channel)s,
            NULL, {redeemed_changes}, %(now)s
     FROM activated, go
 """)
@@ -188,12 +190,33 @@ def _redemption_names() -> dict:
 
 
 @functools.cache
-def topup_statement(lookup: str) -> str:
+def topup_statement(lookup: str, caller: tuple[str, str] | None = None) -> str:
     """The statement for a balance named by `lookup` (a key of REF_CONDITIONS), composed once:
-    psycopg prepares a statement by its text, which must be the same on every request."""
+    psycopg prepares a statement by its text, which must be the same on every request.
+
+    The actor is the %(actor)s parameter; with `caller`, the REST API's own lookup of who calls
+    (rsgateway.credentials) in the same statement: (CTEs that end in one named `caller`, with
+    one row, column actor_id, only when that caller may make this request; the statement's last
+    SELECT, which may read `entry`). Without that row nothing is locked or written."""
     names = _redemption_names()
+    if caller is None:
+        actor, allowed, before, result = "%(actor)s", "true", "", "SELECT entry.id FROM entry"
+    else:
+        actor, allowed = "(SELECT caller.actor_id FROM caller)", "EXISTS (SELECT FROM caller)"
+        before, result = f"{caller[0]},", caller[1]
+    names["actor"] = sql.SQL(actor)
     writes = _WRITES.format(request_id=sql.SQL("%(request_id)s"), **names)
-    return compact(_TOPUP.format(ref_condition=REF_CONDITIONS[lookup], writes=writes, **names))
+    return compact(
+        _TOPUP.format(
+            ref_condition=REF_CONDITIONS[lookup],
+            writes=writes,
+            caller=sql.SQL(before),
+            allowed=sql.SQL(allowed),
+            client_lock_base=sql.Literal(lockout.CLIENT_LOCK_BASE),
+            result=sql.SQL(result),
+            **names,
+        )
+    )
 
 
 # --- panel redemption in two statements (PostgreSQL) -------------------------------------------
@@ -367,6 +390,7 @@ def panel_redeem_statement() -> str:
     (None, card id, series, number, amount, currency, balance id, new amount, precision, entry
     id) for a redemption, (reason, None…) for a recorded failure; no row: nothing written."""
     names = _redemption_names()
+    names["actor"] = sql.SQL("%(actor)s")
     writes = _WRITES.format(request_id=sql.Literal(""), **names)  # a page has no request id
     return compact(
         _PANEL_REDEEM.format(rest=sql.Literal(Channel.REST.value), writes=writes, **names)

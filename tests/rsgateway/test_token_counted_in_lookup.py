@@ -9,13 +9,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 
-from rsgateway.views import ClientRateThrottle
+from rsgateway.leases import lease_size, leases
+from rsgateway.views import AUTH_FAILURE_LIMIT, AUTH_FAILURE_WINDOW, ClientRateThrottle
 from subscribers.models import StaffReseller
 from tests.factories import ResellerFactory, TopUpCardFactory
 from tests.rsgateway.api import Api, reply
 from tests.wallets.conftest import make_balance, make_client_user
 from wallets.exceptions import Result
 from wallets.models import LedgerEntry, RateCounter, VoucherMode
+from wallets.ratelimits import rate_count_add
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -31,19 +33,113 @@ def _count_of(user) -> int:
     return 0 if row is None else row.current
 
 
-def test_a_token_top_up_takes_two_round_trips(client, card_client):
+def test_a_token_top_up_takes_two_round_trips_then_one_on_its_clients_lease(client, card_client):
     balance = make_balance()
-    card = TopUpCardFactory(amount=Decimal("25.00"), reseller=None)
+    first, second = (TopUpCardFactory(amount=Decimal("25.00"), reseller=None) for _ in range(2))
     api = _token_api(client, card_client)
+    lease = lease_size(ClientRateThrottle().num_requests)
+    assert lease > 1  # the default rate (3000/min) counts a few requests at once
 
     with CaptureQueriesContext(connection) as queries:
-        response = api.topup(balance, Amount="25.00", Voucher=card.pin)
-
+        response = api.topup(balance, Amount="25.00", Voucher=first.pin)
     assert (response.status_code, reply(response)["Result"]) == (200, Result.OK)
-    # who calls, with the address's wrong credentials and the rate counted; the top-up
+    # who calls, with the address's wrong credentials and a lease of requests counted; the top-up
     assert len(queries.captured_queries) == 2
-    assert _count_of(card_client) == 1
-    assert LedgerEntry.objects.filter(balance=balance).count() == 1
+    assert _count_of(card_client) == lease
+
+    with CaptureQueriesContext(connection) as queries:
+        response = api.topup(balance, Amount="25.00", Voucher=second.pin)
+    assert (response.status_code, reply(response)["Result"]) == (200, Result.OK)
+    # who calls and the top-up in one statement, the request counted in the lease
+    assert len(queries.captured_queries) == 1
+    assert _count_of(card_client) == lease
+    assert LedgerEntry.objects.filter(balance=balance).count() == 2
+    assert set(LedgerEntry.objects.values_list("actor_id", flat=True)) == {card_client.pk}
+
+
+def _second_request_after(client, user, change):
+    """A token top-up that authenticates (so the process holds the token's hint and a lease),
+    `change` made to the user, then a second top-up: its reply and card."""
+    balance = make_balance()
+    first, second = (TopUpCardFactory(amount=Decimal("5.00"), reseller=None) for _ in range(2))
+    api = _token_api(client, user)
+    assert api.topup(balance, Amount="5.00", Voucher=first.pin).status_code == 200
+    change(user)
+    response = api.topup(balance, Amount="5.00", Voucher=second.pin)
+    second.refresh_from_db()
+    return response, second
+
+
+def _deactivate(user):
+    user.is_active = False
+    user.save()
+
+
+def _take_permission(user):
+    user.user_permissions.clear()
+
+
+def _scope_to_a_reseller(user):
+    StaffReseller.objects.create(user=user, reseller=ResellerFactory())
+
+
+def _revoke_token(user):
+    Token.objects.filter(user=user).delete()
+
+
+@pytest.mark.parametrize(
+    "change, status",
+    [
+        (_deactivate, 401),
+        (_take_permission, 403),
+        (_scope_to_a_reseller, 403),
+        (_revoke_token, 401),
+    ],
+)
+def test_the_one_statement_checks_the_caller_again_on_every_request(client, change, status):
+    user = make_client_user(VoucherMode.CARD, username="partner-changed")
+
+    response, card = _second_request_after(client, user, change)
+
+    assert response.status_code == status
+    assert card.activated_at is None
+    assert LedgerEntry.objects.count() == 1
+
+
+def test_a_client_switched_to_external_vouchers_is_served_as_one(client):
+    user = make_client_user(VoucherMode.CARD, username="partner-switched")
+
+    def to_external(user):
+        user.api_client.voucher_mode = VoucherMode.EXTERNAL
+        user.api_client.save()
+
+    response, card = _second_request_after(client, user, to_external)
+
+    assert response.status_code == 200
+    assert card.activated_at is None  # the Voucher is an external reference now
+    assert LedgerEntry.objects.filter(voucher=card.pin).count() == 1
+
+
+def test_an_address_stopped_for_wrong_credentials_tops_up_nothing(client):
+    user = make_client_user(VoucherMode.CARD, username="partner-address")
+
+    def wrong_credentials_from_its_address(user):
+        for _ in range(AUTH_FAILURE_LIMIT):
+            rate_count_add(key="rsgateway-auth-failures:127.0.0.1", period=AUTH_FAILURE_WINDOW)
+
+    response, card = _second_request_after(client, user, wrong_credentials_from_its_address)
+
+    assert response.status_code == 429
+    assert card.activated_at is None
+
+
+def test_a_lease_holds_only_in_the_slot_it_was_counted_in():
+    leases.keep("k", 10, 3)
+    assert leases.take("k", 10)
+    assert not leases.take("k", 11)  # the next slot: counted again
+    leases.keep("k", 11, 1)
+    assert leases.take("k", 11) and not leases.take("k", 11)
+    assert [lease_size(limit) for limit in (1, 399, 400, 3000, 10**6)] == [1, 1, 2, 15, 100]
 
 
 def test_a_token_client_gets_its_rate_then_429_with_retry_after(client, monkeypatch):
