@@ -37,7 +37,9 @@ API_CODENAMES = ("topup_balance", "adjust_balance", "view_balance")
 class Principal:
     user: object | None
     permissions: frozenset[str] = field(default_factory=frozenset)
-    """The API_CODENAMES the user holds, directly or through a group."""
+    """Those of `checked` the user holds, directly or through a group."""
+    checked: tuple[str, ...] = API_CODENAMES
+    """The codenames the lookup asked about (API_CODENAMES, or a view's own)."""
     address_failures: float = 0.0
     counted: tuple[int, int, bool] | None = None
     """The rate counter's row (previous, current, allowed) when the lookup counted the request
@@ -109,46 +111,58 @@ class _Lookup:
         if self.fields[0] is not user_model._meta.pk:
             raise ImproperlyConfigured("rsgateway.credentials: the user's first column is its key")
         quote = connection.ops.quote_name
-        columns = ", ".join(f"u.{quote(f.column)} AS u{n}" for n, f in enumerate(self.fields))
-        held = ", ".join(
-            f"{_HELD.format(codename=codename)} AS held_{codename}" for codename in API_CODENAMES
-        )
-        username = user_model._meta.get_field(user_model.USERNAME_FIELD).column
-        self.statements = {
-            kind: compact(
-                _LOOKUP.format(
-                    held=held,
-                    user_columns=columns,
-                    user_table=quote(user_model._meta.db_table),
-                    who=who.format(username_column=quote(username)),
-                )
-            )
-            for kind, who in _WHO.items()
-        }
-        active = user_model._meta.get_field("is_active").column
-        superuser = user_model._meta.get_field("is_superuser").column
-        required = " OR ".join(
-            f"(p.held_{codename} AND '{codename}' = ANY(%(required)s))"
-            for codename in API_CODENAMES
-        )
-        flags = f"u.{quote(active)} AS active, u.{quote(superuser)} AS superuser"
-        flagged = self.statements["token"].replace(
-            "SELECT rc.slot,", f"SELECT {flags}, rc.slot,", 1
-        )
+        self._columns = ", ".join(f"u.{quote(f.column)} AS u{n}" for n, f in enumerate(self.fields))
+        self._table = quote(user_model._meta.db_table)
+        self._username = quote(user_model._meta.get_field(user_model.USERNAME_FIELD).column)
+        self.statements = {kind: compact(self._lookup(kind, API_CODENAMES)) for kind in _WHO}
+        active = quote(user_model._meta.get_field("is_active").column)
+        superuser = quote(user_model._meta.get_field("is_superuser").column)
+        self._flags = f"u.{active} AS active, u.{superuser} AS superuser"
         self.counted_statement = compact(
-            _LOOKUP_COUNTED.format(lookup=flagged, required=required, count=COUNT_SQL)
+            _LOOKUP_COUNTED.format(
+                lookup=self._flagged(API_CODENAMES),
+                required=self._required(API_CODENAMES),
+                count=COUNT_SQL,
+            )
         )
-        self.caller = (
-            compact(
-                _CALLER.format(
-                    lookup=flagged,
-                    required=required,
-                    external=f"'{VoucherMode.EXTERNAL.value}'",
-                )
-            ),
-            _CALLER_RESULT,
-        )
+        self._callers: dict[tuple[str, ...], tuple[str, str]] = {}
         self.converters = {}
+
+    def _lookup(self, kind, codenames) -> str:
+        held = ", ".join(
+            f"{_HELD.format(codename=codename)} AS held_{codename}" for codename in codenames
+        )
+        return _LOOKUP.format(
+            held=held,
+            user_columns=self._columns,
+            user_table=self._table,
+            who=_WHO[kind].format(username_column=self._username),
+        )
+
+    def _flagged(self, codenames) -> str:
+        """The token lookup with the user's two flags first (for the conditions in SQL)."""
+        return self._lookup("token", codenames).replace(
+            "SELECT rc.slot,", f"SELECT {self._flags}, rc.slot,", 1
+        )
+
+    @staticmethod
+    def _required(codenames) -> str:
+        return " OR ".join(
+            f"(p.held_{codename} AND '{codename}' = ANY(%(required)s))" for codename in codenames
+        )
+
+    def caller(self, codenames: tuple[str, ...]) -> tuple[str, str]:
+        """cards.sql.redemption.topup_statement's `caller` for a view that requires any of
+        `codenames`: only those are looked up (each costs a scan of the permissions)."""
+        caller = self._callers.get(codenames)
+        if caller is None:
+            statement = _CALLER.format(
+                lookup=self._flagged(codenames),
+                required=self._required(codenames),
+                external=f"'{VoucherMode.EXTERNAL.value}'",
+            )
+            caller = self._callers[codenames] = (compact(statement), _CALLER_RESULT)
+        return caller
 
     def convert(self, values: list) -> list:
         """Database values to Python ones, as the ORM would (SQLite's text dates, 0/1)."""
@@ -226,6 +240,7 @@ def principal_lookup_and_topup(
     past its lock timeout: then nothing was written. PostgreSQL only."""
     lookup = _the_lookup()
     kind, params = topup
+    codenames = tuple(sorted(set(required)))
     params = {
         **params,
         "address_key": address_key,
@@ -236,25 +251,30 @@ def principal_lookup_and_topup(
     }
     try:
         with hot_cursor() as cursor:
-            cursor.execute(redemption_sql.topup_statement(kind, lookup.caller), params)
+            cursor.execute(redemption_sql.topup_statement(kind, lookup.caller(codenames)), params)
             row = list(cursor.fetchone())
     except OperationalError as error:
         if redemption_sql.gave_up_waiting(error):
             return None
         raise
-    principal = _principal(row[2:-1], counted=None, address_period=address_period)
+    principal = _principal(
+        row[2:-1], counted=None, address_period=address_period, codenames=codenames
+    )
     return principal, row[-1] is not None
 
 
-def _principal(row: list, *, counted, address_period: float) -> Principal:
-    """The Principal of a lookup's row (less the counted statement's flags and counter)."""
+def _principal(
+    row: list, *, counted, address_period: float, codenames: tuple[str, ...] = API_CODENAMES
+) -> Principal:
+    """The Principal of a lookup's row (less the counted statement's flags and counter) that
+    looked up `codenames` (Principal.permissions holds those of them the user has)."""
     lookup = _the_lookup()
     slot, previous, current, client_id, voucher_mode, scoped = row[:6]
-    held = row[6 : 6 + len(API_CODENAMES)]
+    held = row[6 : 6 + len(codenames)]
     failures = (
         sliding_count(slot, previous, current, period=address_period) if slot is not None else 0.0
     )
-    values = row[6 + len(API_CODENAMES) :]
+    values = row[6 + len(codenames) :]
     if values[0] is None:
         return Principal(user=None, address_failures=failures)
     user = lookup.user_model.from_db(connection.alias, lookup.names, lookup.convert(values))
@@ -265,10 +285,11 @@ def _principal(row: list, *, counted, address_period: float) -> Principal:
         )
         client._state.fields_cache["user"] = user
     user._state.fields_cache["api_client"] = client
-    permissions = frozenset(name for name, has in zip(API_CODENAMES, held, strict=True) if has)
+    permissions = frozenset(name for name, has in zip(codenames, held, strict=True) if has)
     return Principal(
         user=user,
         permissions=permissions,
+        checked=codenames,
         address_failures=failures,
         counted=counted,
         reseller_scoped=bool(scoped),

@@ -30,7 +30,6 @@ from wallets.services.adjust import balance_adjust, request_fingerprint
 from wallets.services.topup import balance_topup_external
 
 from .credentials import (
-    API_CODENAMES,
     Principal,
     basic_password_ok,
     credentials_in,
@@ -150,7 +149,7 @@ class HasRequiredPermission(BasePermission):
         user = request.user
         codenames = {perm.split(".", 1)[1] for perm in view.required_permissions}
         loaded = getattr(request, "mtx_principal", None)
-        if loaded is not None and loaded[1].user is user and codenames <= set(API_CODENAMES):
+        if loaded is not None and loaded[1].user is user and codenames <= set(loaded[1].checked):
             # MtxView.initial's one query already holds all of it.
             principal = loaded[1]
             if principal.reseller_scoped:

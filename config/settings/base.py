@@ -75,8 +75,11 @@ MIDDLEWARE = [
 # The login guard first: it refuses a locked (username, address) before the password is checked.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, reading a session's user with a prepared statement.
+    "config.auth.ModelBackend",
 ]
+# Django's database sessions, read with a prepared statement.
+SESSION_ENGINE = "config.sessions"
 
 # Content-Security-Policy of every response (config/middleware.py): only this site's own files.
 # Empty dict: no header.

@@ -284,8 +284,12 @@ def test_the_same_card_posted_twice_at_once_is_credited_once():
 
 
 @pytest.mark.django_db
-def test_behind_a_transaction_pooler_nothing_is_prepared(rose, card, main_balance, settings):
+def test_behind_a_transaction_pooler_nothing_is_prepared(
+    client, panel_user, card, main_balance, settings
+):
     settings.DATABASE_PREPARED_STATEMENTS = False
+    rose = client
+    rose.force_login(panel_user)  # its session read too
 
     page = redeem(rose, card.pin).content.decode()
     redeem(rose, pins.generate_pin(12))
@@ -313,7 +317,10 @@ def test_the_panels_statements_are_prepared_once_per_connection(rose, subscriber
     assert any("auth_user_groups" in statement for statement in prepared)  # who, may redeem
     assert any("pg_advisory_xact_lock_shared" in statement for statement in prepared)  # locks
     assert any("wallets_ledgerentry" in statement for statement in prepared)  # the redemption
-    assert len(prepared) == 3
+    # every request's session and user, read by key (config.sessions, config.auth)
+    assert any("django_session" in statement for statement in prepared)
+    assert any(statement.startswith('SELECT "id", "password"') for statement in prepared)
+    assert len(prepared) == 5
 
 
 @pytest.mark.skipif(
