@@ -16,11 +16,11 @@
 Fair to the baselines (docs: STYLE.md, "Benchmarks a skeptic accepts"): the minimal view's
 statement is prepared as the product's are (`wallets.sql.hot_cursor`), pgbench runs it prepared
 (`-M prepared`), the same indexes serve both, and the tables are VACUUMed and ANALYZEd (and a
-CHECKPOINT asked for) after the fill, before anything is measured. Rounds run product, minimal view and
-panel (`--rounds`, at least 3 each), each side in another place in each round (first, second,
-last) and after a VACUUM and a CHECKPOINT of its own, each on its own fresh cards; a warm-up of 50
-requests per server is not timed but its errors count. Every figure is printed with the load
-average.
+CHECKPOINT asked for) after the fill, before anything is measured. Rounds run product, minimal
+view and panel (`--rounds`, at least 3 each), each side in another place in each round (first,
+second, last) and after a VACUUM and a CHECKPOINT of its own, each on its own fresh cards; a
+warm-up of 50 requests per server is not timed but its errors count. Every figure is printed
+with the load average.
 
 Both HTTP runs use the same client: `--clients` threads, one connection per request (gunicorn's
 sync workers close it). Prints requests/s, p50/p99 latency, errors, and the ratios; then runs

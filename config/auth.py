@@ -7,6 +7,7 @@ Authentication, permissions and the rules on inactive users are Django's."""
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend as DjangoModelBackend
 from django.db import connection
+from psycopg import sql
 
 from wallets.sql import hot_cursor
 
@@ -32,10 +33,15 @@ _statements: dict = {}
 def _statement(model) -> str:
     statement = _statements.get(model)
     if statement is None:
-        quote = connection.ops.quote_name
-        columns = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
         statement = _statements[model] = (
-            f"SELECT {columns} FROM {quote(model._meta.db_table)} "
-            f"WHERE {quote(model._meta.pk.column)} = %(key)s"
+            sql.SQL("SELECT {columns} FROM {table} WHERE {key} = %(key)s")
+            .format(
+                columns=sql.SQL(", ").join(
+                    sql.Identifier(f.column) for f in model._meta.concrete_fields
+                ),
+                table=sql.Identifier(model._meta.db_table),
+                key=sql.Identifier(model._meta.pk.column),
+            )
+            .as_string()
         )
     return statement

@@ -8,6 +8,7 @@ user's read (config.auth). Writes, expiry and everything else are Django's."""
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.db import connection
 from django.utils import timezone
+from psycopg import sql
 
 from wallets.sql import hot_cursor
 
@@ -34,10 +35,12 @@ _statements: dict = {}
 def _statement(model) -> str:
     statement = _statements.get(model)
     if statement is None:
-        quote = connection.ops.quote_name
         statement = _statements[model] = (
-            f"SELECT {quote('session_data')}, {quote('expire_date')} "
-            f"FROM {quote(model._meta.db_table)} "
-            f"WHERE {quote('session_key')} = %(key)s AND {quote('expire_date')} > %(now)s"
+            sql.SQL(
+                "SELECT session_data, expire_date FROM {table} "
+                "WHERE session_key = %(key)s AND expire_date > %(now)s"
+            )
+            .format(table=sql.Identifier(model._meta.db_table))
+            .as_string()
         )
     return statement
