@@ -213,3 +213,59 @@ def test_rest_top_up_whose_balance_another_transaction_holds_is_answered_retryab
     assert state() == before
     again = api.topup(rose.balance, Amount="10.00", Voucher=on_sale[0].pin)
     assert (again.status_code, reply(again)["Result"]) == (200, Result.OK)
+
+
+def _token_api(user, binding: str = "xml") -> Api:
+    from rest_framework.authtoken.models import Token
+
+    api = Api(Client(), binding)
+    api.auth = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=user).key}"}
+    return api
+
+
+def test_a_token_top_up_in_one_statement_whose_balance_is_held_is_answered_retryably(
+    rose, on_sale
+):
+    """With a token seen before, the caller's lookup and the top-up are one statement
+    (docs/rest-api.md): its wait on a held balance ends in the same retryable answer."""
+    partner = make_client_user(VoucherMode.CARD, username="partner")
+    api = _token_api(partner)
+    first = api.topup(rose.balance, Amount="10.00", Voucher=on_sale[1].pin)
+    assert first.status_code == 200  # the process now holds the token's hint and a lease
+    before = state()
+    with psycopg.connect(conninfo()) as holder:
+        holder.execute("SELECT 1 FROM wallets_balance WHERE id = %s FOR UPDATE", [rose.balance.pk])
+
+        response, took = timed(
+            lambda: api.topup(rose.balance, Amount="10.00", Voucher=on_sale[0].pin)
+        )
+
+        holder.rollback()
+
+    assert took < BOUND
+    assert (response.status_code, reply(response)["Result"]) == (503, Result.INTERNAL_ERROR)
+    assert int(response["Retry-After"]) >= 1
+    assert state() == before
+    again = api.topup(rose.balance, Amount="10.00", Voucher=on_sale[0].pin)
+    assert (again.status_code, reply(again)["Result"]) == (200, Result.OK)
+    assert Balance.objects.get(pk=rose.balance.pk).amount == Decimal("20.00")
+
+
+def test_a_token_top_up_of_a_card_a_job_is_editing_is_answered_at_once_retryably(
+    monkeypatch, admin_user, rose, on_sale
+):
+    partner = make_client_user(VoucherMode.CARD, username="partner")
+    api = _token_api(partner)
+    other = TopUpCardFactory(series="8", number=1, amount=Decimal("10.00"), reseller=rose.reseller)
+    assert api.topup(rose.balance, Amount="10.00", Voucher=other.pin).status_code == 200
+
+    with HeldJob(monkeypatch, admin_user):
+        before = state()
+
+        response, took = timed(
+            lambda: api.topup(rose.balance, Amount="10.00", Voucher=on_sale[0].pin)
+        )
+
+        assert took < BOUND
+        assert (response.status_code, reply(response)["Result"]) == (503, Result.INTERNAL_ERROR)
+        assert state() == before
