@@ -223,9 +223,7 @@ def _token_api(user, binding: str = "xml") -> Api:
     return api
 
 
-def test_a_token_top_up_in_one_statement_whose_balance_is_held_is_answered_retryably(
-    rose, on_sale
-):
+def test_a_token_top_up_in_one_statement_whose_balance_is_held_is_answered_retryably(rose, on_sale):
     """With a token seen before, the caller's lookup and the top-up are one statement
     (docs/rest-api.md): its wait on a held balance ends in the same retryable answer."""
     partner = make_client_user(VoucherMode.CARD, username="partner")
