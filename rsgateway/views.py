@@ -276,11 +276,11 @@ class MtxView(APIView):
         user_id = token_hints.user_of(token)
         if user_id is None:
             return None
+        planned = self.one_statement(request)
         key, slot = f"{count['throttle_prefix']}{user_id}", count["slot"]
         if not leases.take(key, slot):
             return None
         address_key = self._auth_failure_key(request)
-        planned = self.one_statement(request)
         if planned is None:
             principal = principal_lookup(
                 token=token, address_key=address_key, address_period=AUTH_FAILURE_WINDOW
@@ -366,20 +366,19 @@ class TopupView(MtxView):
                 {"view": self, "request": request},
             )
             topup = TopupRequest.from_fields(message.fields)
+            return one_statement_topup(
+                owner=self.kwargs["owner"],
+                ref=self.kwargs["ref"],
+                resource_id=int(self.kwargs["resource_id"]),
+                pin=topup.voucher,
+                amount=topup.amount,
+                end_time=topup.end_time,
+                start_time=topup.start_time,
+                channel=Channel.REST,
+                request_id=request.request_id,
+            )
         except WalletError:
-            return None
-        kwargs = self.kwargs
-        return one_statement_topup(
-            owner=kwargs["owner"],
-            ref=kwargs["ref"],
-            resource_id=int(kwargs["resource_id"]),
-            pin=topup.voucher,
-            amount=topup.amount,
-            end_time=topup.end_time,
-            start_time=topup.start_time,
-            channel=Channel.REST,
-            request_id=request.request_id,
-        )
+            return None  # refused after the checks, as any other malformed request
 
     def put(self, request, owner, ref, resource_id):
         if getattr(request, "mtx_topped_up", False):

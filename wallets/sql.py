@@ -78,6 +78,13 @@ def _prepared_cursor_class():
                 prepare = True if prepare is None else prepare
                 return super().execute(query, params, prepare=prepare, binary=binary)
 
+            def _convert_query(self, query, params=None):
+                converted = super()._convert_query(query, params)
+                # What Django's query log (connection.queries, CaptureQueriesContext) reads:
+                # psycopg keeps it only for statements it does not prepare.
+                self._query = converted
+                return converted
+
         _class = PreparedCursor
     return _class
 

@@ -13,7 +13,7 @@ from rsgateway.leases import lease_size, leases
 from rsgateway.views import AUTH_FAILURE_LIMIT, AUTH_FAILURE_WINDOW, ClientRateThrottle
 from subscribers.models import StaffReseller
 from tests.factories import ResellerFactory, TopUpCardFactory
-from tests.rsgateway.api import Api, reply
+from tests.rsgateway.api import Api, reply, subscription_ref
 from tests.wallets.conftest import make_balance, make_client_user
 from wallets.exceptions import Result
 from wallets.models import LedgerEntry, RateCounter, VoucherMode
@@ -204,3 +204,26 @@ def test_a_wrong_token_counts_against_the_address_only(client, card_client):
     assert list(RateCounter.objects.values_list("key", flat=True)) == [
         "rsgateway-auth-failures:127.0.0.1"
     ]
+
+
+@pytest.mark.parametrize(
+    "body, content_type, status",
+    [
+        ("<MtxRequestSubscriberTopupBalance><Amount>1", "application/xml", 400),
+        ("<Other/>", "application/xml", 400),
+        ("<MtxRequestSubscriberTopupBalance/>", "text/plain", 415),
+    ],
+)
+def test_a_bad_request_of_a_token_seen_before_gets_the_usual_answer(
+    client, card_client, body, content_type, status
+):
+    balance = make_balance()
+    card = TopUpCardFactory(amount=Decimal("1.00"), reseller=None)
+    api = _token_api(client, card_client)
+    assert api.topup(balance, Amount="1.00", Voucher=card.pin).status_code == 200
+    url = api.url(subscription_ref(balance), f"/{balance.resource_id}/topup")
+
+    response = api.send("PUT", url, body, content_type)
+
+    assert response.status_code == status
+    assert LedgerEntry.objects.count() == 1
