@@ -168,7 +168,7 @@ def checkpoint() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM")
+        cursor.execute("VACUUM (ANALYZE)")
         try:
             cursor.execute("CHECKPOINT")
         except Exception:  # noqa: BLE001 (needs pg_checkpoint; the bench runs without it)
