@@ -105,25 +105,9 @@ def one_statement_topup(
     }
 
 
-def _topup_in_one_statement(
-    *, owner, ref, resource_id, pin, amount, end_time, start_time, actor, channel, request_id
-) -> bool:
-    """one_statement_topup for `actor`; False when it did nothing, and the ORM path must run."""
-    if getattr(actor, "pk", None) is None:
-        return False
-    planned = one_statement_topup(
-        owner=owner,
-        ref=ref,
-        resource_id=resource_id,
-        pin=pin,
-        amount=amount,
-        end_time=end_time,
-        start_time=start_time,
-        channel=channel,
-        request_id=request_id,
-    )
-    if planned is None:
-        return False
+def _topup_in_one_statement(*, planned: tuple[str, dict], actor) -> bool:
+    """one_statement_topup's statement run for `actor`; False when it did nothing, and the ORM
+    path must run."""
     lookup, params = planned
     try:
         with hot_cursor() as cursor:
@@ -161,7 +145,9 @@ def card_topup_by_ref(
     if (
         one_statement
         and not (address_required and ip_address is None)
-        and _topup_in_one_statement(
+        and getattr(actor, "pk", None) is not None
+    ):
+        planned = one_statement_topup(
             owner=owner,
             ref=ref,
             resource_id=resource_id,
@@ -169,12 +155,11 @@ def card_topup_by_ref(
             amount=amount,
             end_time=end_time,
             start_time=start_time,
-            actor=actor,
             channel=channel,
             request_id=request_id,
         )
-    ):
-        return
+        if planned is not None and _topup_in_one_statement(planned=planned, actor=actor):
+            return
     balance = balance_by_ref(owner=owner, ref=ref, resource_id=resource_id)
     card_topup(
         pin=pin,

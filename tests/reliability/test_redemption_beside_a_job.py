@@ -194,19 +194,22 @@ def test_a_card_outside_the_jobs_selection_is_redeemed_meanwhile(
     assert Balance.objects.get(pk=rose.balance.pk).amount == Decimal("10.00")
 
 
+def _top_up_while_the_balance_is_held(api, balance, card):
+    """The top-up of `card` onto `balance` while another transaction holds the balance's row:
+    the reply and how long it took."""
+    with psycopg.connect(conninfo()) as holder:
+        holder.execute("SELECT 1 FROM wallets_balance WHERE id = %s FOR UPDATE", [balance.pk])
+        answered = timed(lambda: api.topup(balance, Amount="10.00", Voucher=card.pin))
+        holder.rollback()
+    return answered
+
+
 def test_rest_top_up_whose_balance_another_transaction_holds_is_answered_retryably(rose, on_sale):
     """The one-statement path's own lock (the balance) waits a moment at most, too."""
     partner = make_client_user(VoucherMode.CARD, username="partner")
     api = Api(Client(), "json", partner)
     before = state()
-    with psycopg.connect(conninfo()) as holder:
-        holder.execute("SELECT 1 FROM wallets_balance WHERE id = %s FOR UPDATE", [rose.balance.pk])
-
-        response, took = timed(
-            lambda: api.topup(rose.balance, Amount="10.00", Voucher=on_sale[0].pin)
-        )
-
-        holder.rollback()
+    response, took = _top_up_while_the_balance_is_held(api, rose.balance, on_sale[0])
 
     assert took < BOUND
     assert (response.status_code, reply(response)["Result"]) == (503, Result.INTERNAL_ERROR)
@@ -231,14 +234,7 @@ def test_a_token_top_up_in_one_statement_whose_balance_is_held_is_answered_retry
     first = api.topup(rose.balance, Amount="10.00", Voucher=on_sale[1].pin)
     assert first.status_code == 200  # the process now holds the token's hint and a lease
     before = state()
-    with psycopg.connect(conninfo()) as holder:
-        holder.execute("SELECT 1 FROM wallets_balance WHERE id = %s FOR UPDATE", [rose.balance.pk])
-
-        response, took = timed(
-            lambda: api.topup(rose.balance, Amount="10.00", Voucher=on_sale[0].pin)
-        )
-
-        holder.rollback()
+    response, took = _top_up_while_the_balance_is_held(api, rose.balance, on_sale[0])
 
     assert took < BOUND
     assert (response.status_code, reply(response)["Result"]) == (503, Result.INTERNAL_ERROR)
