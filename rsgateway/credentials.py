@@ -158,7 +158,8 @@ class _Lookup:
         if caller is None:
             statement = _CALLER.format(
                 lookup=self._flagged(codenames),
-                required=self._required(codenames),
+                # The statement is the view's: each of its codenames is one it requires.
+                required=" OR ".join(f"p.held_{codename}" for codename in codenames),
                 external=f"'{VoucherMode.EXTERNAL.value}'",
             )
             caller = self._callers[codenames] = (compact(statement), _CALLER_RESULT)
@@ -246,7 +247,6 @@ def principal_lookup_and_topup(
         "address_key": address_key,
         "credential": token,
         "expected_user": expected_user,
-        "required": required,
         "address_limit": address_limit,
     }
     try:

@@ -7,7 +7,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from cards import lockout, pins
-from cards.events import RedeemFailed, card_redeem_failed_event, card_redeemed_event
+from cards.events import card_redeem_failed_event, card_redeemed_event
 from cards.exceptions import (
     CardAlreadyRedeemed,
     CardAmountMismatch,
@@ -269,7 +269,6 @@ def _redeem_main_in_two_statements(*, pin, subscriber, actor, ip_address) -> Red
                 ip_low=ip_low,
                 ip_high=ip_high,
                 since=now - lockout.lockout_window() - lockout.lockout_duration(),
-                guesses=list(RedeemFailed.GUESSES),
                 needed=lockout.lockout_failures(Channel.PANEL),
                 address_needed=lockout.shared_lockout_failures(Channel.PANEL),
                 not_found_reason=not_found.code,

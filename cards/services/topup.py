@@ -7,7 +7,6 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 
 from cards import lockout, pins
-from cards.events import RedeemFailed
 from cards.exceptions import RedemptionBusy
 from cards.models.formats import PIN_MAX_LENGTH, PIN_MIN_LENGTH
 from cards.services.redemption import Redemption, card_redeem, pin_well_formed
@@ -93,7 +92,6 @@ def one_statement_topup(
         "places": decimal_places(amount),
         "channel": channel,
         "since": now - lockout.lockout_window() - lockout.lockout_duration(),
-        "guesses": list(RedeemFailed.GUESSES),
         "needed": lockout.lockout_failures(channel),
         "client_needed": lockout.shared_lockout_failures(channel),
         "digests": pins.pin_digests(pin),

@@ -76,7 +76,7 @@ WITH {caller} target AS (
             SELECT 1 FROM {card_event} e
             WHERE e.kind = {redeem_failed} AND e.subscriber_id = target.subscriber_id
               AND e.actor_id = {actor} AND e.channel = %(channel)s
-              AND e.created_at > %(since)s AND (e.changes ->> {reason}) = ANY(%(guesses)s)
+              AND e.created_at > %(since)s AND (e.changes ->> {reason}) = ANY({guesses})
             LIMIT %(needed)s
         ) failures
     ) < %(needed)s
@@ -84,7 +84,7 @@ WITH {caller} target AS (
         SELECT count(*) FROM (
             SELECT 1 FROM {card_event} e
             WHERE e.kind = {redeem_failed} AND e.actor_id = {actor} AND e.channel = %(channel)s
-              AND e.created_at > %(since)s AND (e.changes ->> {reason}) = ANY(%(guesses)s)
+              AND e.created_at > %(since)s AND (e.changes ->> {reason}) = ANY({guesses})
             LIMIT %(client_needed)s
         ) failures
     ) < %(client_needed)s
@@ -179,6 +179,10 @@ def _redemption_names() -> dict:
         balance_event=sql.Identifier(BalanceEvent._meta.db_table),
         redeem_failed=sql.Literal(CardEventKind.REDEEM_FAILED.value),
         reason=sql.Literal(events.RedeemFailed.REASON),
+        # A constant: in the text, the statement has one array parameter fewer to send.
+        guesses=sql.SQL("ARRAY[{}]").format(
+            sql.SQL(", ").join(sql.Literal(code) for code in events.RedeemFailed.GUESSES)
+        ),
         serial_digits=sql.Literal(SERIAL_NUMBER_DIGITS),
         redeemed=sql.Literal(CardEventKind.REDEEMED.value),
         redeemed_changes=events.redeemed_jsonb(
@@ -316,7 +320,7 @@ WITH target AS (
     SELECT count(*) AS failures FROM (
         SELECT 1 FROM {card_event} e, last_success
         WHERE e.kind = {redeem_failed} AND e.subscriber_id = %(subscriber)s
-          AND e.channel <> {rest} AND (e.changes ->> {reason}) = ANY(%(guesses)s)
+          AND e.channel <> {rest} AND (e.changes ->> {reason}) = ANY({guesses})
           AND e.created_at > greatest(%(since)s, coalesce(last_success.at, %(since)s))
         LIMIT %(needed)s
     ) failures
@@ -324,7 +328,7 @@ WITH target AS (
     SELECT count(*) AS failures FROM (
         SELECT 1 FROM {card_event} e
         WHERE e.kind = {redeem_failed} AND e.ip_address BETWEEN %(ip_low)s AND %(ip_high)s
-          AND e.channel <> {rest} AND (e.changes ->> {reason}) = ANY(%(guesses)s)
+          AND e.channel <> {rest} AND (e.changes ->> {reason}) = ANY({guesses})
           AND e.created_at > %(since)s
         LIMIT %(address_needed)s
     ) failures
