@@ -37,8 +37,8 @@ from wallets.sql import compact
 # the exact Result and records the failure. Rows are locked with FOR UPDATE before they are
 # checked, so every check sees the row as it is under the lock (READ COMMITTED re-reads a row
 # that changed). Indexes: the balance by (wallet, resource_id), the subscription by the ref's
-# unique column, the failed redemptions by the partial indexes cardevent_fail_subscriber and
-# cardevent_fail_actor, the card by its unique pin_digest.
+# unique column, the failed redemptions by the partial index cardevent_fail_actor, the card by
+# its unique pin_digest.
 
 REF_CONDITIONS = {
     "wallet__subscription__external_id": sql.SQL("s.external_id = %(ref)s"),
@@ -65,29 +65,25 @@ WITH {caller} target AS (
     -- left to card_redeem, which waits and then counts what was committed.
     FOR UPDATE OF sub SKIP LOCKED
 ), unlocked AS (
-    -- Fewer counted failures (guesses) than a lock needs, of this API client for this end
-    -- subscriber and of this API client as a whole, since the earliest moment a lock in force
-    -- could have started: no lock (cards.lockout decides every other case). The shared try-lock
-    -- stands aside while card_redeem holds the API client's count (exclusively, from its check
-    -- to its recorded failure): such a request is left to card_redeem, which waits for it.
-    SELECT target.* FROM target
-    WHERE (
-        SELECT count(*) FROM (
-            SELECT 1 FROM {card_event} e
-            WHERE e.kind = {redeem_failed} AND e.subscriber_id = target.subscriber_id
-              AND e.actor_id = {actor} AND e.channel = %(channel)s
-              AND e.created_at > %(since)s AND (e.changes ->> {reason}) = ANY({guesses})
-            LIMIT %(needed)s
-        ) failures
-    ) < %(needed)s
-    AND (
-        SELECT count(*) FROM (
-            SELECT 1 FROM {card_event} e
+    -- Fewer counted failures (guesses) than a lock needs, of this API client as a whole and
+    -- of this API client for this end subscriber, since the earliest moment a lock in force
+    -- could have started: no lock (cards.lockout decides every other case). One scan of the
+    -- client's failures counts both: while it stops short of its LIMIT it saw all of them, so
+    -- the subscriber's count is exact; when it reaches it, the client's count alone refuses.
+    -- The shared try-lock stands aside while card_redeem holds the API client's count
+    -- (exclusively, from its check to its recorded failure): such a request is left to
+    -- card_redeem, which waits for it.
+    SELECT target.* FROM target, LATERAL (
+        SELECT count(*) AS client,
+               count(*) FILTER (WHERE failures.subscriber_id = target.subscriber_id) AS own
+        FROM (
+            SELECT e.subscriber_id FROM {card_event} e
             WHERE e.kind = {redeem_failed} AND e.actor_id = {actor} AND e.channel = %(channel)s
               AND e.created_at > %(since)s AND (e.changes ->> {reason}) = ANY({guesses})
             LIMIT %(client_needed)s
         ) failures
-    ) < %(client_needed)s
+    ) counted
+    WHERE counted.client < %(client_needed)s AND counted.own < %(needed)s
     -- cards.lockout.client_lock_key, in SQL.
     AND pg_try_advisory_xact_lock_shared({client_lock_base} + {actor})
 ), newest AS (
