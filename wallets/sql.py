@@ -47,7 +47,12 @@ def _hot_query_class():
         return None
     if not all(hasattr(PostgresQuery, name) for name in ("convert", "dump")):
         return None
-    converted = functools.lru_cache(maxsize=64)(_query2pg_nocache)
+
+    # Keyed by the text itself: a str caches its hash, and the hot statements are the same
+    # objects on every request (composed once), where encoding them first would hash 6 kB anew.
+    @functools.lru_cache(maxsize=64)
+    def converted(query: str, encoding: str):
+        return _query2pg_nocache(query.encode(encoding), encoding)
 
     class HotQuery(PostgresQuery):
         __slots__ = ()
@@ -55,9 +60,8 @@ def _hot_query_class():
         def convert(self, query, vars):
             if vars is None or not isinstance(query, str):
                 return super().convert(query, vars)
-            encoding = self._tx.encoding
             self.query, self._want_formats, self._order, self._parts = converted(
-                query.encode(encoding), encoding
+                query, self._tx.encoding
             )
             self.dump(vars)
 
