@@ -1,7 +1,7 @@
 """Who is calling the REST API, in one query: the user a token or a username names, their API
 client, which of the API's permissions they hold, and the wrong credentials counted lately
 from their address (views.MtxView's stop on repeated wrong credentials). With a token, the same
-query also counts the request against the client's rate (views.ClientRateThrottle), when the
+query also counts the request against the client's rate (access.ClientRateThrottle), when the
 user may make it (active, holding one of the view's permissions, not reseller-scoped): the
 token is the secret, so nobody else can spend a client's rate. A password is checked in Python
 after the query, so HTTP Basic requests are counted by the throttle's own statement.
@@ -46,7 +46,7 @@ class Principal:
     (wallets.ratelimits.COUNT_SQL), else None."""
     reseller_scoped: bool = False
     """A staff user limited to one reseller: the API, which reaches every subscription, refuses
-    them (views.HasRequiredPermission)."""
+    them (access.HasRequiredPermission)."""
 
 
 _HELD = """EXISTS (
@@ -87,7 +87,7 @@ FROM principal LEFT JOIN counted ON true
 """
 # The lookup (read only) with a card top-up (cards.sql.redemption.topup_statement) for the
 # user found, when that user is the one the view expects (the token's user this process saw
-# before, whose request is counted already: views.ClientRateThrottle's lease) and passes the
+# before, whose request is counted already: access.ClientRateThrottle's lease) and passes the
 # view's checks as above, their API client is in card mode and their address is clearly below
 # the stop on wrong credentials (the sliding count is at most previous + current). Otherwise
 # the top-up changes nothing, and the view decides with the lookup's row as without it.

@@ -15,7 +15,7 @@ from .sql import hot_cursor
 
 _NO_LIMIT = 2**62
 # r: the row as it was. previous/current: its counts seen from this request's slot. The
-# %(n)s requests (1, or a REST client's lease: rsgateway.views.ClientRateThrottle) are allowed
+# %(n)s requests (1, or a REST client's lease: rsgateway.access.ClientRateThrottle) are allowed
 # when previous * weight + current + n <= limit; only then are they counted.
 COUNT_SQL = """
 ON CONFLICT (key) DO UPDATE SET
